@@ -1,0 +1,14 @@
+/*
+ * bindings: the Lua modules the host gives to every state, one file each
+ * (thin: argument checks, then host/ calls).  Each luaopen_* runs on the
+ * thread that owns the state that requires it.
+ */
+#ifndef LUAHOST_BINDINGS_H
+#define LUAHOST_BINDINGS_H
+
+#include <lua.h>
+
+int luaopen_runtime(lua_State *L);
+int luaopen_apptest(lua_State *L);
+
+#endif

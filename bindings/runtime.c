@@ -1,0 +1,142 @@
+/*
+ * runtime: role, IDs, sleep, log, monotonic clock, memory usage and
+ * DeadlineExceededError.  sleep yields inside a request coroutine that
+ * can wait on its loop and blocks the thread elsewhere.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "base/clock.h"
+#include "base/instance.h"
+#include "base/log.h"
+#include "bindings/bindings.h"
+#include "vm/errors.h"
+#include "vm/state.h"
+
+#define DEADLINE_CLASS "runtime.DeadlineExceededError"
+
+static int role(lua_State *L) {
+  lua_pushstring(L, vm_of(L)->role == VM_BACKEND ? "backend" : "frontend");
+  return 1;
+}
+
+static int instance_id_(lua_State *L) {
+  lua_pushstring(L, instance_id());
+  return 1;
+}
+
+static int request_id(lua_State *L) {
+  const char *rid = vm_of(L)->current->request_id;
+  if (rid) lua_pushstring(L, rid); else lua_pushnil(L);
+  return 1;
+}
+
+static int is_shutting_down(lua_State *L) {
+  lua_pushboolean(L, instance_shutting_down());
+  return 1;
+}
+
+static int monotonic(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)(clock_now_ns() / 1000) / 1e6);
+  return 1;
+}
+
+static void raise_deadline(lua_State *L, struct vm_task *t) {
+  vm_error_push(L, DEADLINE_CLASS, NULL, "request deadline of %g s exceeded", t->deadline_s);
+  lua_error(L);
+}
+
+static int sleep_done(lua_State *L, int status, lua_KContext k) {
+  struct vm_task *t = vm_of(L)->current;
+  if (t->deadline_ns && clock_now_ns() >= t->deadline_ns && !t->woken_early)
+    raise_deadline(L, t);
+  lua_pushboolean(L, !t->woken_early);
+  t->woken_early = 0;
+  return 1;
+}
+
+/* runtime.sleep(seconds) -> true, or false when woken early by shutdown.
+ * Channel: argument errors raise; DeadlineExceededError raises. */
+static int sleep_(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s <= 1e9, 1, "expected a number of seconds >= 0");
+  struct vm_task *t = vm_of(L)->current;
+  uint64_t ns = (uint64_t)(s * 1e9);
+  if (instance_shutting_down()) { lua_pushboolean(L, 0); return 1; }
+  if (t->waiter && t->co == L && lua_isyieldable(L)) {
+    if (t->waiter->sleep(t, ns) < 0) return luaL_error(L, "runtime.sleep: cannot arm a timer");
+    return lua_yieldk(L, 0, 0, sleep_done);
+  }
+  /* No loop to wait on: block this thread, in slices so that shutdown and
+   * the deadline are noticed. */
+  uint64_t end = clock_now_ns() + ns;
+  for (;;) {
+    uint64_t now = clock_now_ns();
+    if (t->deadline_ns && now >= t->deadline_ns) raise_deadline(L, t);
+    if (instance_shutting_down()) { lua_pushboolean(L, 0); return 1; }
+    if (now >= end) break;
+    uint64_t step = end - now < 10000000 ? end - now : 10000000;
+    struct timespec ts = {0, (long)step};
+    nanosleep(&ts, NULL);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* runtime.log(level, fmt, ...): a line tagged with the request ID. */
+static int log_(lua_State *L) {
+  static const char *const levels[] = {"debug", "info", "warning", "error", NULL};
+  int level = luaL_checkoption(L, 1, NULL, levels);
+  luaL_checkstring(L, 2);
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "format");
+  lua_replace(L, 1);     /* stack: format fmt ... string */
+  lua_pop(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  size_t len;
+  const char *msg = lua_tolstring(L, -1, &len);
+  const char *rid = vm_of(L)->current->request_id;
+  log_text(level, rid ? "request_id" : NULL, rid, msg, len);
+  return 0;
+}
+
+static size_t rss_bytes(void) {
+  long pages = 0, rss = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+  fclose(f);
+  return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static int memory_usage(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)vm_of(L)->used);
+  lua_setfield(L, -2, "lua");
+  lua_pushinteger(L, (lua_Integer)rss_bytes());
+  lua_setfield(L, -2, "process");
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"role", role},
+  {"instance_id", instance_id_},
+  {"request_id", request_id},
+  {"is_shutting_down", is_shutting_down},
+  {"sleep", sleep_},
+  {"log", log_},
+  {"monotonic", monotonic},
+  {"memory_usage", memory_usage},
+  {NULL, NULL}
+};
+
+int luaopen_runtime(lua_State *L) {
+  luaL_newlib(L, funcs);
+  vm_error_class(L, DEADLINE_CLASS, NULL);
+  lua_setfield(L, -2, "DeadlineExceededError");
+  return 1;
+}

@@ -1,0 +1,202 @@
+/* app: serve, run and test. */
+#include "app.h"
+
+#include <dirent.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+
+#include "base/log.h"
+#include "bindings/bindings.h"
+#include "embedded.h"
+#include "server.h"
+#include "vm/call.h"
+#include "vm/state.h"
+
+/* Which host modules each context gets. */
+static const luaL_Reg serve_modules[] = {
+  {"runtime", luaopen_runtime},
+  {NULL, NULL}
+};
+static const luaL_Reg test_modules[] = {
+  {"runtime", luaopen_runtime},
+  {"apptest", luaopen_apptest},
+  {NULL, NULL}
+};
+
+int app_serve(const char *app_dir, const struct config_cli *cli) {
+  struct config cfg;
+  char err[2048];
+  if (config_load(&cfg, app_dir, cli, err, sizeof err) < 0) {
+    fprintf(stderr, "luahost: %s\n", err);
+    config_free(&cfg);
+    return 2;
+  }
+  log_set_json(cfg.log_json);
+  int rc = server_run(&cfg, serve_modules);
+  config_free(&cfg);
+  return rc;
+}
+
+/* The directory of a file, as an absolute path when possible. */
+static void dir_of(const char *file, char out[PATH_MAX]) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", file);
+  const char *d = dirname(tmp);
+  if (!realpath(d, out)) snprintf(out, PATH_MAX, "%s", d);
+}
+
+int app_run(const char *script, int argc, char **argv) {
+  char err[1024], dir[PATH_MAX];
+  dir_of(script, dir);
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_ALLOW, 128u << 20, {dir, NULL, NULL},
+                       serve_modules};
+  lua_State *L = vm_new(&vo, err, sizeof err);
+  if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
+  lua_createtable(L, argc, 1);
+  lua_pushstring(L, script);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+  int rc = 0;
+  if (luaL_loadfilex(L, script, "t") != LUA_OK) {
+    fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
+    rc = 1;
+  } else {
+    for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+    if (vm_pcall(L, argc, 0) != LUA_OK) {
+      fprintf(stderr, "luahost: %s\n", vm_error_text(L));
+      rc = 1;
+    }
+  }
+  vm_close(L);
+  return rc;
+}
+
+/* ---- test ------------------------------------------------------------- */
+
+struct files { char **v; int n, cap; };
+
+static void add_file(struct files *f, const char *path) {
+  if (f->n == f->cap) {
+    f->cap = f->cap ? f->cap * 2 : 16;
+    f->v = realloc(f->v, (size_t)f->cap * sizeof *f->v);
+    if (!f->v) abort();
+  }
+  f->v[f->n++] = strdup(path);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every test_*.lua under dir, recursively. */
+static void collect(struct files *f, const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  if (!d) return;
+  while ((e = readdir(d))) {
+    char p[PATH_MAX];
+    struct stat st;
+    if (e->d_name[0] == '.') continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    if (stat(p, &st) < 0) continue;
+    size_t n = strlen(e->d_name);
+    if (S_ISDIR(st.st_mode)) collect(f, p);
+    else if (n > 9 && !strncmp(e->d_name, "test_", 5) && !strcmp(e->d_name + n - 4, ".lua"))
+      add_file(f, p);
+  }
+  closedir(d);
+}
+
+static int run_test_file(const char *path, int role, const struct config *cfg) {
+  char err[1024], dir[PATH_MAX];
+  dir_of(path, dir);
+  struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : 128u << 20,
+                       {dir, cfg ? cfg->app_dir : NULL, NULL}, test_modules};
+  lua_State *L = vm_new(&vo, err, sizeof err);
+  if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
+  vm_of(L)->host_data = (void *)cfg;
+  const struct embedded_script *s = embedded_scripts;
+  while (s->name && strcmp(s->name, "testrunner")) s++;
+  int rc = 1;
+  if (luaL_loadbufferx(L, s->text, s->len, "=testrunner", "t") != LUA_OK) {
+    fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
+  } else {
+    lua_pushstring(L, path);
+    if (vm_pcall(L, 1, 1) != LUA_OK)
+      fprintf(stderr, "luahost: %s: %s\n", path, vm_error_text(L));
+    else
+      rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+  }
+  vm_close(L);
+  return rc;
+}
+
+int app_test(const char *app_dir, const char *role_name, char **paths, int npaths) {
+  struct config cfg, *cfgp = NULL;
+  struct config_cli cli;
+  char err[2048];
+  int role = VM_FRONTEND;
+  memset(&cli, 0, sizeof cli);
+  cli.role = role_name;
+  if (app_dir) {
+    if (config_load(&cfg, app_dir, &cli, err, sizeof err) < 0) {
+      fprintf(stderr, "luahost: %s\n", err);
+      config_free(&cfg);
+      return 2;
+    }
+    cfgp = &cfg;
+    role = cfg.role;
+  } else if (role_name) {
+    if (strcmp(role_name, "frontend") && strcmp(role_name, "backend")) {
+      fprintf(stderr, "luahost: option --role: expected \"frontend\" or \"backend\", got '%s'\n",
+              role_name);
+      return 2;
+    }
+    role = strcmp(role_name, "backend") == 0 ? VM_BACKEND : VM_FRONTEND;
+  }
+  struct files files = {0};
+  for (int i = 0; i < npaths; i++) {
+    struct stat st;
+    if (stat(paths[i], &st) < 0) {
+      fprintf(stderr, "luahost: test path '%s': no such file or directory\n", paths[i]);
+      return 2;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      int before = files.n;
+      collect(&files, paths[i]);
+      qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
+    } else {
+      add_file(&files, paths[i]);
+    }
+  }
+  if (npaths == 0) {
+    collect(&files, app_dir ? app_dir : ".");
+    qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
+  }
+  int failed = 0;
+  for (int i = 0; i < files.n; i++) {
+    printf("== %s\n", files.v[i]);
+    fflush(stdout);
+    if (run_test_file(files.v[i], role, cfgp) != 0) failed++;
+    fflush(stdout);
+    free(files.v[i]);
+  }
+  free(files.v);
+  printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
+  if (cfgp) config_free(cfgp);
+  if (files.n == 0) {
+    fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
+    return 1;
+  }
+  return failed ? 1 : 0;
+}

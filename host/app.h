@@ -1,0 +1,16 @@
+/*
+ * app: the three commands over the layers below: serve (server.c), run
+ * (one script in a backend state) and test (luaunit files in host
+ * states).  Each returns the process exit status.  Main thread.
+ */
+#ifndef LUAHOST_APP_H
+#define LUAHOST_APP_H
+
+#include "config.h"
+
+int app_serve(const char *app_dir, const struct config_cli *cli);
+int app_run(const char *script, int argc, char **argv);
+/* role: "frontend" / "backend" or NULL (the app's, else frontend). */
+int app_test(const char *app_dir, const char *role, char **paths, int npaths);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * config: the app's configuration: defaults, then app.lua, then the
+ * command line, validated into a struct config.  Every error names the
+ * key (or option) and what was expected.  Built once by the main thread;
+ * read-only (and shared by every thread) afterwards.
+ */
+#ifndef LUAHOST_CONFIG_H
+#define LUAHOST_CONFIG_H
+
+#include <stddef.h>
+
+struct route {
+  char *url;            /* Lua pattern */
+  char *script;         /* module name, or NULL */
+  char *static_dir;     /* realpath of the directory, or NULL */
+  char *literal;        /* url's literal text when it is "^text" / "^text$" */
+  size_t literal_len;
+  int exact;            /* literal must match the whole path */
+};
+
+struct config_cap { char *name; size_t size; };
+
+struct config {
+  char *app_dir;               /* realpath */
+  int role;                    /* VM_FRONTEND / VM_BACKEND */
+  char *listen_host;
+  int listen_port;
+  int workers;
+  int max_background_threads;
+  size_t memory_limit;
+  double request_deadline;
+  double shutdown_grace;
+  size_t max_body;
+  int access_log;
+  int log_json;
+  struct route *routes; int nroutes;
+  struct config_cap *dicts; int ndicts;     /* bytes */
+  struct config_cap *queues; int nqueues;   /* items */
+};
+
+/* Command-line values (strings as typed); NULL when not given. */
+struct config_cli {
+  const char *listen, *role, *workers, *max_background_threads, *memory_limit,
+      *request_deadline, *shutdown_grace, *log_format;
+};
+
+/* 0 on success; -1 with a message in err (a configuration error, exit 2). */
+int config_load(struct config *c, const char *app_dir, const struct config_cli *cli,
+                char *err, size_t errlen);
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,334 @@
+/* dispatch: routes, `req`, handler coroutines, results. */
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <lauxlib.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "http/response.h"
+#include "http/url.h"
+#include "vm/call.h"
+
+#define POOL_MAX 64
+
+int dispatch_reserved(const struct http_request *r, int internal, int *status,
+                      const char **body) {
+  if (r->path_len < 5 || memcmp(r->path, "/_ah/", 5) != 0) return 0;
+  const char *p = r->path + 5;
+  size_t n = r->path_len - 5;
+  if (n == 6 && !memcmp(p, "health", 6)) { *status = 200; *body = "ok\n"; return 1; }
+  int lifecycle = (n == 5 && !memcmp(p, "start", 5)) || (n == 4 && !memcmp(p, "stop", 4)) ||
+                  (n == 6 && !memcmp(p, "warmup", 6));
+  if (lifecycle && internal) return 0;
+  *status = lifecycle ? 403 : 404;
+  *body = lifecycle ? "forbidden: /_ah/ lifecycle paths come only from the host\n"
+                    : "not found\n";
+  return 1;
+}
+
+int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
+                  char *err, size_t errlen) {
+  memset(d, 0, sizeof *d);
+  d->L = L;
+  d->cfg = cfg;
+  d->pool = calloc(POOL_MAX, sizeof *d->pool);
+  d->pool_refs = calloc(POOL_MAX, sizeof *d->pool_refs);
+  if (!d->pool || !d->pool_refs) { snprintf(err, errlen, "out of memory"); return -1; }
+  lua_createtable(L, cfg->nroutes, 0);
+  for (int i = 0; i < cfg->nroutes; i++) {
+    const struct route *r = &cfg->routes[i];
+    if (!r->script) continue;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, r->script);
+    if (vm_pcall(L, 1, 1) != LUA_OK) {
+      snprintf(err, errlen, "handler script '%s' failed to load: %s", r->script,
+               vm_error_text(L));
+      lua_pop(L, 2);
+      return -1;
+    }
+    if (!lua_isfunction(L, -1)) {
+      snprintf(err, errlen, "handler script '%s' returned %s; expected it to return "
+               "the handler function(req)", r->script, luaL_typename(L, -1));
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  d->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_gc(L, LUA_GCCOLLECT);
+  return 0;
+}
+
+void dispatch_free(struct dispatch *d) {
+  free(d->pool);
+  free(d->pool_refs);
+  d->pool = NULL;
+  d->pool_refs = NULL;
+}
+
+/* ---- inside the coroutine --------------------------------------------- */
+
+/* Index of the first matching route, or -1; *rest = end of the match. */
+static int match_route(lua_State *L, const struct config *cfg, const char *path,
+                       size_t plen, size_t *rest) {
+  for (int i = 0; i < cfg->nroutes; i++) {
+    const struct route *r = &cfg->routes[i];
+    if (r->literal) {
+      if (plen >= r->literal_len && memcmp(path, r->literal, r->literal_len) == 0 &&
+          (!r->exact || plen == r->literal_len)) {
+        *rest = r->literal_len;
+        return i;
+      }
+      continue;
+    }
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "find");
+    lua_pushlstring(L, path, plen);
+    lua_pushstring(L, r->url);
+    lua_call(L, 2, 2);                  /* stack: string start end */
+    int hit = !lua_isnil(L, -2);
+    *rest = hit ? (size_t)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 3);
+    if (hit) return i;
+  }
+  return -1;
+}
+
+static void add_arg(void *ud, const char *k, size_t kl, const char *v, size_t vl) {
+  lua_State *L = ud;
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, kl + 1);
+  luaL_pushresultsize(&b, url_decode(p, k, kl, 1));
+  p = luaL_buffinitsize(L, &b, vl + 1);
+  luaL_pushresultsize(&b, url_decode(p, v, vl, 1));
+  lua_rawset(L, -3);
+}
+
+/* Pushes the `req` table. */
+static void push_req(lua_State *L, const struct http_request *r) {
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, r->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, r->path, r->path_len);
+  lua_setfield(L, -2, "path");
+  lua_pushlstring(L, r->query, r->query_len);
+  lua_setfield(L, -2, "query");
+  lua_createtable(L, 0, 0);
+  url_query_each(r->query, r->query_len, add_arg, L);
+  lua_setfield(L, -2, "args");
+  lua_createtable(L, 0, r->nheaders);
+  for (int i = 0; i < r->nheaders; i++) {
+    const struct http_header *h = &r->headers[i];
+    lua_pushlstring(L, h->name, h->name_len);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {   /* repeated: join with ", " */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h->value, h->value_len);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, r->body, r->body_len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, r->remote);
+  lua_setfield(L, -2, "remote_addr");
+  lua_pushfstring(L, "%d.%d", r->http_major, r->http_minor);
+  lua_setfield(L, -2, "http_version");
+  lua_pushstring(L, r->request_id);
+  lua_setfield(L, -2, "request_id");
+}
+
+/* Normalises the handler's results to exactly: status headers|nil body. */
+static int handler_done(lua_State *L, int status, lua_KContext ctx) {
+  int n = lua_gettop(L) - 1;   /* slot 1 holds the job */
+  if (n < 1 || n > 3)
+    return luaL_error(L, "handler returned %d values; expected body, "
+                         "(status, body) or (status, headers, body)", n);
+  if (n == 1) { lua_pushinteger(L, 200); lua_insert(L, 2); }
+  if (n <= 2) { lua_pushnil(L); lua_insert(L, 3); }
+  if (!lua_isinteger(L, 2) || lua_tointeger(L, 2) < 200 || lua_tointeger(L, 2) > 599)
+    return luaL_error(L, "handler returned status %s; expected an integer from 200 to 599",
+                      luaL_tolstring(L, 2, NULL));
+  if (!lua_isnil(L, 3) && !lua_istable(L, 3))
+    return luaL_error(L, "handler returned headers of type %s; expected a table",
+                      luaL_typename(L, 3));
+  if (lua_isnil(L, 4)) { lua_pushliteral(L, ""); lua_replace(L, 4); }
+  if (!lua_isstring(L, 4))   /* strings and numbers */
+    return luaL_error(L, "handler returned a body of type %s; expected a string",
+                      luaL_typename(L, 4));
+  lua_tolstring(L, 4, NULL);   /* numbers become strings in place */
+  return 3;
+}
+
+/* The coroutine's body: match, then call the handler. */
+static int request_main(lua_State *L) {
+  struct dispatch_job *j = lua_touserdata(L, 1);
+  const struct http_request *r = j->req;
+  const struct config *cfg = j->d->cfg;
+  size_t rest = 0;
+  int i = match_route(L, cfg, r->path, r->path_len, &rest);
+  if (i < 0) {
+    lua_pushinteger(L, 404);
+    lua_pushnil(L);
+    lua_pushliteral(L, "not found\n");
+    return 3;
+  }
+  if (cfg->routes[i].static_dir) {
+    j->static_route = &cfg->routes[i];
+    j->static_rest = rest;
+    return 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);
+  lua_rawgeti(L, -1, i + 1);
+  lua_remove(L, -2);
+  push_req(L, r);
+  lua_callk(L, 1, LUA_MULTRET, 0, handler_done);
+  return handler_done(L, LUA_OK, 0);
+}
+
+/* ---- outside: results and errors -------------------------------------- */
+
+/* Collects the handler's headers table into j->headers (skipping invalid
+ * ones with a log line).  Runs with the limit off; values stay on co. */
+static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
+  int cap = (int)(sizeof j->hbuf / sizeof j->hbuf[0]), has_type = 0;
+  j->headers = j->hbuf;
+  j->nheaders = 0;
+  if (idx > 0 && lua_istable(co, idx)) {
+    lua_pushnil(co);
+    while (lua_next(co, idx)) {
+      if (lua_type(co, -2) != LUA_TSTRING || !lua_isstring(co, -1)) {
+        log_msg(LOG_WARNING, "request_id", j->req->request_id,
+                "response header with a non-string name or value ignored");
+        lua_pop(co, 1);
+        continue;
+      }
+      if (j->nheaders == cap) {
+        int ncap = cap * 2;
+        struct http_header *h = malloc((size_t)ncap * sizeof *h);
+        if (!h) { lua_pop(co, 2); break; }
+        memcpy(h, j->headers, (size_t)cap * sizeof *h);
+        if (j->headers != j->hbuf) free(j->headers);
+        j->headers = h;
+        cap = ncap;
+      }
+      struct http_header *h = &j->headers[j->nheaders];
+      lua_tolstring(co, -1, NULL);   /* number values become strings in place */
+      h->name = lua_tolstring(co, -2, &h->name_len);
+      h->value = lua_tolstring(co, -1, &h->value_len);
+      lua_pop(co, 1);
+      if (!http_header_valid(h)) {
+        log_msg(LOG_WARNING, "request_id", j->req->request_id,
+                "invalid response header '%.*s' dropped (names must be tokens; values "
+                "must not contain CR, LF or NUL)", (int)h->name_len, h->name);
+        continue;
+      }
+      if (h->name_len == 12 && !strncasecmp(h->name, "content-type", 12)) has_type = 1;
+      j->nheaders++;
+    }
+  }
+  if (!has_type) {
+    if (j->nheaders == cap) j->nheaders--;   /* keep room (only with 16+ invalid) */
+    j->headers[j->nheaders++] =
+        (struct http_header){"Content-Type", 12, "text/plain; charset=utf-8", 25};
+  }
+}
+
+static int settle(struct dispatch_job *j, int st, int nres) {
+  lua_State *co = j->task.co;
+  if (st == LUA_YIELD && j->task.parked) {
+    lua_pop(co, nres);
+    return DISPATCH_YIELD;
+  }
+  if (st == LUA_YIELD) {   /* coroutine.yield() at the handler's top level */
+    lua_pop(co, nres);
+    lua_pushliteral(co, "handler yielded outside a host call (use runtime.sleep to wait, "
+                        "or wrap your own coroutines)");
+    st = LUA_ERRRUN;
+  }
+  if (st == LUA_OK) {
+    if (nres == 3) {
+      j->status = (int)lua_tointeger(co, -3);
+      j->body = lua_tolstring(co, -1, &j->body_len);
+      collect_headers(j, co, lua_absindex(co, -2));
+    }
+    return DISPATCH_DONE;
+  }
+  /* the handler raised (or ran out of memory or time) */
+  lua_xmove(co, j->d->L, 1);
+  const char *msg = st == LUA_ERRMEM ? "not enough memory (memory_limit reached)"
+                                     : vm_error_text(j->d->L);
+  log_msg(LOG_ERROR, "request_id", j->req->request_id, "handler error for %s %.*s: %s",
+          j->req->method, (int)j->req->path_len, j->req->path, msg);
+  lua_pop(j->d->L, 1);
+  if (st == LUA_ERRMEM) lua_gc(j->d->L, LUA_GCCOLLECT);
+  lua_pushfstring(j->d->L, "500 Internal Server Error\nrequest id: %s\n",
+                  j->req->request_id);
+  lua_xmove(j->d->L, co, 1);   /* kept on co until finish */
+  j->status = 500;
+  j->body = lua_tolstring(co, -1, &j->body_len);
+  collect_headers(j, co, 0);
+  return DISPATCH_DONE;
+}
+
+int dispatch_start(struct dispatch *d, struct dispatch_job *j,
+                   const struct http_request *req) {
+  lua_State *L = d->L;
+  j->d = d;
+  j->req = req;
+  j->static_route = NULL;
+  j->headers = NULL;
+  j->nheaders = 0;
+  if (d->npool > 0) {
+    d->npool--;
+    j->task.co = d->pool[d->npool];
+    j->co_ref = d->pool_refs[d->npool];
+  } else {
+    j->task.co = lua_newthread(L);
+    j->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  j->task.vm = vm_of(L);
+  j->task.request_id = req->request_id;
+  j->task.deadline_s = d->cfg->request_deadline;
+  j->task.deadline_ns = clock_coarse_ns() + (uint64_t)(d->cfg->request_deadline * 1e9);
+  j->task.woken_early = 0;
+  j->task.parked = 0;
+  lua_State *co = j->task.co;
+  lua_pushcfunction(co, request_main);
+  lua_pushlightuserdata(co, j);
+  int nres;
+  int st = vm_resume(&j->task, 1, &nres);
+  return settle(j, st, nres);
+}
+
+int dispatch_resume(struct dispatch_job *j, int nargs) {
+  int nres;
+  j->task.parked = 0;
+  int st = vm_resume(&j->task, nargs, &nres);
+  return settle(j, st, nres);
+}
+
+void dispatch_finish(struct dispatch_job *j) {
+  struct dispatch *d = j->d;
+  lua_State *co = j->task.co;
+  if (j->headers && j->headers != j->hbuf) free(j->headers);
+  j->headers = NULL;
+  if (lua_status(co) != LUA_OK) lua_resetthread(co);
+  lua_settop(co, 0);
+  if (d->npool < POOL_MAX) {
+    d->pool[d->npool] = co;
+    d->pool_refs[d->npool++] = j->co_ref;
+  } else {
+    luaL_unref(d->L, LUA_REGISTRYINDEX, j->co_ref);
+  }
+  j->task.co = NULL;
+}

@@ -1,0 +1,77 @@
+/* vm/call: protected calls and resumes with tracebacks. */
+#include "vm/call.h"
+
+#include <lauxlib.h>
+
+#include "vm/state.h"
+
+static const char TB_KEY[] = "luahost.traceback";
+
+/* Message handler: string errors get the traceback appended (as lua.c
+ * does); other error objects are kept, and the traceback is stored aside. */
+static int msghandler(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    lua_pushnil(L);
+  } else {
+    luaL_traceback(L, L, NULL, 1);
+    lua_pushvalue(L, 1);     /* stack: err tb err */
+    lua_insert(L, -2);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);   /* traceback or nil */
+  return 1;
+}
+
+int vm_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  struct vm *vm = vm_of(L);
+  int was_on = vm->limit_on;
+  vm->limit_on = 1;
+  int st = lua_pcall(L, nargs, nresults, base);
+  vm->limit_on = was_on;
+  lua_remove(L, base);
+  return st;
+}
+
+int vm_resume(struct vm_task *t, int nargs, int *nres) {
+  lua_State *co = t->co;
+  struct vm *vm = t->vm;
+  struct vm_task *prev = vm->current;
+  int was_on = vm->limit_on;
+  vm->current = t;
+  vm->limit_on = 1;
+  int st = lua_resume(co, NULL, nargs, nres);
+  vm->current = prev;
+  vm->limit_on = was_on;
+  if (st != LUA_OK && st != LUA_YIELD) {
+    luaL_traceback(co, co, NULL, 0);
+    lua_setfield(co, LUA_REGISTRYINDEX, TB_KEY);
+  }
+  return st;
+}
+
+static int describe(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, TB_KEY) == LUA_TSTRING) {
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+const char *vm_error_text(lua_State *L) {
+  lua_pushcfunction(L, describe);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(error object whose __tostring failed)");
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);
+  return lua_tostring(L, -1);
+}

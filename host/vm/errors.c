@@ -1,0 +1,93 @@
+/* vm/errors: error classes and instances. */
+#include "vm/errors.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+static const char REG_KEY[] = "luahost.errors";
+
+static int err_tostring(lua_State *L) {
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__name");
+  lua_getfield(L, 1, "message");
+  lua_pushfstring(L, "%s: %s", luaL_optstring(L, -2, "error"), luaL_optstring(L, -1, ""));
+  return 1;
+}
+
+/* cls:is_instance(v): v's metatable is cls or descends from it. */
+static int err_is_instance(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 2) || !lua_getmetatable(L, 2)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  for (int depth = 0; depth < 32 && lua_istable(L, -1); depth++) {
+    if (lua_rawequal(L, -1, 1)) { lua_pushboolean(L, 1); return 1; }
+    lua_pushliteral(L, "__parent");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+void vm_error_class(lua_State *L, const char *name, const char *parent) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_KEY);
+  if (lua_getfield(L, -1, name) == LUA_TTABLE) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 6);                 /* stack: reg cls */
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, err_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, err_is_instance);
+  lua_setfield(L, -2, "is_instance");
+  if (parent) {
+    vm_error_class(L, parent, NULL);        /* stack: reg cls parent */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__parent");
+    lua_createtable(L, 0, 1);               /* inherit methods */
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, name);
+  lua_remove(L, -2);                        /* stack: cls */
+}
+
+void vm_error_push(lua_State *L, const char *name, const char *parent,
+                   const char *fmt, ...) {
+  va_list ap;
+  lua_createtable(L, 0, 1);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  vm_error_class(L, name, parent);
+  lua_setmetatable(L, -2);
+}
+
+int vm_error_is(lua_State *L, int idx, const char *name) {
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  int found = 0;
+  for (int depth = 0; depth < 32 && lua_istable(L, -1); depth++) {
+    lua_getfield(L, -1, "__name");
+    found = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), name);
+    lua_pop(L, 1);
+    if (found) break;
+    lua_pushliteral(L, "__parent");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 1);
+  return found;
+}

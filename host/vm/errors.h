@@ -1,0 +1,23 @@
+/*
+ * vm/errors: error classes as Lua sees them.  A class is a table with
+ * __name ("runtime.DeadlineExceededError"), __index (itself), __tostring
+ * ("<name>: <message>"), is_instance(cls, v) and __parent; instances are
+ * {message = ...} with the class as metatable.  Classes live in the
+ * registry of each state, made on first use.  Calls are made on the
+ * state's own thread.
+ */
+#ifndef LUAHOST_VM_ERRORS_H
+#define LUAHOST_VM_ERRORS_H
+
+#include <lua.h>
+
+/* Pushes the class `name`, creating it (as a child of `parent`, which may
+ * be NULL) on first use. */
+void vm_error_class(lua_State *L, const char *name, const char *parent);
+/* Pushes a new instance of class `name` with a formatted message. */
+void vm_error_push(lua_State *L, const char *name, const char *parent,
+                   const char *fmt, ...);
+/* 1 when the value at idx is an instance of class `name` (or a subclass). */
+int vm_error_is(lua_State *L, int idx, const char *name);
+
+#endif

@@ -1,0 +1,185 @@
+/* vm/state: the state factory. */
+#include "vm/state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "base/clock.h"
+#include "vm/errors.h"
+
+#define HOOK_COUNT 1000
+
+/* Counting allocator: refuses growth past the limit while it is on. */
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct vm *vm = ud;
+  if (ptr == NULL) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    vm->used -= osize;
+    return NULL;
+  }
+  if (vm->limit_on && vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) vm->used = vm->used - osize + nsize;
+  return p;
+}
+
+/* Deadline check every HOOK_COUNT instructions.  Once past the deadline it
+ * raises on every check, so a pcall in the handler cannot absorb it. */
+static void vm_hook(lua_State *L, lua_Debug *ar) {
+  struct vm_task *t = vm_of(L)->current;
+  if (t->deadline_ns && clock_coarse_ns() >= t->deadline_ns) {
+    vm_error_push(L, "runtime.DeadlineExceededError", NULL,
+                  "request deadline of %g s exceeded", t->deadline_s);
+    lua_error(L);
+  }
+}
+
+/* ---- replacements of standard functions ------------------------------ */
+
+static int refused_exit(lua_State *L) {
+  return luaL_error(L, "os.exit is not allowed inside luahost serve "
+                       "(the host keeps running; return a response instead)");
+}
+
+/* Test mode: os.exit(code) raises {luahost_exit = code}, which the test
+ * runner turns into the file's result. */
+static int caught_exit(lua_State *L) {
+  int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, code);
+  lua_setfield(L, -2, "luahost_exit");
+  return lua_error(L);
+}
+
+/* load(chunk [, name [, mode [, env]]]) with mode forced to "t". */
+static int text_load(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n < 3) lua_settop(L, n = 3);
+  lua_pushliteral(L, "t");
+  lua_replace(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* loadfile(name [, mode [, env]]) with mode forced to "t". */
+static int text_loadfile(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n < 2) lua_settop(L, n = 2);
+  lua_pushliteral(L, "t");
+  lua_replace(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int dofile_cont(lua_State *L, int status, lua_KContext k) {
+  return lua_gettop(L) - 1;
+}
+
+static int text_dofile(lua_State *L) {
+  const char *fname = luaL_optstring(L, 1, NULL);
+  lua_settop(L, 1);
+  if (luaL_loadfilex(L, fname, "t") != LUA_OK) return lua_error(L);
+  lua_callk(L, 0, LUA_MULTRET, 0, dofile_cont);
+  return dofile_cont(L, 0, 0);
+}
+
+/* package.searchers[2] replacement: Lua files on package.path, text only. */
+static int text_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  lua_pushstring(L, name);
+  lua_getfield(L, -3, "path");
+  lua_call(L, 2, 2);            /* stack: name package filename|nil err */
+  if (lua_isnil(L, -2)) return 1;   /* the error message */
+  const char *filename = lua_tostring(L, -2);
+  if (luaL_loadfilex(L, filename, "t") != LUA_OK)
+    return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
+                      name, filename, lua_tostring(L, -1));
+  lua_pushstring(L, filename);
+  return 2;
+}
+
+static void replace_global(lua_State *L, const char *name, lua_CFunction f) {
+  lua_getglobal(L, name);
+  lua_pushcclosure(L, f, 1);
+  lua_setglobal(L, name);
+}
+
+/* Runs inside lua_pcall so that any failure while building is caught. */
+static int setup(lua_State *L) {
+  const struct vm_opts *o = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  replace_global(L, "load", text_load);
+  replace_global(L, "loadfile", text_loadfile);
+  lua_pushcfunction(L, text_dofile);
+  lua_setglobal(L, "dofile");
+  if (o->exit_mode != VM_EXIT_ALLOW) {
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, o->exit_mode == VM_EXIT_CATCH ? caught_exit : refused_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+  }
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  lua_pushcfunction(L, text_searcher);
+  lua_rawseti(L, -2, 2);
+  lua_pop(L, 1);
+  /* package.path: the given directories first, then the defaults */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 0; i < 3 && o->path_dirs[i]; i++) {
+    const char *d = o->path_dirs[i];
+    luaL_addstring(&b, d); luaL_addstring(&b, "/?.lua;");
+    luaL_addstring(&b, d); luaL_addstring(&b, "/?/init.lua;");
+  }
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "path");    /* stack: package */
+  lua_getfield(L, -1, "preload");
+  for (const luaL_Reg *r = o->preload; r && r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
+  return 0;
+}
+
+lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
+  struct vm *vm = calloc(1, sizeof *vm);
+  if (!vm) { snprintf(err, errlen, "out of memory"); return NULL; }
+  lua_State *L = lua_newstate(vm_alloc, vm);
+  if (!L) { free(vm); snprintf(err, errlen, "out of memory"); return NULL; }
+  *(struct vm **)lua_getextraspace(L) = vm;
+  vm->role = o->role;
+  vm->exit_mode = o->exit_mode;
+  vm->base.vm = vm;
+  vm->current = &vm->base;
+  lua_pushcfunction(L, setup);
+  lua_pushlightuserdata(L, (void *)o);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    snprintf(err, errlen, "cannot build a Lua state: %s", lua_tostring(L, -1));
+    vm_close(L);
+    return NULL;
+  }
+  lua_sethook(L, vm_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  vm->limit = o->memory_limit;
+  return L;
+}
+
+void vm_close(lua_State *L) {
+  if (!L) return;
+  struct vm *vm = vm_of(L);
+  vm->limit_on = 0;
+  lua_close(L);
+  free(vm);
+}

@@ -1,0 +1,79 @@
+/*
+ * vm/state: the one factory of every lua_State the host creates (request
+ * workers, scripts, tests, configuration; background threads later).
+ *
+ * A state gets: a counting allocator enforcing memory_limit; a count hook
+ * enforcing the current task's deadline (it raises
+ * runtime.DeadlineExceededError and keeps raising, so pcall cannot swallow
+ * it); the standard libraries; host modules in package.preload; load,
+ * loadfile, dofile and require text-only; os.exit refused (serve) or
+ * caught (test); package.path covering the app directory.
+ *
+ * Threads: a state and its struct vm belong to one thread at a time (the
+ * thread that runs it); nothing here is shared.  The struct vm lives in
+ * the state's extra space, so vm_of() is one pointer load.
+ */
+#ifndef LUAHOST_VM_STATE_H
+#define LUAHOST_VM_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+enum vm_role { VM_FRONTEND = 0, VM_BACKEND = 1 };
+enum vm_exit { VM_EXIT_REFUSE, VM_EXIT_ALLOW, VM_EXIT_CATCH };
+
+struct vm_task;
+
+/* How a host call waits inside a task that can yield (a request coroutine
+ * on a worker loop).  Supplied by the worker. */
+struct vm_waiter {
+  /* Arrange for the task to be resumed after ns nanoseconds (or sooner at
+   * its deadline or shutdown); the caller then yields. 0 or -1. */
+  int (*sleep)(struct vm_task *t, uint64_t ns);
+};
+
+/* A unit of work running in a state: a request, or the state's own code. */
+struct vm_task {
+  struct vm *vm;
+  lua_State *co;                 /* the coroutine the task runs in, or NULL */
+  const char *request_id;        /* NULL outside a request */
+  uint64_t deadline_ns;          /* CLOCK_MONOTONIC; 0 = none */
+  double deadline_s;             /* the deadline as configured, for messages */
+  const struct vm_waiter *waiter;   /* NULL: waiting blocks the thread */
+  void *owner;                   /* the waiter's per-task data */
+  int woken_early;               /* set by the waiter: sleep returns false */
+  int parked;                    /* set by the waiter: the yield is the host's */
+};
+
+struct vm {
+  size_t used;            /* bytes allocated by the state now */
+  size_t limit;           /* memory_limit; 0 = none */
+  int limit_on;           /* off while the host itself works in the state */
+  int role;
+  int exit_mode;
+  struct vm_task base;    /* the state's own code, outside any request */
+  struct vm_task *current;   /* the task running now (base when none) */
+  void *host_data;        /* the embedding layer's (e.g. apptest's config) */
+};
+
+struct vm_opts {
+  int role;
+  int exit_mode;
+  size_t memory_limit;
+  const char *path_dirs[3];      /* directories put first on package.path */
+  const luaL_Reg *preload;       /* host modules, NULL-terminated */
+};
+
+/* NULL (with a message in err) when the state cannot be built. */
+lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen);
+void vm_close(lua_State *L);
+
+static inline struct vm *vm_of(lua_State *L) {
+  return *(struct vm **)lua_getextraspace(L);
+}
+
+
+#endif

@@ -1,0 +1,190 @@
+/* worker: a loop, a state, requests as coroutines. */
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "http/static.h"
+#include "vm/state.h"
+
+/* A request in flight.  Owner: the worker thread. */
+struct req_job {
+  struct dispatch_job dj;
+  struct worker *w;
+  struct http_conn *conn;
+  uv_timer_t timer;             /* wakes a parked request */
+  int timer_init;
+  struct req_job *prev, *next;  /* w->waiting while parked */
+};
+
+static int job_sleep(struct vm_task *t, uint64_t ns);
+static const struct vm_waiter waiter = {job_sleep};
+
+static struct req_job *job_new(struct worker *w) {
+  struct req_job *j = w->free_jobs;
+  if (j) w->free_jobs = j->next;
+  else if (!(j = malloc(sizeof *j))) return NULL;
+  memset(j, 0, sizeof *j);
+  j->w = w;
+  j->dj.task.waiter = &waiter;
+  j->dj.task.owner = j;
+  return j;
+}
+
+static void job_release(struct req_job *j) {
+  j->next = j->w->free_jobs;
+  j->w->free_jobs = j;
+}
+
+static void on_job_timer_closed(uv_handle_t *h) { job_release(h->data); }
+
+static void unpark(struct req_job *j) {
+  struct worker *w = j->w;
+  if (j->prev) j->prev->next = j->next; else if (w->waiting == j) w->waiting = j->next;
+  if (j->next) j->next->prev = j->prev;
+  j->prev = j->next = NULL;
+}
+
+/* Sends what the handler produced and recycles the job. */
+static void complete(struct req_job *j) {
+  struct dispatch_job *dj = &j->dj;
+  const struct http_request *r = dj->req;
+  if (dj->static_route)
+    http_static_serve(j->conn, r, dj->static_route->static_dir, r->path + dj->static_rest,
+                      r->path_len - dj->static_rest);
+  else
+    http_respond(j->conn, dj->status, dj->headers, dj->nheaders, dj->body, dj->body_len);
+  dispatch_finish(dj);
+  if (j->timer_init) uv_close((uv_handle_t *)&j->timer, on_job_timer_closed);
+  else job_release(j);
+}
+
+static void on_wake(uv_timer_t *t) {
+  struct req_job *j = t->data;
+  unpark(j);
+  if (dispatch_resume(&j->dj, 0) == DISPATCH_DONE) complete(j);
+}
+
+/* vm_waiter.sleep: park the request; a timer resumes it (at the latest at
+ * its deadline, at once when shutting down). */
+static int job_sleep(struct vm_task *t, uint64_t ns) {
+  struct req_job *j = t->owner;
+  struct worker *w = j->w;
+  if (!j->timer_init) {
+    if (uv_timer_init(&w->loop, &j->timer) < 0) return -1;
+    j->timer.data = j;
+    j->timer_init = 1;
+  }
+  uint64_t now = clock_coarse_ns();
+  if (t->deadline_ns && now + ns > t->deadline_ns)
+    ns = t->deadline_ns > now ? t->deadline_ns - now + 1000000 : 0;
+  if (atomic_load(&w->stop_phase) > 0) { ns = 0; t->woken_early = 1; }
+  uv_timer_start(&j->timer, on_wake, (ns + 999999) / 1000000, 0);
+  t->parked = 1;
+  j->next = w->waiting;
+  j->prev = NULL;
+  if (w->waiting) w->waiting->prev = j;
+  w->waiting = j;
+  return 0;
+}
+
+/* http_dispatch_fn: one complete request from a connection. */
+static void on_request(void *ud, struct http_conn *c, const struct http_request *r) {
+  struct worker *w = ud;
+  int status;
+  const char *body;
+  if (dispatch_reserved(r, 0, &status, &body)) {
+    struct http_header ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
+    http_respond(c, status, &ct, 1, body, strlen(body));
+    return;
+  }
+  struct req_job *j = job_new(w);
+  if (!j) {
+    http_respond(c, 503, NULL, 0, "out of memory\n", 14);
+    return;
+  }
+  j->conn = c;
+  if (dispatch_start(&w->d, &j->dj, r) == DISPATCH_DONE) complete(j);
+}
+
+/* ---- stopping --------------------------------------------------------- */
+
+static void on_check(uv_timer_t *t) {
+  struct worker *w = t->data;
+  if (w->http.nconns > 0 || w->waiting) return;
+  uv_close((uv_handle_t *)&w->check, NULL);
+  uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+static void on_stop(uv_async_t *a) {
+  struct worker *w = a->data;
+  int phase = atomic_load(&w->stop_phase);
+  if (!uv_is_active((uv_handle_t *)&w->check) && !uv_is_closing((uv_handle_t *)&w->check)) {
+    listener_stop(&w->lp);
+    http_server_drain(&w->http);
+    uv_timer_start(&w->check, on_check, 0, 20);
+  }
+  /* wake parked requests: their sleeps return false */
+  for (struct req_job *j = w->waiting; j; j = j->next) {
+    j->dj.task.woken_early = 1;
+    uv_timer_start(&j->timer, on_wake, 0, 0);
+  }
+  if (phase >= 2) http_server_close_all(&w->http);
+}
+
+static void run(void *arg) {
+  struct worker *w = arg;
+  if (listener_start(&w->lp, &w->loop, w->listen_fd, &w->http) < 0)
+    log_msg(LOG_ERROR, NULL, NULL, "worker %d cannot poll the listening socket", w->index);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  atomic_store(&w->done, 1);
+}
+
+int worker_init(struct worker *w, int index, const struct config *cfg,
+                const luaL_Reg *preload, char *err, size_t errlen) {
+  memset(w, 0, sizeof *w);
+  w->index = index;
+  w->cfg = cfg;
+  struct vm_opts vo = {cfg->role, VM_EXIT_REFUSE, cfg->memory_limit,
+                       {cfg->app_dir, NULL, NULL}, preload};
+  w->L = vm_new(&vo, err, errlen);
+  if (!w->L) return -1;
+  vm_of(w->L)->host_data = (void *)cfg;
+  if (dispatch_init(&w->d, w->L, cfg, err, errlen) < 0) return -1;
+  if (uv_loop_init(&w->loop) < 0) return -1;
+  uv_async_init(&w->loop, &w->wake, on_stop);
+  w->wake.data = w;
+  uv_timer_init(&w->loop, &w->check);
+  w->check.data = w;
+  struct http_limits lim = {cfg->max_body, 20000, 20000, 60000, cfg->access_log};
+  http_server_init(&w->http, &w->loop, &lim, on_request, w);
+  return 0;
+}
+
+int worker_start(struct worker *w, int listen_fd) {
+  w->listen_fd = listen_fd;
+  return uv_thread_create(&w->thread, run, w);
+}
+
+void worker_stop(struct worker *w, int phase) {
+  atomic_store(&w->stop_phase, phase);
+  uv_async_send(&w->wake);
+}
+
+void worker_join(struct worker *w) { uv_thread_join(&w->thread); }
+
+void worker_free(struct worker *w) {
+  if (w->L) {
+    dispatch_free(&w->d);
+    vm_close(w->L);
+    w->L = NULL;
+  }
+  while (w->free_jobs) {
+    struct req_job *j = w->free_jobs;
+    w->free_jobs = j->next;
+    free(j);
+  }
+  if (w->wake.loop) uv_loop_close(&w->loop);
+}

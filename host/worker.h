@@ -1,0 +1,52 @@
+/*
+ * worker: one request-handling thread: a libuv loop, a Lua state with the
+ * app's handlers loaded once, and the connections it accepted from the
+ * shared listening socket.  Each request runs as a coroutine; a handler
+ * waiting in a host call yields and a timer resumes it.
+ *
+ * Threads: worker_init and worker_free run on the main thread (before the
+ * worker thread starts / after it is joined); everything else in struct
+ * worker belongs to the worker thread, except `stop_phase` and `done`
+ * (atomics written by the main thread / the worker) and `wake`
+ * (uv_async_send may be called from any thread).
+ */
+#ifndef LUAHOST_WORKER_H
+#define LUAHOST_WORKER_H
+
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "config.h"
+#include "dispatch.h"
+#include "http/http.h"
+#include "http/listener.h"
+
+struct req_job;
+
+struct worker {
+  int index;
+  const struct config *cfg;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wake;              /* main -> worker: look at stop_phase */
+  uv_timer_t check;             /* while draining: is everything done? */
+  struct http_server http;
+  struct listener_poll lp;
+  int listen_fd;
+  lua_State *L;
+  struct dispatch d;
+  struct req_job *waiting;      /* requests parked in a host call */
+  struct req_job *free_jobs;    /* cache of job structs */
+  atomic_int stop_phase;        /* 0 running, 1 drain, 2 close everything */
+  atomic_int done;              /* set by the worker when its loop ended */
+};
+
+/* Builds the state and loads the handlers.  0 or -1 with err. */
+int worker_init(struct worker *w, int index, const struct config *cfg,
+                const luaL_Reg *preload, char *err, size_t errlen);
+int worker_start(struct worker *w, int listen_fd);
+void worker_stop(struct worker *w, int phase);    /* any thread */
+void worker_join(struct worker *w);
+void worker_free(struct worker *w);
+
+#endif

@@ -1,0 +1,177 @@
+"""Concurrency (SPEC §4, §6): sleeping handlers do not hold up other
+requests; many concurrent clients get their own bodies and unique IDs."""
+
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import build_request  # noqa: E402
+
+HANDLERS = {
+    "hello.lua": harness.HELLO_LUA,
+    "raw.lua": harness.RAW_ECHO_LUA,
+    "sleep.lua": r'''
+        local runtime = require "runtime"
+        return function(req)
+          local ok = runtime.sleep(tonumber(req.args.s) or 1)
+          return "slept " .. tostring(ok)
+        end
+    ''',
+    "big.lua": r'''
+        local big = string.rep("0123456789abcdef", 4 * 65536)   -- 4 MiB
+        return function(req) return big end
+    ''',
+}
+
+
+def app(workers_line):
+    return dict(HANDLERS, **{"app.lua": r'''
+        return {
+          %s
+          handlers = {
+            {url = "^/hello$", script = "hello"},
+            {url = "^/raw$", script = "raw"},
+            {url = "^/sleep$", script = "sleep"},
+            {url = "^/big$", script = "big"},
+          },
+        }
+    ''' % workers_line})
+
+
+def run_threads(n, fn, timeout):
+    """Runs fn(i) in n threads; returns (results, errors) lists indexed by i."""
+    results = [None] * n
+    errors = [None] * n
+
+    def body(i):
+        try:
+            results[i] = fn(i)
+        except BaseException as e:  # reported by the caller
+            errors[i] = e
+
+    threads = [threading.Thread(target=body, args=(i,), daemon=True)
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = sum(1 for t in threads if t.is_alive())
+    if stuck:
+        raise AssertionError("%d of %d client threads still running after "
+                             "%ss" % (stuck, n, timeout))
+    return results, errors
+
+
+class DefaultWorkersTests(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(app(""))
+
+    def test_200_concurrent_sleepers_finish_within_2s(self):
+        n = 200
+        done_at = [None] * n
+
+        def one(i):
+            r = self.srv.get("/sleep?s=1", timeout=10)
+            done_at[i] = time.monotonic()
+            return r
+
+        t0 = time.monotonic()
+        results, errors = run_threads(n, one, timeout=15)
+        errs = [e for e in errors if e is not None]
+        self.assertEqual(errs, [], "%d clients failed, first: %r"
+                         % (len(errs), errs[:1]))
+        for r in results:
+            self.assertOK(r, b"slept true")
+        took = max(done_at) - t0
+        self.assertLess(took, 2.0, "200 x sleep(1) took %.2fs" % took)
+        self.assertGreaterEqual(took, 1.0)
+        ids = {r.header("x-request-id") for r in results}
+        self.assertEqual(len(ids), n)
+
+    def test_concurrent_bodies_are_not_mixed(self):
+        n = 20
+
+        def one(i):
+            body = (b"%03d-" % i) * 10000
+            r = self.srv.request("POST", "/raw", body=body, timeout=10)
+            return r, body
+
+        results, errors = run_threads(n, one, timeout=20)
+        self.assertEqual([e for e in errors if e], [])
+        for r, body in results:
+            self.assertOK(r, body)
+
+    def test_keep_alive_clients_get_unique_ids(self):
+        def one(i):
+            ids = []
+            with self.srv.connect() as c:
+                for _ in range(20):
+                    c.send(build_request("GET", "/hello"))
+                    r = c.read_response()
+                    if r.status != 200 or r.body != b"hello":
+                        raise AssertionError(repr(r))
+                    ids.append(r.header("x-request-id"))
+            return ids
+
+        results, errors = run_threads(10, one, timeout=20)
+        self.assertEqual([e for e in errors if e], [])
+        ids = [x for ids in results for x in ids]
+        self.assertEqual(len(ids), 200)
+        self.assertEqual(len(set(ids)), 200)
+
+
+class SingleWorkerTests(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(app("workers = 1,"))
+
+    def test_sleep_does_not_block_other_requests(self):
+        with self.srv.connect() as sleeper:
+            sleeper.send(build_request("GET", "/sleep?s=2"))
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            for _ in range(5):
+                self.assertOK(self.srv.get("/hello"), b"hello")
+            fast = time.monotonic() - t0
+            self.assertLess(fast, 1.0, "requests waited for a sleeper")
+            self.assertOK(sleeper.read_response(timeout=10), b"slept true")
+
+    def test_many_sleepers_single_worker(self):
+        n = 50
+
+        def one(i):
+            return self.srv.get("/sleep?s=1", timeout=10)
+
+        t0 = time.monotonic()
+        results, errors = run_threads(n, one, timeout=15)
+        took = time.monotonic() - t0
+        self.assertEqual([e for e in errors if e], [])
+        for r in results:
+            self.assertOK(r, b"slept true")
+        self.assertLess(took, 2.0)
+
+    def test_slow_reader_does_not_block_others(self):
+        with self.srv.connect() as slow:
+            slow.sock.setsockopt(harness.socket.SOL_SOCKET,
+                                 harness.socket.SO_RCVBUF, 4096)
+            slow.send(build_request("GET", "/big"))
+            time.sleep(0.3)    # the 4 MiB answer cannot all fit in buffers
+            t0 = time.monotonic()
+            self.assertOK(self.srv.get("/hello"), b"hello")
+            self.assertLess(time.monotonic() - t0, 1.0)
+            r = slow.read_response(timeout=15)
+            self.assertOK(r)
+            self.assertEqual(len(r.body), 4 * 1024 * 1024)
+            self.assertEqual(r.body[:16], b"0123456789abcdef")
+
+
+if __name__ == "__main__":
+    unittest.main()
