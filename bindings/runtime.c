@@ -46,7 +46,7 @@ static int monotonic(lua_State *L) {
 }
 
 static void raise_deadline(lua_State *L, struct vm_task *t) {
-  vm_error_push(L, DEADLINE_CLASS, NULL, "request deadline of %g s exceeded", t->deadline_s);
+  vm_error_push(L, DEADLINE_CLASS, NULL, "request deadline of %f s exceeded", t->deadline_s);
   lua_error(L);
 }
 

@@ -303,6 +303,7 @@ int dispatch_start(struct dispatch *d, struct dispatch_job *j,
   j->task.woken_early = 0;
   j->task.parked = 0;
   lua_State *co = j->task.co;
+  vm_arm_hook(co);
   lua_pushcfunction(co, request_main);
   lua_pushlightuserdata(co, j);
   int nres;

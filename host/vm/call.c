@@ -31,6 +31,7 @@ int vm_pcall(lua_State *L, int nargs, int nresults) {
   vm->limit_on = 1;
   int st = lua_pcall(L, nargs, nresults, base);
   vm->limit_on = was_on;
+  if (st != LUA_OK) vm_arm_hook(L);   /* a deadline may have re-armed it */
   lua_remove(L, base);
   return st;
 }

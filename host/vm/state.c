@@ -29,12 +29,15 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 }
 
 /* Deadline check every HOOK_COUNT instructions.  Once past the deadline it
- * raises on every check, so a pcall in the handler cannot absorb it. */
+ * re-arms to run on every instruction, so the first instruction after a
+ * pcall that caught the error raises again, one level further out: a pcall
+ * in the handler cannot absorb it. */
 static void vm_hook(lua_State *L, lua_Debug *ar) {
   struct vm_task *t = vm_of(L)->current;
   if (t->deadline_ns && clock_coarse_ns() >= t->deadline_ns) {
+    lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
     vm_error_push(L, "runtime.DeadlineExceededError", NULL,
-                  "request deadline of %g s exceeded", t->deadline_s);
+                  "request deadline of %f s exceeded", t->deadline_s);
     lua_error(L);
   }
 }
@@ -171,10 +174,12 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
     vm_close(L);
     return NULL;
   }
-  lua_sethook(L, vm_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  vm_arm_hook(L);
   vm->limit = o->memory_limit;
   return L;
 }
+
+void vm_arm_hook(lua_State *L) { lua_sethook(L, vm_hook, LUA_MASKCOUNT, HOOK_COUNT); }
 
 void vm_close(lua_State *L) {
   if (!L) return;

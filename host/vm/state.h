@@ -70,6 +70,8 @@ struct vm_opts {
 /* NULL (with a message in err) when the state cannot be built. */
 lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen);
 void vm_close(lua_State *L);
+/* (Re)arms the deadline hook of L (a state or a coroutine of it). */
+void vm_arm_hook(lua_State *L);
 
 static inline struct vm *vm_of(lua_State *L) {
   return *(struct vm **)lua_getextraspace(L);

@@ -1,0 +1,158 @@
+/* config: defaults, app.lua validation, command-line overrides. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "runner.h"
+#include "vm/state.h"
+
+static char dir[64];
+
+static void app(const char *lua) {
+  char p[128];
+  snprintf(dir, sizeof dir, "/tmp/luahost-cfgXXXXXX");
+  ASSERT(mkdtemp(dir));
+  snprintf(p, sizeof p, "%s/app.lua", dir);
+  FILE *f = fopen(p, "w");
+  ASSERT(f);
+  fputs(lua, f);
+  fclose(f);
+}
+
+static int load(struct config *c, const struct config_cli *cli, char *err) {
+  struct config_cli none = {0};
+  return config_load(c, dir, cli ? cli : &none, err, 512);
+}
+
+/* Loading must fail with a message containing every needle. */
+static void expect_error(const char *lua, const struct config_cli *cli, const char *needle) {
+  struct config c;
+  char err[512] = "";
+  app(lua);
+  if (load(&c, cli, err) != -1) FAIL_AT("accepted: %s", lua);
+  if (!strstr(err, needle)) FAIL_AT("error \"%s\" lacks \"%s\"", err, needle);
+  config_free(&c);
+}
+
+TEST(defaults) {
+  struct config c;
+  char err[512];
+  app("return {}");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  ASSERT_INT_EQ(c.role, VM_FRONTEND);
+  ASSERT_STR_EQ(c.listen_host, "127.0.0.1");
+  ASSERT_INT_EQ(c.listen_port, 8080);
+  ASSERT_INT_EQ(c.max_background_threads, 10);
+  ASSERT_INT_EQ(c.memory_limit, 128u << 20);
+  ASSERT_INT_EQ(c.request_deadline, 60);
+  ASSERT_INT_EQ(c.shutdown_grace, 30);
+  ASSERT_INT_EQ(c.max_body, 32u << 20);
+  ASSERT_INT_EQ(c.access_log, 1);
+  ASSERT_INT_EQ(c.nroutes, 1);
+  ASSERT_STR_EQ(c.routes[0].url, "^/");
+  ASSERT_STR_EQ(c.routes[0].script, "main");
+  ASSERT(c.workers >= 1);
+  config_free(&c);
+}
+
+TEST(backend_deadline_default) {
+  struct config c;
+  char err[512];
+  app("return {role = 'backend'}");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  ASSERT_INT_EQ(c.request_deadline, 86400);
+  config_free(&c);
+}
+
+TEST(values_and_routes) {
+  struct config c;
+  char err[512];
+  app("return {listen = '[::1]:0', workers = 3, memory_limit = '16m', max_body = 1024,"
+      " access_log = false, request_deadline = 1.5, shared = {dicts = {d = '1m'}, queues = {q = 5}},"
+      " handlers = {{url = '^/api/', script = 'api'}, {url = '^/x$', script = 'x'},"
+      " {url = '^/u/(%d+)', script = 'u'}}}");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  ASSERT_STR_EQ(c.listen_host, "::1");
+  ASSERT_INT_EQ(c.listen_port, 0);
+  ASSERT_INT_EQ(c.workers, 3);
+  ASSERT_INT_EQ(c.memory_limit, 16u << 20);
+  ASSERT_INT_EQ(c.max_body, 1024);
+  ASSERT_INT_EQ(c.access_log, 0);
+  ASSERT(c.request_deadline == 1.5);
+  ASSERT_INT_EQ(c.ndicts, 1);
+  ASSERT_INT_EQ(c.dicts[0].size, 1u << 20);
+  ASSERT_INT_EQ(c.queues[0].size, 5);
+  ASSERT_STR_EQ(c.routes[0].literal, "/api/");
+  ASSERT_INT_EQ(c.routes[0].exact, 0);
+  ASSERT_STR_EQ(c.routes[1].literal, "/x");
+  ASSERT_INT_EQ(c.routes[1].exact, 1);
+  ASSERT(c.routes[2].literal == NULL);
+  config_free(&c);
+}
+
+TEST(cli_overrides_app_lua) {
+  struct config c;
+  char err[512];
+  struct config_cli cli = {0};
+  cli.workers = "5";
+  cli.role = "backend";
+  cli.listen = "127.0.0.1:9999";
+  cli.memory_limit = "1g";
+  app("return {workers = 2, role = 'frontend'}");
+  ASSERT_INT_EQ(load(&c, &cli, err), 0);
+  ASSERT_INT_EQ(c.workers, 5);
+  ASSERT_INT_EQ(c.role, VM_BACKEND);
+  ASSERT_INT_EQ(c.listen_port, 9999);
+  ASSERT_INT_EQ(c.memory_limit, 1u << 30);
+  config_free(&c);
+}
+
+TEST(errors_name_key_and_expectation) {
+  expect_error("return {bogus = 1}", NULL, "unknown key 'bogus'");
+  expect_error("return {workers = 'x'}", NULL, "app.lua key 'workers': expected an integer");
+  expect_error("return {workers = 0}", NULL, "'workers'");
+  expect_error("return {role = 'middle'}", NULL, "\"frontend\" or \"backend\"");
+  expect_error("return {listen = 'nohost'}", NULL, "HOST:PORT");
+  expect_error("return {listen = '1.2.3.4:70000'}", NULL, "HOST:PORT");
+  expect_error("return {memory_limit = '12q'}", NULL, "'memory_limit': expected a size");
+  expect_error("return {request_deadline = 0}", NULL, "positive number of seconds");
+  expect_error("return {shutdown_grace = -1}", NULL, "'shutdown_grace'");
+  expect_error("return {access_log = 'yes'}", NULL, "true or false");
+  expect_error("return {handlers = {}}", NULL, "at least one route");
+  expect_error("return {handlers = {{url = '^/'}}}", NULL, "exactly one of 'script' and 'static_dir'");
+  expect_error("return {handlers = {{script = 'm'}}}", NULL, "'url'");
+  expect_error("return {handlers = {{url = '[', script = 'm'}}}", NULL, "valid Lua pattern");
+  expect_error("return {handlers = {{url = '^/', script = 'm', extra = 1}}}", NULL,
+               "only the keys url, script and static_dir");
+  expect_error("return {handlers = {{url = '^/', static_dir = 'nope'}}}", NULL,
+               "handlers[1].static_dir");
+  expect_error("return {shared = {dicts = {d = 'x'}}}", NULL, "shared.dicts.d");
+  expect_error("return 42", NULL, "return a table");
+  expect_error("return {", NULL, "app.lua");
+  expect_error("error('boom')", NULL, "boom");
+}
+
+TEST(cli_errors_name_option) {
+  struct config_cli cli = {0};
+  cli.workers = "many";
+  expect_error("return {}", &cli, "option --workers");
+  struct config_cli cli2 = {0};
+  cli2.log_format = "xml";
+  expect_error("return {}", &cli2, "option --log-format");
+  struct config_cli cli3 = {0};
+  cli3.request_deadline = "-3";
+  expect_error("return {}", &cli3, "option --request-deadline");
+}
+
+TEST(missing_app_dir) {
+  struct config c;
+  struct config_cli cli = {0};
+  char err[512];
+  ASSERT_INT_EQ(config_load(&c, "/nonexistent/app", &cli, err, sizeof err), -1);
+  ASSERT(strstr(err, "expected an existing directory"));
+  config_free(&c);
+}
+
+TEST_LIST(T(defaults), T(backend_deadline_default), T(values_and_routes),
+          T(cli_overrides_app_lua), T(errors_name_key_and_expectation), T(cli_errors_name_option),
+          T(missing_app_dir));

@@ -1,0 +1,70 @@
+/* response: status line and headers as written on the wire. */
+#include "http/response.h"
+#include "runner.h"
+
+static char *head(const struct http_head *h) {
+  struct rbuf b = {0};
+  ASSERT_INT_EQ(http_format_head(&b, h), 0);
+  ASSERT(rbuf_append(&b, "", 1) == 0);
+  return b.p;
+}
+
+TEST(basic_head) {
+  struct http_header hs[] = {{"Content-Type", 12, "text/plain", 10}, {"X-A", 3, "1", 1}};
+  struct http_head h = {200, hs, 2, 5, "rid-1", 0, 0};
+  char *s = head(&h);
+  ASSERT(strncmp(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\n"
+                    "Content-Length: 5\r\nDate: ", 72) == 0);
+  ASSERT(strstr(s, " GMT\r\nx-request-id: rid-1\r\n\r\n") != NULL);
+  ASSERT(strstr(s, "Connection") == NULL);
+  free(s);
+}
+
+TEST(host_owned_headers_dropped) {
+  struct http_header hs[] = {{"content-length", 14, "999", 3},
+                             {"Transfer-Encoding", 17, "chunked", 7},
+                             {"x-request-id", 12, "spoof", 5}};
+  struct http_head h = {201, hs, 3, 2, "r", 1, 0};
+  char *s = head(&h);
+  ASSERT(strstr(s, "999") == NULL && strstr(s, "chunked") == NULL && !strstr(s, "spoof"));
+  ASSERT(strstr(s, "HTTP/1.1 201 Created\r\n") == s);
+  ASSERT(strstr(s, "Content-Length: 2\r\n") != NULL);
+  ASSERT(strstr(s, "Connection: close\r\n") != NULL);
+  free(s);
+}
+
+TEST(bodiless_status) {
+  struct http_head h = {204, NULL, 0, 10, "r", 0, 0};
+  char *s = head(&h);
+  ASSERT(strstr(s, "Content-Length") == NULL);
+  ASSERT_INT_EQ(http_status_bodiless(304), 1);
+  ASSERT_INT_EQ(http_status_bodiless(200), 0);
+  free(s);
+}
+
+TEST(keep_alive_10) {
+  struct http_head h = {200, NULL, 0, 0, "r", 0, 1};
+  char *s = head(&h);
+  ASSERT(strstr(s, "Connection: keep-alive\r\n") != NULL);
+  free(s);
+}
+
+TEST(header_validation) {
+  struct http_header ok = {"X-Ok", 4, "fine value", 10};
+  struct http_header crlf = {"X-Bad", 5, "a\r\nSet-Cookie: x", 16};
+  struct http_header space = {"Bad Name", 8, "v", 1};
+  struct http_header empty = {"", 0, "v", 1};
+  ASSERT_INT_EQ(http_header_valid(&ok), 1);
+  ASSERT_INT_EQ(http_header_valid(&crlf), 0);
+  ASSERT_INT_EQ(http_header_valid(&space), 0);
+  ASSERT_INT_EQ(http_header_valid(&empty), 0);
+}
+
+TEST(reasons) {
+  ASSERT_STR_EQ(http_reason(404), "Not Found");
+  ASSERT_STR_EQ(http_reason(431), "Request Header Fields Too Large");
+  ASSERT_STR_EQ(http_reason(599), "Server Error");
+}
+
+TEST_LIST(T(basic_head), T(host_owned_headers_dropped), T(bodiless_status), T(keep_alive_10),
+          T(header_validation), T(reasons));
