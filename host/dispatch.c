@@ -243,7 +243,19 @@ static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
   }
 }
 
+/* Host bookkeeping in the state runs with the memory limit off (it may
+ * be called from inside Lua, as apptest does). */
+static int settle_(struct dispatch_job *j, int st, int nres);
 static int settle(struct dispatch_job *j, int st, int nres) {
+  struct vm *vm = j->task.vm;
+  int was_on = vm->limit_on;
+  vm->limit_on = 0;
+  int r = settle_(j, st, nres);
+  vm->limit_on = was_on;
+  return r;
+}
+
+static int settle_(struct dispatch_job *j, int st, int nres) {
   lua_State *co = j->task.co;
   if (st == LUA_YIELD && j->task.parked) {
     lua_pop(co, nres);
@@ -270,7 +282,7 @@ static int settle(struct dispatch_job *j, int st, int nres) {
   log_msg(LOG_ERROR, "request_id", j->req->request_id, "handler error for %s %.*s: %s",
           j->req->method, (int)j->req->path_len, j->req->path, msg);
   lua_pop(j->d->L, 1);
-  if (st == LUA_ERRMEM) lua_gc(j->d->L, LUA_GCCOLLECT);
+  j->out_of_memory = st == LUA_ERRMEM;
   lua_pushfstring(j->d->L, "500 Internal Server Error\nrequest id: %s\n",
                   j->req->request_id);
   lua_xmove(j->d->L, co, 1);   /* kept on co until finish */
@@ -283,11 +295,15 @@ static int settle(struct dispatch_job *j, int st, int nres) {
 int dispatch_start(struct dispatch *d, struct dispatch_job *j,
                    const struct http_request *req) {
   lua_State *L = d->L;
+  struct vm *vm = vm_of(L);
+  int was_on = vm->limit_on;
+  vm->limit_on = 0;
   j->d = d;
   j->req = req;
   j->static_route = NULL;
   j->headers = NULL;
   j->nheaders = 0;
+  j->out_of_memory = 0;
   if (d->npool > 0) {
     d->npool--;
     j->task.co = d->pool[d->npool];
@@ -296,7 +312,8 @@ int dispatch_start(struct dispatch *d, struct dispatch_job *j,
     j->task.co = lua_newthread(L);
     j->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  j->task.vm = vm_of(L);
+  vm->limit_on = was_on;
+  j->task.vm = vm;
   j->task.request_id = req->request_id;
   j->task.deadline_s = d->cfg->request_deadline;
   j->task.deadline_ns = clock_coarse_ns() + (uint64_t)(d->cfg->request_deadline * 1e9);
@@ -321,10 +338,17 @@ int dispatch_resume(struct dispatch_job *j, int nargs) {
 void dispatch_finish(struct dispatch_job *j) {
   struct dispatch *d = j->d;
   lua_State *co = j->task.co;
+  struct vm *vm = j->task.vm;
+  int was_on = vm->limit_on;
+  vm->limit_on = 0;
   if (j->headers && j->headers != j->hbuf) free(j->headers);
   j->headers = NULL;
   if (lua_status(co) != LUA_OK) lua_resetthread(co);
   lua_settop(co, 0);
+  if (j->out_of_memory) {   /* give the heap back before the next request */
+    j->out_of_memory = 0;
+    lua_gc(d->L, LUA_GCCOLLECT);
+  }
   if (d->npool < POOL_MAX) {
     d->pool[d->npool] = co;
     d->pool_refs[d->npool++] = j->co_ref;
@@ -332,4 +356,5 @@ void dispatch_finish(struct dispatch_job *j) {
     luaL_unref(d->L, LUA_REGISTRYINDEX, j->co_ref);
   }
   j->task.co = NULL;
+  vm->limit_on = was_on;
 }

@@ -42,6 +42,7 @@ struct dispatch_job {
   const char *body; size_t body_len;
   const struct route *static_route;   /* set: serve rest from a static_dir */
   size_t static_rest;                 /* offset into the path */
+  int out_of_memory;                  /* ended by the memory limit */
 };
 
 /* Paths under /_ah/ that the host answers itself: 1 with *status and

@@ -45,11 +45,12 @@ int vm_resume(struct vm_task *t, int nargs, int *nres) {
   vm->limit_on = 1;
   int st = lua_resume(co, NULL, nargs, nres);
   vm->current = prev;
-  vm->limit_on = was_on;
+  vm->limit_on = 0;
   if (st != LUA_OK && st != LUA_YIELD) {
     luaL_traceback(co, co, NULL, 0);
     lua_setfield(co, LUA_REGISTRYINDEX, TB_KEY);
   }
+  vm->limit_on = was_on;
   return st;
 }
 

@@ -1,0 +1,1 @@
+return function(req) error({ code = 7 }) end

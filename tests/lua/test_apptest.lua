@@ -1,0 +1,83 @@
+-- apptest: the app's handlers without a socket (luahost test --app tests/lua/app).
+local lu = require "luaunit"
+local apptest = require "apptest"
+
+TestAppTest = {}
+
+function TestAppTest:test_request_fields_reach_the_handler()
+  local status, headers, body = apptest.request {
+    method = "POST", path = "/echo?a=1&a=2&b=x%20y", headers = { ["X-Test"] = "v" }, body = "data",
+  }
+  lu.assertEquals(status, 200)
+  lu.assertEquals(headers["content-type"], "text/plain; charset=utf-8")
+  lu.assertEquals(body, "POST /echo q=a=1&a=2&b=x%20y a=2 h=v body=data rid=true")
+end
+
+function TestAppTest:test_routes_in_order_with_captures()
+  local status, _, body = apptest.request { path = "/users/42" }
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body, "user 42")
+end
+
+function TestAppTest:test_status_headers_body_form()
+  local status, headers, body = apptest.request { path = "/headers" }
+  lu.assertEquals(status, 201)
+  lu.assertEquals(headers["x-custom"], "yes")
+  lu.assertEquals(headers["content-type"], "application/json")
+  lu.assertEquals(body, "{}")
+end
+
+function TestAppTest:test_handler_error_is_500_with_request_id()
+  local status, _, body = apptest.request { path = "/fail" }
+  lu.assertEquals(status, 500)
+  lu.assertStrContains(body, "request id: ")
+end
+
+function TestAppTest:test_invalid_status_is_500()
+  local status = apptest.request { path = "/bad-status" }
+  lu.assertEquals(status, 500)
+end
+
+function TestAppTest:test_sleep_inside_a_request()
+  local status, _, body = apptest.request { path = "/sleep" }
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body, "slept true")
+end
+
+function TestAppTest:test_deadline_answers_500_and_app_keeps_working()
+  local status = apptest.request { path = "/spin" }
+  lu.assertEquals(status, 500)
+  lu.assertEquals((apptest.request { path = "/users/1" }), 200)
+end
+
+function TestAppTest:test_memory_limit_answers_500_and_app_keeps_working()
+  lu.assertEquals((apptest.request { path = "/hog" }), 500)
+  collectgarbage()
+  lu.assertEquals((apptest.request { path = "/users/2" }), 200)
+end
+
+function TestAppTest:test_os_exit_refused()
+  lu.assertEquals((apptest.request { path = "/exit" }), 500)
+end
+
+function TestAppTest:test_reserved_paths()
+  lu.assertEquals((apptest.request { path = "/_ah/health" }), 200)
+  lu.assertEquals((apptest.request { path = "/_ah/start" }), 403)
+  lu.assertEquals((apptest.request { path = "/_ah/stop" }), 403)
+  lu.assertEquals((apptest.request { path = "/_ah/warmup" }), 403)
+end
+
+function TestAppTest:test_static_dir()
+  local status, headers, body = apptest.request { path = "/static/hello.txt" }
+  lu.assertEquals(status, 200)
+  lu.assertEquals(headers["content-type"], "text/plain; charset=utf-8")
+  lu.assertEquals(body, "static file\n")
+  lu.assertEquals((apptest.request { path = "/static/../app.lua" }), 404)
+  lu.assertEquals((apptest.request { path = "/static/%2e%2e/app.lua" }), 404)
+  lu.assertEquals((apptest.request { path = "/static/missing.txt" }), 404)
+end
+
+function TestAppTest:test_bad_arguments()
+  lu.assertErrorMsgContains("path must start with '/'", apptest.request, { path = "x" })
+  lu.assertErrorMsgContains("must be a string", apptest.request, { method = 5 })
+end
