@@ -31,6 +31,20 @@ int dispatch_reserved(const struct http_request *r, int internal, int *status,
   return 1;
 }
 
+/* require(script), checked to give a function.  Stack: name -> handler. */
+static int load_handler(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    return luaL_error(L, "handler script '%s' failed to load: %s", name,
+                      luaL_tolstring(L, -1, NULL));
+  if (!lua_isfunction(L, -1))
+    return luaL_error(L, "handler script '%s' returned %s; expected it to return the "
+                         "handler function(req)", name, luaL_typename(L, -1));
+  return 1;
+}
+
 int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
                   char *err, size_t errlen) {
   memset(d, 0, sizeof *d);
@@ -43,19 +57,14 @@ int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
     if (!r->script) continue;
-    lua_getglobal(L, "require");
+    /* A module that fails to load is logged now and answers 500 (retrying
+     * the load) until it loads: the host keeps serving the other routes. */
+    lua_pushcfunction(L, load_handler);
     lua_pushstring(L, r->script);
     if (vm_pcall(L, 1, 1) != LUA_OK) {
-      snprintf(err, errlen, "handler script '%s' failed to load: %s", r->script,
-               vm_error_text(L));
-      lua_pop(L, 2);
-      return -1;
-    }
-    if (!lua_isfunction(L, -1)) {
-      snprintf(err, errlen, "handler script '%s' returned %s; expected it to return "
-               "the handler function(req)", r->script, luaL_typename(L, -1));
-      lua_pop(L, 2);
-      return -1;
+      log_msg(LOG_ERROR, NULL, NULL, "%s", vm_error_text(L));
+      lua_pop(L, 1);
+      continue;
     }
     lua_rawseti(L, -2, i + 1);
   }
@@ -188,7 +197,14 @@ static int request_main(lua_State *L) {
     return 0;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);
-  lua_rawgeti(L, -1, i + 1);
+  if (lua_rawgeti(L, -1, i + 1) != LUA_TFUNCTION) {   /* it failed to load */
+    lua_pop(L, 1);
+    lua_pushcfunction(L, load_handler);
+    lua_pushstring(L, cfg->routes[i].script);
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, i + 1);
+  }
   lua_remove(L, -2);
   push_req(L, r);
   lua_callk(L, 1, LUA_MULTRET, 0, handler_done);
@@ -283,6 +299,7 @@ static int settle_(struct dispatch_job *j, int st, int nres) {
           j->req->method, (int)j->req->path_len, j->req->path, msg);
   lua_pop(j->d->L, 1);
   j->out_of_memory = st == LUA_ERRMEM;
+  j->failed = 1;
   lua_pushfstring(j->d->L, "500 Internal Server Error\nrequest id: %s\n",
                   j->req->request_id);
   lua_xmove(j->d->L, co, 1);   /* kept on co until finish */
@@ -304,6 +321,7 @@ int dispatch_start(struct dispatch *d, struct dispatch_job *j,
   j->headers = NULL;
   j->nheaders = 0;
   j->out_of_memory = 0;
+  j->failed = 0;
   if (d->npool > 0) {
     d->npool--;
     j->task.co = d->pool[d->npool];
@@ -343,13 +361,17 @@ void dispatch_finish(struct dispatch_job *j) {
   vm->limit_on = 0;
   if (j->headers && j->headers != j->hbuf) free(j->headers);
   j->headers = NULL;
-  if (lua_status(co) != LUA_OK) lua_resetthread(co);
+  /* Only a coroutine that returned normally is reused: one that raised
+   * (perhaps from the deadline hook, which leaves hooks disabled in it) or
+   * yielded stray is closed and left to the collector. */
+  int reusable = lua_status(co) == LUA_OK && !j->failed;
+  if (!reusable) lua_resetthread(co);
   lua_settop(co, 0);
   if (j->out_of_memory) {   /* give the heap back before the next request */
     j->out_of_memory = 0;
     lua_gc(d->L, LUA_GCCOLLECT);
   }
-  if (d->npool < POOL_MAX) {
+  if (reusable && d->npool < POOL_MAX) {
     d->pool[d->npool] = co;
     d->pool_refs[d->npool++] = j->co_ref;
   } else {

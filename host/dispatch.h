@@ -43,6 +43,7 @@ struct dispatch_job {
   const struct route *static_route;   /* set: serve rest from a static_dir */
   size_t static_rest;                 /* offset into the path */
   int out_of_memory;                  /* ended by the memory limit */
+  int failed;                         /* ended by an error */
 };
 
 /* Paths under /_ah/ that the host answers itself: 1 with *status and

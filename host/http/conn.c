@@ -145,6 +145,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   char *d = c->head.p + c->head.len;
   for (size_t i = 0; i < n; i++) {
     char ch = at[i];
+    if (ch == ' ' || ch == '\t') return -1;   /* "Name :" is malformed (RFC 9112 5.1) */
     d[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
   }
   c->head.len += n;

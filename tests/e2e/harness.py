@@ -610,9 +610,12 @@ def run_luahost(args, timeout=15, cwd=None, input_data=None):
                               capture_output=True, text=True, errors="replace",
                               timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        raise AssertionError("luahost %s still running after %ss; "
+        def text(b):
+            return b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+        raise AssertionError("luahost %s still running after %ss (killed); "
                              "stdout=%r stderr=%r" % (
-                                 " ".join(args), timeout, e.stdout, e.stderr))
+                                 " ".join(args), timeout, text(e.stdout),
+                                 text(e.stderr))) from None
 
 
 def app_dir(testcase, files):

@@ -55,13 +55,13 @@ class CliTests(harness.ServerTestCase):
         ]
         for args, word in cases:
             with self.subTest(args=args):
-                p = run_luahost(args, timeout=8)
+                p = run_luahost(args, timeout=5)
                 self.assertEqual(p.returncode, 2, "stderr: " + p.stderr)
                 self.assertIn(word, p.stderr)
 
     def test_missing_app_dir_is_usage_error(self):
         p = run_luahost(["serve", "/nonexistent/luahost-app",
-                         "--listen", "127.0.0.1:0"], timeout=8)
+                         "--listen", "127.0.0.1:0"], timeout=5)
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("/nonexistent/luahost-app", p.stderr)
 
@@ -84,13 +84,13 @@ class CliTests(harness.ServerTestCase):
             with self.subTest(app=src):
                 d = harness.app_dir(self, {"app.lua": src + "\n",
                                            "main.lua": harness.HELLO_LUA})
-                p = run_luahost(["serve", d, "--listen", "127.0.0.1:0"], timeout=8)
+                p = run_luahost(["serve", d, "--listen", "127.0.0.1:0"], timeout=5)
                 self.assertEqual(p.returncode, 2, "stderr: " + p.stderr)
                 self.assertIn(word, p.stderr)
 
     def test_app_lua_syntax_error_is_reported(self):
         d = harness.app_dir(self, {"app.lua": "return {workers = \n"})
-        p = run_luahost(["serve", d, "--listen", "127.0.0.1:0"], timeout=8)
+        p = run_luahost(["serve", d, "--listen", "127.0.0.1:0"], timeout=5)
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("app.lua", p.stderr)
 
