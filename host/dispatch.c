@@ -150,7 +150,8 @@ static void push_req(lua_State *L, const struct http_request *r) {
   lua_setfield(L, -2, "body");
   lua_pushstring(L, r->remote);
   lua_setfield(L, -2, "remote_addr");
-  lua_pushfstring(L, "%d.%d", r->http_major, r->http_minor);
+  if (r->http_major == 1 && r->http_minor == 1) lua_pushliteral(L, "1.1");
+  else lua_pushfstring(L, "%d.%d", r->http_major, r->http_minor);
   lua_setfield(L, -2, "http_version");
   lua_pushstring(L, r->request_id);
   lua_setfield(L, -2, "request_id");

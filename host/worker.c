@@ -158,7 +158,9 @@ int worker_init(struct worker *w, int index, const struct config *cfg,
   w->wake.data = w;
   uv_timer_init(&w->loop, &w->check);
   w->check.data = w;
-  struct http_limits lim = {cfg->max_body, 20000, 20000, 60000, cfg->access_log};
+  /* header, body-idle and keep-alive timeouts are equal, so that arming
+   * the next phase rarely moves the connection's timer */
+  struct http_limits lim = {cfg->max_body, 20000, 20000, 20000, cfg->access_log};
   http_server_init(&w->http, &w->loop, &lim, on_request, w);
   return 0;
 }

@@ -44,6 +44,8 @@ struct http_conn {
   int last_was_value;
   int error_status;                  /* limit hit by a callback: 413, 431 */
   int phase;
+  uint64_t deadline;                 /* loop time (ms) the current phase ends; 0 none */
+  uint64_t timer_due;                /* when the timer is set to fire */
   int refs;                          /* open handles + request in flight */
   int writes_pending;
   unsigned inflight : 1, closing : 1, in_process : 1, keep_alive : 1,
@@ -87,15 +89,32 @@ static void conn_close(struct http_conn *c) {
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+/* Timers are lazy: arm() only records the deadline; the timer is
+ * restarted when the deadline moves earlier than when it is due, and
+ * otherwise re-armed when it fires early.  Keep-alive traffic thus moves a
+ * number per request instead of the loop's timer heap. */
 static void on_timeout(uv_timer_t *t) {
   struct http_conn *c = t->data;
-  /* A handler in flight is bounded by its own deadline, not by this. */
-  if (c->phase != PH_HANDLER) conn_close(c);
+  uint64_t now = uv_now(t->loop);
+  if (c->deadline == 0) return;          /* disarmed (a handler runs) */
+  if (now < c->deadline) {
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, on_timeout, c->deadline - now, 0);
+    return;
+  }
+  conn_close(c);
 }
 
 static void arm(struct http_conn *c, uint32_t ms) {
-  uv_timer_start(&c->timer, on_timeout, ms, 0);
+  uint64_t due = uv_now(c->srv->loop) + ms;
+  c->deadline = due;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || due < c->timer_due) {
+    c->timer_due = due;
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+  }
 }
+
+static void disarm(struct http_conn *c) { c->deadline = 0; }
 
 /* ---- llhttp callbacks ------------------------------------------------- */
 
@@ -248,7 +267,7 @@ static void begin_request(struct http_conn *c) {
   c->refs++;
   c->phase = PH_HANDLER;
   c->srv->ninflight++;
-  uv_timer_stop(&c->timer);
+  disarm(c);
 }
 
 /* Answers a request the parser refused (400, 413, 431) and closes. */

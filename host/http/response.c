@@ -1,7 +1,6 @@
 /* response: status line, headers and body into one buffer. */
 #include "http/response.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -96,35 +95,59 @@ static int host_owned(const struct http_header *h) {
          (h->name_len == 12 && strncasecmp(h->name, "x-request-id", 12) == 0);
 }
 
+/* Appends the decimal digits of v. */
+static char *put_uint(char *p, size_t v) {
+  char tmp[24];
+  int n = 0;
+  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+static char *put_str(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+#define PUT_LIT(p, lit) put_str(p, lit, sizeof(lit) - 1)
+
 int http_format_head(struct rbuf *b, const struct http_head *h) {
-  char line[160];
-  int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", h->status,
-                   http_reason(h->status));
-  if (rbuf_append(b, line, (size_t)n) < 0) return -1;
+  /* One reservation for the fixed part; user headers add their own. */
+  const char *reason = http_reason(h->status);
+  size_t rlen = strlen(reason), idlen = strlen(h->request_id);
+  if (rbuf_reserve(b, 64 + rlen) < 0) return -1;
+  char *p = b->p + b->len;
+  p = PUT_LIT(p, "HTTP/1.1 ");
+  p = put_uint(p, (size_t)h->status);
+  *p++ = ' ';
+  p = put_str(p, reason, rlen);
+  p = PUT_LIT(p, "\r\n");
+  b->len = (size_t)(p - b->p);
   for (int i = 0; i < h->nheaders; i++) {
     const struct http_header *x = &h->headers[i];
     if (host_owned(x)) continue;
     if (rbuf_reserve(b, x->name_len + x->value_len + 4) < 0) return -1;
-    memcpy(b->p + b->len, x->name, x->name_len);
-    b->len += x->name_len;
-    b->p[b->len++] = ':';
-    b->p[b->len++] = ' ';
-    memcpy(b->p + b->len, x->value, x->value_len);
-    b->len += x->value_len;
-    b->p[b->len++] = '\r';
-    b->p[b->len++] = '\n';
+    p = b->p + b->len;
+    p = put_str(p, x->name, x->name_len);
+    p = PUT_LIT(p, ": ");
+    p = put_str(p, x->value, x->value_len);
+    p = PUT_LIT(p, "\r\n");
+    b->len = (size_t)(p - b->p);
   }
-  if (http_status_bodiless(h->status))
-    n = snprintf(line, sizeof line, "Date: %s\r\nx-request-id: %s\r\n",
-                 clock_http_date(), h->request_id);
-  else
-    n = snprintf(line, sizeof line,
-                 "Content-Length: %zu\r\nDate: %s\r\nx-request-id: %s\r\n",
-                 h->content_length, clock_http_date(), h->request_id);
-  if (rbuf_append(b, line, (size_t)n) < 0) return -1;
-  if (h->close && rbuf_append(b, "Connection: close\r\n", 19) < 0) return -1;
-  if (!h->close && h->keep_alive_10 &&
-      rbuf_append(b, "Connection: keep-alive\r\n", 24) < 0)
-    return -1;
-  return rbuf_append(b, "\r\n", 2);
+  if (rbuf_reserve(b, 160 + idlen) < 0) return -1;
+  p = b->p + b->len;
+  if (!http_status_bodiless(h->status)) {
+    p = PUT_LIT(p, "Content-Length: ");
+    p = put_uint(p, h->content_length);
+    p = PUT_LIT(p, "\r\n");
+  }
+  p = PUT_LIT(p, "Date: ");
+  p = put_str(p, clock_http_date(), 29);
+  p = PUT_LIT(p, "\r\nx-request-id: ");
+  p = put_str(p, h->request_id, idlen);
+  p = PUT_LIT(p, "\r\n");
+  if (h->close) p = PUT_LIT(p, "Connection: close\r\n");
+  else if (h->keep_alive_10) p = PUT_LIT(p, "Connection: keep-alive\r\n");
+  p = PUT_LIT(p, "\r\n");
+  b->len = (size_t)(p - b->p);
+  return 0;
 }
