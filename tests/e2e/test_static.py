@@ -114,11 +114,21 @@ class StaticTests(harness.ServerTestCase):
             with self.subTest(path=path):
                 self.assertStatus(self.srv.get(path), 404)
 
-    def test_directory_is_not_served(self):
-        for path in ("/static/a", "/static/a/", "/static/"):
+    def test_directory_without_index_is_not_listed(self):
+        for path in ("/static/a", "/static/a/"):
             with self.subTest(path=path):
                 r = self.srv.get(path)
                 self.assertIn(r.status, (403, 404), repr(r))
+                self.assertNotIn(b"b.css", r.body)
+
+    def test_directory_with_index_serves_index_or_nothing(self):
+        # Serving index.html for a directory is allowed; a listing is not.
+        r = self.srv.get("/static/")
+        if r.status == 200:
+            self.assertEqual(r.body, HTML)
+            self.assertHeader(r, "content-type", "text/html; charset=utf-8")
+        else:
+            self.assertIn(r.status, (403, 404), repr(r))
 
     def test_traversal_and_outside_symlinks_are_404(self):
         for path in TRAVERSALS:
