@@ -71,7 +71,7 @@ static int request(lua_State *L) {
   r.http_major = r.http_minor = 1;
   r.remote = "127.0.0.1";
   r.start_ns = clock_now_ns();
-  instance_request_id(r.request_id);
+  r.seq = instance_request_id(r.request_id);
   /* headers: names lower-cased, kept as strings on the stack */
   int nh = 0, top = lua_gettop(L);
   struct http_header *hs = NULL;

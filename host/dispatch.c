@@ -16,6 +16,18 @@
 
 #define POOL_MAX 64
 
+void dispatch_internal_request(struct http_request *r, const char *path) {
+  memset(r, 0, sizeof *r);
+  r->method = "GET";
+  r->target = r->path = path;
+  r->target_len = r->path_len = strlen(path);
+  r->query = r->body = "";
+  r->http_major = r->http_minor = 1;
+  r->remote = "0.0.0.0";
+  r->start_ns = clock_now_ns();
+  r->seq = instance_request_id(r->request_id);
+}
+
 int dispatch_reserved(const struct http_request *r, int internal, int *status,
                       const char **body) {
   if (r->path_len < 5 || memcmp(r->path, "/_ah/", 5) != 0) return 0;
@@ -323,6 +335,7 @@ int dispatch_start(struct dispatch *d, struct dispatch_job *j,
   j->nheaders = 0;
   j->out_of_memory = 0;
   j->failed = 0;
+  d->inflight++;
   if (d->npool > 0) {
     d->npool--;
     j->task.co = d->pool[d->npool];
@@ -354,7 +367,8 @@ int dispatch_resume(struct dispatch_job *j, int nargs) {
   return settle(j, st, nres);
 }
 
-void dispatch_finish(struct dispatch_job *j) {
+int dispatch_finish(struct dispatch_job *j) {
+  int exhausted = 0;
   struct dispatch *d = j->d;
   lua_State *co = j->task.co;
   struct vm *vm = j->task.vm;
@@ -371,6 +385,7 @@ void dispatch_finish(struct dispatch_job *j) {
   if (j->out_of_memory) {   /* give the heap back before the next request */
     j->out_of_memory = 0;
     lua_gc(d->L, LUA_GCCOLLECT);
+    exhausted = vm->limit && vm->used > vm->limit / 4 * 3;
   }
   if (reusable && d->npool < POOL_MAX) {
     d->pool[d->npool] = co;
@@ -379,5 +394,7 @@ void dispatch_finish(struct dispatch_job *j) {
     luaL_unref(d->L, LUA_REGISTRYINDEX, j->co_ref);
   }
   j->task.co = NULL;
+  d->inflight--;
   vm->limit_on = was_on;
+  return exhausted;
 }

@@ -25,6 +25,7 @@ struct dispatch {
   lua_State **pool;          /* finished coroutines kept for reuse */
   int *pool_refs;            /* their registry references */
   int npool;
+  int inflight;              /* jobs started and not yet finished */
 };
 
 enum dispatch_status { DISPATCH_DONE, DISPATCH_YIELD };
@@ -52,6 +53,9 @@ struct dispatch_job {
 int dispatch_reserved(const struct http_request *r, int internal, int *status,
                       const char **body);
 
+/* Fills r as the host's own lifecycle request: GET path, no headers. */
+void dispatch_internal_request(struct http_request *r, const char *path);
+
 /* Loads every handler module of cfg into L.  0, or -1 with err. */
 int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
                   char *err, size_t errlen);
@@ -62,7 +66,10 @@ int dispatch_start(struct dispatch *d, struct dispatch_job *j,
                    const struct http_request *req);
 /* Resumes a job that yielded; nargs values are on j->task.co's stack. */
 int dispatch_resume(struct dispatch_job *j, int nargs);
-/* Releases the coroutine; the response fields become invalid. */
-void dispatch_finish(struct dispatch_job *j);
+/* Releases the coroutine; the response fields become invalid.  Returns 1
+ * when the job ran out of memory and the state, collected, still holds
+ * over 3/4 of its limit (module state filled it: the owner should replace
+ * the state), else 0. */
+int dispatch_finish(struct dispatch_job *j);
 
 #endif

@@ -45,19 +45,10 @@ static void size_connection_cap(void) {
  * traffic: 2xx or 404 is success. */
 static int run_start_request(struct worker *w) {
   struct http_request r;
-  memset(&r, 0, sizeof r);
-  r.method = "GET";
-  r.target = r.path = "/_ah/start";
-  r.target_len = r.path_len = 10;
-  r.query = "";
-  r.http_major = r.http_minor = 1;
-  r.body = "";
-  r.remote = "0.0.0.0";
-  r.start_ns = clock_now_ns();
-  instance_request_id(r.request_id);
+  dispatch_internal_request(&r, "/_ah/start");
   struct dispatch_job j;
   memset(&j, 0, sizeof j);
-  if (dispatch_start(&w->d, &j, &r) != DISPATCH_DONE) {
+  if (dispatch_start(w->d, &j, &r) != DISPATCH_DONE) {
     log_msg(LOG_ERROR, NULL, NULL, "/_ah/start yielded outside a loop");
     return -1;
   }
@@ -83,8 +74,12 @@ static void on_poll(uv_timer_t *t) {
     log_msg(LOG_WARNING, NULL, NULL, "shutdown grace of %g s expired; closing connections",
             s->cfg->shutdown_grace);
     s->phase = 2;
-    for (int i = 0; i < s->nworkers; i++) worker_stop(&s->workers[i], 2);
+    for (int i = 0; i < s->nworkers; i++) {
+      worker_log_unfinished(&s->workers[i]);
+      worker_stop(&s->workers[i], 2);
+    }
   } else if (s->phase == 2 && elapsed > (uint64_t)(s->cfg->shutdown_grace * 1e9) + 2000000000u) {
+    for (int i = 0; i < s->nworkers; i++) worker_log_unfinished(&s->workers[i]);
     log_msg(LOG_WARNING, NULL, NULL, "requests still running after the grace; exiting");
     uv_stop(t->loop);
   }

@@ -1,6 +1,7 @@
 /* worker: a loop, a state, requests as coroutines. */
 #include "worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct req_job {
   uv_timer_t timer;             /* wakes a parked request */
   int timer_init;
   struct req_job *prev, *next;  /* w->waiting while parked */
+  struct http_request own;      /* the request of a host lifecycle job */
 };
 
 static int job_sleep(struct vm_task *t, uint64_t ns);
@@ -47,24 +49,80 @@ static void unpark(struct req_job *j) {
   j->prev = j->next = NULL;
 }
 
+/* A worker state: the VM with the app's handlers loaded.  NULL on error. */
+static struct dispatch *state_new(struct worker *w, char *err, size_t errlen) {
+  const struct config *cfg = w->cfg;
+  struct vm_opts vo = {cfg->role, VM_EXIT_REFUSE, cfg->memory_limit,
+                       {cfg->app_dir, NULL, NULL}, w->preload};
+  struct dispatch *d = calloc(1, sizeof *d);
+  if (!d) { snprintf(err, errlen, "out of memory"); return NULL; }
+  lua_State *L = vm_new(&vo, err, errlen);
+  if (!L) { free(d); return NULL; }
+  vm_of(L)->host_data = (void *)cfg;
+  if (dispatch_init(d, L, cfg, err, errlen) < 0) {
+    dispatch_free(d);
+    vm_close(L);
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+static void state_free(struct dispatch *d) {
+  lua_State *L = d->L;
+  dispatch_free(d);
+  vm_close(L);
+  free(d);
+}
+
+/* The state stays full after a memory error (module-level data filled
+ * it): later requests get a fresh state, as after an instance restart;
+ * requests still running in the old one finish there. */
+static void replace_state(struct worker *w) {
+  char err[1024];
+  struct dispatch *old = w->d;
+  struct dispatch *d = state_new(w, err, sizeof err);
+  if (!d) {
+    log_msg(LOG_ERROR, NULL, NULL, "worker %d: cannot replace its full Lua state: %s",
+            w->index, err);
+    return;
+  }
+  log_msg(LOG_WARNING, NULL, NULL, "worker %d: its Lua state still holds %zu KiB of its "
+          "%zu KiB memory_limit after a memory error; replaced by a fresh state (module "
+          "state starts over)", w->index, vm_of(old->L)->used >> 10,
+          vm_of(old->L)->limit >> 10);
+  w->d = d;
+  if (old->inflight == 0) state_free(old);
+}
+
 /* Sends what the handler produced and recycles the job. */
 static void complete(struct req_job *j) {
   struct dispatch_job *dj = &j->dj;
+  struct worker *w = j->w;
+  struct dispatch *d = dj->d;
   const struct http_request *r = dj->req;
-  if (dj->static_route)
+  if (!j->conn)   /* the host's own lifecycle request */
+    log_msg(LOG_INFO, "request_id", r->request_id, "%.*s answered %d", (int)r->path_len,
+            r->path, dj->static_route ? 404 : dj->status);
+  else if (dj->static_route)
     http_static_serve(j->conn, r, dj->static_route->static_dir, r->path + dj->static_rest,
                       r->path_len - dj->static_rest);
   else
     http_respond(j->conn, dj->status, dj->headers, dj->nheaders, dj->body, dj->body_len);
-  dispatch_finish(dj);
+  if (dispatch_finish(dj) && d == w->d) replace_state(w);
+  else if (d != w->d && d->inflight == 0) state_free(d);
   if (j->timer_init) uv_close((uv_handle_t *)&j->timer, on_job_timer_closed);
   else job_release(j);
 }
 
 static void on_wake(uv_timer_t *t) {
   struct req_job *j = t->data;
+  struct worker *w = j->w;
   unpark(j);
-  if (dispatch_resume(&j->dj, 0) == DISPATCH_DONE) complete(j);
+  atomic_store_explicit(&w->running, j->dj.req->seq, memory_order_relaxed);
+  int st = dispatch_resume(&j->dj, 0);
+  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+  if (st == DISPATCH_DONE) complete(j);
 }
 
 /* vm_waiter.sleep: park the request; a timer resumes it (at the latest at
@@ -106,10 +164,26 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
     return;
   }
   j->conn = c;
-  if (dispatch_start(&w->d, &j->dj, r) == DISPATCH_DONE) complete(j);
+  atomic_store_explicit(&w->running, r->seq, memory_order_relaxed);
+  int st = dispatch_start(w->d, &j->dj, r);
+  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+  if (st == DISPATCH_DONE) complete(j);
 }
 
 /* ---- stopping --------------------------------------------------------- */
+
+/* A backend sends GET /_ah/stop through its handlers when shutdown starts
+ * (on worker 0); its answer is logged. */
+static void send_stop_request(struct worker *w) {
+  struct req_job *j = job_new(w);
+  if (!j) return;
+  struct http_request *r = &j->own;
+  dispatch_internal_request(r, "/_ah/stop");
+  atomic_store_explicit(&w->running, r->seq, memory_order_relaxed);
+  int st = dispatch_start(w->d, &j->dj, r);
+  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+  if (st == DISPATCH_DONE) complete(j);
+}
 
 static void on_check(uv_timer_t *t) {
   struct worker *w = t->data;
@@ -125,13 +199,30 @@ static void on_stop(uv_async_t *a) {
     listener_stop(&w->lp);
     http_server_drain(&w->http);
     uv_timer_start(&w->check, on_check, 0, 20);
+    if (w->index == 0 && w->cfg->role == VM_BACKEND) send_stop_request(w);
   }
   /* wake parked requests: their sleeps return false */
   for (struct req_job *j = w->waiting; j; j = j->next) {
     j->dj.task.woken_early = 1;
     uv_timer_start(&j->timer, on_wake, 0, 0);
   }
-  if (phase >= 2) http_server_close_all(&w->http);
+  if (phase >= 2) {
+    for (struct req_job *j = w->waiting; j; j = j->next)
+      log_msg(LOG_WARNING, "request_id", j->dj.req->request_id,
+              "request %.*s still waiting at the end of the shutdown grace",
+              (int)j->dj.req->path_len, j->dj.req->path);
+    http_server_close_all(&w->http);
+  }
+}
+
+void worker_log_unfinished(struct worker *w) {
+  uint64_t seq = atomic_load_explicit(&w->running, memory_order_relaxed);
+  if (seq) {
+    char rid[INSTANCE_RID_LEN + 1];
+    instance_format_request_id(seq, rid);
+    log_msg(LOG_WARNING, "request_id", rid,
+            "request still running on worker %d after the shutdown grace", w->index);
+  }
 }
 
 static void run(void *arg) {
@@ -147,12 +238,8 @@ int worker_init(struct worker *w, int index, const struct config *cfg,
   memset(w, 0, sizeof *w);
   w->index = index;
   w->cfg = cfg;
-  struct vm_opts vo = {cfg->role, VM_EXIT_REFUSE, cfg->memory_limit,
-                       {cfg->app_dir, NULL, NULL}, preload};
-  w->L = vm_new(&vo, err, errlen);
-  if (!w->L) return -1;
-  vm_of(w->L)->host_data = (void *)cfg;
-  if (dispatch_init(&w->d, w->L, cfg, err, errlen) < 0) return -1;
+  w->preload = preload;
+  if (!(w->d = state_new(w, err, errlen))) return -1;
   if (uv_loop_init(&w->loop) < 0) return -1;
   uv_async_init(&w->loop, &w->wake, on_stop);
   w->wake.data = w;
@@ -178,10 +265,9 @@ void worker_stop(struct worker *w, int phase) {
 void worker_join(struct worker *w) { uv_thread_join(&w->thread); }
 
 void worker_free(struct worker *w) {
-  if (w->L) {
-    dispatch_free(&w->d);
-    vm_close(w->L);
-    w->L = NULL;
+  if (w->d) {
+    state_free(w->d);
+    w->d = NULL;
   }
   while (w->free_jobs) {
     struct req_job *j = w->free_jobs;

@@ -33,11 +33,15 @@ struct worker {
   struct http_server http;
   struct listener_poll lp;
   int listen_fd;
-  lua_State *L;
-  struct dispatch d;
+  struct dispatch *d;           /* the current state and its handlers; a
+                                   replaced one lives on (not here) until
+                                   its last request finishes */
+  const luaL_Reg *preload;
   struct req_job *waiting;      /* requests parked in a host call */
   struct req_job *free_jobs;    /* cache of job structs */
   atomic_int stop_phase;        /* 0 running, 1 drain, 2 close everything */
+  atomic_uint_fast64_t running; /* seq of the request whose Lua code runs
+                                   now (0: none); read by the main thread */
   atomic_int done;              /* set by the worker when its loop ended */
 };
 
@@ -47,6 +51,8 @@ int worker_init(struct worker *w, int index, const struct config *cfg,
 int worker_start(struct worker *w, int listen_fd);
 void worker_stop(struct worker *w, int phase);    /* any thread */
 void worker_join(struct worker *w);
+/* Main thread: logs the IDs of requests still running or parked. */
+void worker_log_unfinished(struct worker *w);
 void worker_free(struct worker *w);
 
 #endif

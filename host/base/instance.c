@@ -30,14 +30,19 @@ void instance_init(void) {
 
 const char *instance_id(void) { return id; }
 
-void instance_request_id(char out[INSTANCE_RID_LEN + 1]) {
+void instance_format_request_id(uint64_t n, char out[INSTANCE_RID_LEN + 1]) {
   static const char hex[] = "0123456789abcdef";
-  uint64_t n = atomic_fetch_add_explicit(&rid_counter, 1, memory_order_relaxed) + 1;
   uint32_t p = rid_prefix;
   for (int i = 7; i >= 0; i--, p >>= 4) out[i] = hex[p & 15];
   out[8] = '-';
   for (int i = INSTANCE_RID_LEN - 1; i >= 9; i--, n >>= 4) out[i] = hex[n & 15];
   out[INSTANCE_RID_LEN] = '\0';
+}
+
+uint64_t instance_request_id(char out[INSTANCE_RID_LEN + 1]) {
+  uint64_t n = atomic_fetch_add_explicit(&rid_counter, 1, memory_order_relaxed) + 1;
+  instance_format_request_id(n, out);
+  return n;
 }
 
 int instance_shutting_down(void) {

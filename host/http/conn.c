@@ -201,6 +201,11 @@ static int on_headers_complete(llhttp_t *p) {
     c->error_status = 413;
     return -1;
   }
+  /* RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host. */
+  int hosts = 0;
+  for (int i = 0; i < c->nh; i++)
+    hosts += c->hoff[i].nl == 4 && memcmp(c->head.p + c->hoff[i].n, "host", 4) == 0;
+  if (hosts > 1 || (hosts == 0 && p->http_major == 1 && p->http_minor == 1)) return -1;
   const struct hdr_off *e = find_header(c, "expect");
   if (e && has_body && p->http_major == 1 && p->http_minor == 1 && e->vl == 12 &&
       strncasecmp(c->head.p + e->v, "100-continue", 12) == 0)
@@ -258,7 +263,7 @@ static int build_request(struct http_conn *c) {
   r->body_len = c->body.len;
   r->remote = c->remote;
   r->is_head = c->parser.method == HTTP_HEAD;
-  instance_request_id(r->request_id);
+  r->seq = instance_request_id(r->request_id);
   return 0;
 }
 
@@ -279,7 +284,7 @@ static void respond_error(struct http_conn *c, int status) {
   r->path_len = c->head.p && c->target_len ? c->target_len : 1;
   r->is_head = 0;
   r->remote = c->remote;
-  instance_request_id(r->request_id);
+  r->seq = instance_request_id(r->request_id);
   c->keep_alive = 0;
   begin_request(c);
   const char *msg = status == 413 ? "request body too large\n"

@@ -34,6 +34,7 @@ struct http_request {
   const char *body; size_t body_len;
   const char *remote;                        /* peer address, text */
   char request_id[INSTANCE_RID_LEN + 1];
+  uint64_t seq;                              /* the request ID's number */
   int is_head;
   uint64_t start_ns;
 };

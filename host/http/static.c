@@ -56,7 +56,9 @@ static int unsafe(const char *p, size_t n) {
 
 /* Reads a whole regular file; NULL when missing, unreadable or too big. */
 static char *slurp(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO or device must not stall the worker; only regular
+   * files pass the fstat check below. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return NULL;
   struct stat st;
   char *buf = NULL;

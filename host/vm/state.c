@@ -95,6 +95,12 @@ static int text_dofile(lua_State *L) {
   return dofile_cont(L, 0, 0);
 }
 
+/* debug.sethook would remove the host's deadline hook. */
+static int refused_sethook(lua_State *L) {
+  return luaL_error(L, "debug.sethook is not available in luahost "
+                       "(the host's hook enforces deadlines)");
+}
+
 /* package.searchers[2] replacement: Lua files on package.path, text only. */
 static int text_searcher(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
@@ -132,6 +138,10 @@ static int setup(lua_State *L) {
     lua_setfield(L, -2, "exit");
     lua_pop(L, 1);
   }
+  lua_getglobal(L, "debug");
+  lua_pushcfunction(L, refused_sethook);
+  lua_setfield(L, -2, "sethook");
+  lua_pop(L, 1);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");
   lua_pushcfunction(L, text_searcher);

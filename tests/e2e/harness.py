@@ -33,8 +33,16 @@ PORT_RE = re.compile(r"listening on http://[^:\s/]+:(\d+)")
 STARTUP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+# Multiplies the performance bounds (not the protocol limits) the tests
+# assert, for slow builds such as TSan: LUAHOST_E2E_TIME_SCALE=5.
+TIME_SCALE = float(os.environ.get("LUAHOST_E2E_TIME_SCALE", "1"))
 MAX_HEAD = 1 << 20          # refuse to buffer response heads bigger than this
 MAX_BODY = 64 << 20         # nor bodies bigger than this
+
+
+def scaled(seconds):
+    """A time bound in seconds, stretched by $LUAHOST_E2E_TIME_SCALE."""
+    return seconds * TIME_SCALE
 
 
 def lua(src):
@@ -216,7 +224,7 @@ class Server:
 
     def __init__(self, files=None, args=(), app_dir=None,
                  listen=HOST + ":0", startup_timeout=STARTUP_TIMEOUT,
-                 env=None):
+                 env=None, pass_app_dir=True):
         self.files = files if files is not None else {}
         self.args = list(args)
         self.listen = listen
@@ -229,6 +237,7 @@ class Server:
         self.out = None
         self.err = None
         self.returncode = None
+        self.pass_app_dir = pass_app_dir   # False: `serve` without APP_DIR
 
     # -- lifecycle
 
@@ -237,7 +246,9 @@ class Server:
         if self.app_dir is None:
             self.app_dir = tempfile.mkdtemp(prefix="luahost-e2e-")
         write_tree(self.app_dir, self.files)
-        cmd = [LUAHOST, "serve", self.app_dir]
+        cmd = [LUAHOST, "serve"]
+        if self.pass_app_dir:
+            cmd.append(self.app_dir)
         if self.listen is not None:
             cmd += ["--listen", self.listen]
         cmd += self.args
@@ -337,7 +348,7 @@ class Server:
     # -- HTTP
 
     def connect(self, timeout=IO_TIMEOUT):
-        return Conn(self.port, timeout)
+        return Conn(self.port, timeout, server=self)
 
     def request(self, method="GET", target="/", headers=None, body=None,
                 version="HTTP/1.1", timeout=IO_TIMEOUT):
@@ -417,6 +428,7 @@ class Response:
         self.headers = headers          # list of (name, value), as sent
         self.body = body                # bytes
         self.raw_head = raw_head        # bytes of status line + headers
+        self.server = None              # Server it came from, for diagnostics
 
     def header(self, name, default=None):
         name = name.lower()
@@ -448,7 +460,8 @@ class Conn:
     """A client connection with its own read buffer (keep-alive and
     pipelining read responses off it one at a time)."""
 
-    def __init__(self, port, timeout=IO_TIMEOUT):
+    def __init__(self, port, timeout=IO_TIMEOUT, server=None):
+        self.server = server
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
@@ -534,6 +547,7 @@ class Conn:
             n, v = l.split(b":", 1)
             headers.append((n.decode("latin-1"), v.strip().decode("latin-1")))
         resp = Response(version, status, reason, headers, b"", head)
+        resp.server = self.server
         if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
             return resp
         te = (resp.header("transfer-encoding") or "").lower()
@@ -629,31 +643,58 @@ def app_dir(testcase, files):
 # --------------------------------------------------------------------------
 # unittest glue
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "WARNING: ThreadSanitizer", "runtime error:",
+                     "ERROR: ThreadSanitizer")
+
+
+def close_and_check(srv):
+    """Stops the server; fails the test when a sanitizer reported anything
+    on its stderr (the sanitizer builds run this same suite)."""
+    srv.close()
+    text = srv.stderr_text()
+    for marker in SANITIZER_MARKERS:
+        if marker in text:
+            i = text.index(marker)
+            raise AssertionError("luahost stderr has a sanitizer report:\n"
+                                 + text[max(0, i - 200):i + 3000])
+
+
 
 class ServerTestCase(unittest.TestCase):
     maxDiff = None
 
     def start_server(self, files, args=(), **kw):
         srv = Server(files, args, **kw)
-        self.addCleanup(srv.close)
+        self.addCleanup(close_and_check, srv)
         srv.start()
         return srv
 
     @classmethod
     def start_class_server(cls, files, args=(), **kw):
         srv = Server(files, args, **kw)
-        cls.addClassCleanup(srv.close)
+        cls.addClassCleanup(close_and_check, srv)
         srv.start()
         return srv
 
+    @staticmethod
+    def _context(resp):
+        msg = repr(resp)
+        srv = getattr(resp, "server", None)
+        if srv is not None and srv.err is not None:
+            tail = srv.err.snapshot()[-12:]
+            msg += "\n--- last luahost stderr lines ---\n" + "\n".join(tail)
+        return msg
+
     def assertStatus(self, resp, status):
-        self.assertEqual(resp.status, status, "unexpected status in %r" % resp)
+        self.assertEqual(resp.status, status,
+                         "unexpected status in " + self._context(resp))
 
     def assertOK(self, resp, body=None):
         self.assertStatus(resp, 200)
         if body is not None:
             self.assertEqual(resp.body, body if isinstance(body, bytes)
-                             else body.encode("utf-8"), repr(resp))
+                             else body.encode("utf-8"), self._context(resp))
 
     def assertHeader(self, resp, name, value):
         self.assertEqual(resp.header(name), value,

@@ -117,7 +117,7 @@ class CliTests(harness.ServerTestCase):
                 t0 = time.monotonic()
                 rc = srv.stop(sig, timeout=10)
                 self.assertEqual(rc, 0, "stderr:\n" + srv.stderr_text())
-                self.assertLess(time.monotonic() - t0, 5.0)
+                self.assertLess(time.monotonic() - t0, harness.scaled(5.0))
 
     def test_sigterm_wakes_sleeping_request_and_answers_it(self):
         srv = self.start_server({
@@ -156,7 +156,68 @@ class CliTests(harness.ServerTestCase):
         self.assertOK(result["resp"], b"slept false shutting true")
         rc = srv.wait(10)
         self.assertEqual(rc, 0, srv.stderr_text())
-        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertLess(time.monotonic() - t0, harness.scaled(5.0))
+
+    def test_serve_without_app_dir_serves_example(self):
+        srv = self.start_server({}, pass_app_dir=False)
+        self.assertStatus(srv.get("/_ah/health"), 200)
+        r = srv.get("/")
+        self.assertLess(r.status, 500, repr(r))
+        self.assertEqual(srv.stop(signal.SIGTERM), 0)
+
+    def test_sigterm_lets_busy_request_finish(self):
+        # A CPU-bound request in flight at SIGTERM still gets its answer.
+        srv = self.start_server({
+            "app.lua": r'''
+                return { handlers = { {url = "^/busy$", script = "busy"} } }
+            ''',
+            "busy.lua": r'''
+                local runtime = require "runtime"
+                return function(req)
+                  io.stderr:write("BUSY-STARTED\n"); io.stderr:flush()
+                  local t0 = runtime.monotonic()
+                  while runtime.monotonic() - t0 < 1.0 do end
+                  return "done"
+                end
+            ''',
+        })
+        with srv.connect() as c:
+            c.send(build_request("GET", "/busy"))
+            self.assertIsNotNone(srv.wait_stderr("BUSY-STARTED", 5))
+            srv.send_signal(signal.SIGTERM)
+            self.assertOK(c.read_response(timeout=10), b"done")
+        self.assertEqual(srv.wait(10), 0, srv.stderr_text())
+
+    def test_shutdown_grace_ends_stuck_request_and_logs_its_id(self):
+        srv = self.start_server({
+            "app.lua": r'''
+                return { shutdown_grace = 1,
+                         handlers = { {url = "^/stuck$", script = "stuck"} } }
+            ''',
+            "stuck.lua": r'''
+                local runtime = require "runtime"
+                return function(req)
+                  io.stderr:write("STUCK-ID " .. req.request_id .. "\n")
+                  io.stderr:flush()
+                  local t0 = runtime.monotonic()
+                  while runtime.monotonic() - t0 < 30 do end
+                  return "done"
+                end
+            ''',
+        })
+        with srv.connect() as c:
+            c.send(build_request("GET", "/stuck"))
+            line = srv.wait_stderr("STUCK-ID ", 5)
+            self.assertIsNotNone(line)
+            rid = line.split("STUCK-ID ", 1)[1].strip()
+            t0 = time.monotonic()
+            srv.send_signal(signal.SIGTERM)
+            rc = srv.wait(8)
+            took = time.monotonic() - t0
+        self.assertEqual(rc, 0, srv.stderr_text())
+        self.assertLess(took, harness.scaled(4.0), "grace of 1 s took %.1fs" % took)
+        after = srv.stderr_text().split(line, 1)[1]
+        self.assertIn(rid, after, "stuck request id not logged at shutdown")
 
 
 class AccessLogTests(harness.ServerTestCase):
@@ -214,6 +275,26 @@ class AccessLogTests(harness.ServerTestCase):
             self.assertIsInstance(e["duration_ms"], (int, float))
             self.assertGreaterEqual(e["duration_ms"], 0)
             self.assertTrue(str(e["remote_addr"]).startswith("127.0.0.1"), e)
+
+    def test_json_access_log_escapes_odd_paths(self):
+        srv = self.start_server(HELLO_APP, args=["--log-format", "json"])
+        targets = ['/a"b', "/a\\b", "/%22%0a%00", "/\u00e9".encode("utf-8").decode("latin-1")]
+        for t in targets:
+            with srv.connect() as c:
+                c.send(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % t).encode("latin-1"))
+                try:
+                    c.read_response()
+                except (harness.ConnectionClosed, OSError):
+                    pass
+        self.assertOK(srv.get("/hello"), b"hello")
+        time.sleep(0.3)
+        lines = srv.stdout_lines()
+        self.assertTrue(lines)
+        for line in lines:
+            try:
+                json.loads(line)
+            except ValueError:
+                self.fail("access log line is not JSON: %r" % line)
 
     def test_access_log_false_writes_nothing(self):
         srv = self.start_server(dict(HELLO_APP, **{"app.lua": r'''
@@ -334,6 +415,8 @@ class LifecycleTests(harness.ServerTestCase):
                 self.assertEqual(p.returncode, 1, p.stderr)
                 self.assertNotRegex(p.stderr, harness.PORT_RE)
 
+    @unittest.skip("runtime.set_shutdown_hook and background_thread arrive with "
+                   "the background_thread issue")
     def test_shutdown_hook_last_one_runs(self):
         srv = self.start_server(LIFECYCLE_APP)
         self.assertOK(srv.get("/sethook1"), b"nil")
@@ -344,6 +427,8 @@ class LifecycleTests(harness.ServerTestCase):
         self.assertEqual(text.count("FUNCTION-HOOK-RAN"), 1, text)
         self.assertNotIn("MODULE-HOOK-RAN", text)
 
+    @unittest.skip("runtime.set_shutdown_hook and background_thread arrive with "
+                   "the background_thread issue")
     def test_shutdown_hook_module_target(self):
         srv = self.start_server(LIFECYCLE_APP)
         self.assertOK(srv.get("/sethook1"), b"nil")
@@ -373,6 +458,8 @@ class RunAndTestCommandTests(harness.ServerTestCase):
         self.assertIn("kaboom-77", p.stderr)
         self.assertIn("traceback", p.stderr.lower())
 
+    @unittest.skip("runtime.set_shutdown_hook and background_thread arrive with "
+                   "the background_thread issue")
     def test_run_waits_for_background_threads(self):
         d = harness.app_dir(self, {"s.lua": r'''
             local bt = require "background_thread"

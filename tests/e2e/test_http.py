@@ -34,6 +34,8 @@ FILES = {
             {url = "^/echo", script = "echo"},
             {url = "^/raw$", script = "raw"},
             {url = "^/big$", script = "big"},
+            {url = "^/status$", script = "status"},
+            {url = "^/badheaders$", script = "badheaders"},
           },
         }
     ''',
@@ -42,6 +44,23 @@ FILES = {
     "raw.lua": harness.RAW_ECHO_LUA,
     "hello.lua": harness.HELLO_LUA,
     "big.lua": BIG_LUA,
+    "status.lua": r'''
+        return function(req)
+          return tonumber(req.args.code), req.args.body or ""
+        end
+    ''',
+    # Header values a handler should not be able to smuggle onto the wire.
+    "badheaders.lua": r'''
+        return function(req)
+          if req.args.kind == "crlf" then
+            return 200, {["x-bad"] = "a\r\nInjected: yes"}, "body"
+          elseif req.args.kind == "name" then
+            return 200, {["x-bad\r\nInjected"] = "yes"}, "body"
+          else -- a wrong content-length from the handler
+            return 200, {["content-length"] = "100"}, "abc"
+          end
+        end
+    ''',
 }
 
 BIG_BODY = bytes(range(256)) * 4096
@@ -235,6 +254,21 @@ class HttpTests(harness.ServerTestCase):
         r = self.srv.request("POST", "/raw", body=body)
         self.assertOK(r, body)
 
+    def test_large_upload(self):
+        body = bytes(range(256)) * (8 * 4096)          # 8 MiB
+        r = self.srv.request("POST", "/raw", body=body, timeout=30)
+        self.assertOK(r, body)
+
+    def test_large_chunked_upload(self):
+        part = bytes(range(256)) * 20                  # 5 KiB
+        parts = [part] * 1000                          # ~5 MiB
+        req = build_request("POST", "/raw",
+                            headers=[("Transfer-Encoding", "chunked")]) \
+            + chunked(*parts)
+        with self.srv.connect(timeout=30) as c:
+            c.send(req)
+            self.assertOK(c.read_response(timeout=30), part * 1000)
+
     def test_empty_post_body(self):
         r = self.srv.request("POST", "/echo", body=b"")
         self.assertOK(r)
@@ -254,6 +288,81 @@ class HttpTests(harness.ServerTestCase):
                 c.send(req[i:i + 7])
                 time.sleep(0.01)
             self.assertOK(c.read_response(), b"0123456789")
+
+    def test_many_pipelined_requests(self):
+        n = 100
+        data = b"".join(build_request("GET", "/echo/%d" % i) for i in range(n))
+        with self.srv.connect() as c:
+            c.send(data)
+            for i in range(n):
+                r = c.read_response()
+                self.assertOK(r)
+                self.assertEqual(r.json()["path"], "/echo/%d" % i)
+
+    def test_bodyless_statuses_keep_framing(self):
+        # 204 and 304 carry no body even if the handler gives one; the next
+        # pipelined response must still parse.
+        for code in (204, 304):
+            with self.subTest(code=code):
+                with self.srv.connect() as c:
+                    c.send(build_request("GET", "/status?code=%d&body=oops" % code)
+                           + build_request("GET", "/hello"))
+                    r = c.read_response()
+                    self.assertStatus(r, code)
+                    self.assertOK(c.read_response(), b"hello")
+
+    def test_handler_status_codes_pass_through(self):
+        for code in (200, 201, 301, 400, 404, 503):
+            with self.subTest(code=code):
+                r = self.srv.get("/status?code=%d&body=b%d" % (code, code))
+                self.assertStatus(r, code)
+                self.assertEqual(r.body, b"b%d" % code)
+
+    def test_invalid_status_from_handler_is_500(self):
+        for code in (0, 99, 1000):
+            with self.subTest(code=code):
+                r = self.srv.get("/status?code=%d" % code)
+                self.assertStatus(r, 500)
+                self.assertServes(self.srv)
+
+    def test_handler_cannot_inject_headers(self):
+        for kind in ("crlf", "name"):
+            with self.subTest(kind=kind):
+                with self.srv.connect() as c:
+                    c.send(build_request("GET", "/badheaders?kind=" + kind)
+                           + build_request("GET", "/hello"))
+                    r = c.read_response()
+                    self.assertIsNone(r.header("injected"), repr(r))
+                    self.assertIn(r.status, (200, 500), repr(r))
+                    self.assertOK(c.read_response(), b"hello")
+
+    def test_handler_content_length_cannot_break_framing(self):
+        with self.srv.connect() as c:
+            c.send(build_request("GET", "/badheaders?kind=cl")
+                   + build_request("GET", "/hello"))
+            r = c.read_response()
+            self.assertEqual(r.header_all("content-length"), [str(len(r.body))],
+                             repr(r))
+            self.assertOK(c.read_response(), b"hello")
+
+    def test_undecodable_query_does_not_break_request(self):
+        r = self.srv.get("/echo?x=%ZZ&y=%4&z=ok")
+        self.assertOK(r)
+        j = r.json()
+        self.assertEqual(j["query"], "x=%ZZ&y=%4&z=ok")
+        self.assertEqual(j["args"].get("z"), "ok", j)
+
+    def test_long_url_under_limit(self):
+        target = "/echo?q=" + "a" * 8000
+        r = self.srv.get(target)
+        self.assertOK(r)
+        self.assertEqual(r.json()["query"], "q=" + "a" * 8000)
+
+    def test_url_over_64k_is_rejected(self):
+        r, c = self.srv.raw(build_request("GET", "/echo?q=" + "a" * (70 * 1024)))
+        c.close()
+        self.assertIn(r.status, (414, 431), repr(r))
+        self.assertOK(self.srv.get("/hello"), b"hello")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,12 @@ MALFORMED = {
         b"GET /hello HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n",
     "header line without colon":
         b"GET /hello HTTP/1.1\r\n" + H + b"NoColonHere\r\n\r\n",
+    "lower-case method": b"get /hello HTTP/1.1\r\n" + H + b"\r\n",
+    "Content-Length not a number":
+        b"POST /raw HTTP/1.1\r\n" + H + b"Content-Length: 5x\r\n\r\nhello",
+    "chunk data longer than size":
+        b"POST /raw HTTP/1.1\r\n" + H
+        + b"Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n",
 }
 
 
@@ -76,12 +82,13 @@ class HttpLimitTests(harness.ServerTestCase):
             except (BrokenPipeError, ConnectionResetError):
                 pass    # server may answer and close before reading it all
             r = c.read_response(timeout=10)
-            self.assertStatus(r, status)
+            if status is not None:
+                self.assertStatus(r, status)
             self.assertEqual(r.header("content-length"), str(len(r.body)),
                              repr(r))
             if must_close:
                 self.assertTrue(c.wait_closed(5),
-                                "connection not closed after %d" % status)
+                                "connection not closed after %d" % r.status)
         finally:
             c.close()
         return r
@@ -91,6 +98,62 @@ class HttpLimitTests(harness.ServerTestCase):
             with self.subTest(case=name):
                 self.send_expect(data, 400)
                 self.assertServes(self.srv)
+
+    def test_error_responses_carry_required_headers(self):
+        for data, status in ((MALFORMED["bad method"], 400),
+                             (build_request("POST", "/raw", body=b"x" * 2000), 413)):
+            with self.subTest(status=status):
+                r = self.send_expect(data, status, must_close=False)
+                self.assertTrue(r.header("date"), repr(r))
+                self.assertTrue(r.header("x-request-id"), repr(r))
+
+    # RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request
+    # without a Host header, or with more than one.
+    def test_http11_without_host_is_400(self):
+        self.send_expect(b"GET /hello HTTP/1.1\r\n\r\n", 400)
+        self.assertServes(self.srv)
+
+    def test_two_host_headers_is_400(self):
+        self.send_expect(b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400)
+        self.assertServes(self.srv)
+
+    def assertNoSmuggledResponse(self, data, status):
+        """`data` ends with a second request hidden in an unread body; after
+        the error response, it must not be answered."""
+        with self.srv.connect() as c:
+            try:
+                c.send(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            r = c.read_response()
+            self.assertStatus(r, status)
+            try:
+                extra = c.read_response(timeout=1)
+            except (harness.ConnectionClosed, OSError):
+                extra = None
+            self.assertIsNone(extra, "smuggled request answered: %r" % extra)
+
+    def test_unread_413_body_is_not_parsed_as_request(self):
+        smuggled = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        body = smuggled * (2000 // len(smuggled) + 1)
+        data = build_request("POST", "/raw", headers=[
+            ("Content-Length", str(len(body)))]) + body
+        self.assertNoSmuggledResponse(data, 413)
+
+    def test_unread_413_expect_body_is_not_parsed_as_request(self):
+        smuggled = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        body = smuggled * (2000 // len(smuggled) + 1)
+        with self.srv.connect() as c:
+            c.send(build_request("POST", "/raw", headers=[
+                ("Content-Length", str(len(body))), ("Expect", "100-continue")]))
+            r = c.read_response(timeout=5)
+            self.assertStatus(r, 413)
+            try:
+                c.send(body)   # a client that ignores the 413
+                extra = c.read_response(timeout=1)
+            except (harness.ConnectionClosed, OSError):
+                extra = None
+            self.assertIsNone(extra, "smuggled request answered: %r" % extra)
 
     def test_malformed_after_good_request_on_same_connection(self):
         with self.srv.connect() as c:
@@ -134,6 +197,28 @@ class HttpLimitTests(harness.ServerTestCase):
         self.send_expect(data, 413, must_close=False)
         self.assertServes(self.srv)
 
+    def test_huge_content_length_is_refused(self):
+        data = (b"POST /raw HTTP/1.1\r\n" + H
+                + b"Content-Length: 99999999999999999999999\r\n\r\nx")
+        r = self.send_expect(data, None, must_close=False)
+        self.assertIn(r.status, (400, 413), repr(r))
+        self.assertServes(self.srv)
+
+    def test_unknown_transfer_encoding_is_refused(self):
+        data = (b"POST /raw HTTP/1.1\r\n" + H
+                + b"Transfer-Encoding: gzip\r\n\r\nhello")
+        r = self.send_expect(data, None)
+        self.assertIn(r.status, (400, 501), repr(r))
+        self.assertServes(self.srv)
+
+    def test_chunked_body_at_max_body_is_accepted(self):
+        data = build_request("POST", "/raw",
+                             headers=[("Transfer-Encoding", "chunked")]) \
+            + chunked(b"z" * 1000, b"z" * 24)
+        with self.srv.connect() as c:
+            c.send(data)
+            self.assertOK(c.read_response(), b"z" * 1024)
+
     def test_expect_continue_over_max_body_is_413_without_100(self):
         with self.srv.connect() as c:
             c.send(build_request("POST", "/raw", headers=[
@@ -157,6 +242,23 @@ MEM_HANDLERS = {
           return "built " .. #t
         end
     ''',
+    "bigstring.lua": r'''
+        return function(req)
+          local s = string.rep("x", 100 * 1024 * 1024)
+          return "made " .. #s
+        end
+    ''',
+    # Keeps everything it allocates in a module upvalue, so the state is
+    # still full after the memory error.
+    "leak.lua": r'''
+        local keep = {}
+        return function(req)
+          for i = 1, 2000000 do
+            keep[#keep + 1] = tostring(i) .. "-leaked-leaked-leaked-leaked"
+          end
+          return "kept " .. #keep
+        end
+    ''',
     "usage.lua": r'''
         local runtime = require "runtime"
         return function(req)
@@ -178,6 +280,8 @@ def mem_app(limit_line, deadline_line="request_deadline = 20,"):
                 {url = "^/hello$", script = "hello"},
                 {url = "^/mem$", script = "mem"},
                 {url = "^/usage$", script = "usage"},
+                {url = "^/bigstring$", script = "bigstring"},
+                {url = "^/leak$", script = "leak"},
               },
             }
         ''' % (limit_line, deadline_line),
@@ -201,6 +305,22 @@ class MemoryLimitTests(harness.ServerTestCase):
         self.assertOK(u)
         self.assertLess(int(u.text), 16 * 1024 * 1024, repr(u))
 
+    def test_single_huge_allocation_is_500(self):
+        srv = self.start_server(mem_app('memory_limit = "16m",'))
+        r = srv.get("/bigstring", timeout=20)
+        self.assertStatus(r, 500)
+        self.assertServes(srv)
+
+    def test_state_filled_by_module_upvalue_recovers(self):
+        # The handler keeps its garbage reachable: after the memory error the
+        # worker's state is still at the limit. Later requests must succeed
+        # anyway (SPEC §8), e.g. because the host replaces the state.
+        srv = self.start_server(mem_app('memory_limit = "16m",'))
+        r = srv.get("/leak", timeout=20)
+        self.assertStatus(r, 500)
+        for _ in range(3):
+            self.assertServes(srv)
+
     def test_cli_memory_limit_overrides_app(self):
         srv = self.start_server(mem_app('memory_limit = "1g",'),
                                 args=["--memory-limit", "16m"])
@@ -213,6 +333,12 @@ class MemoryLimitTests(harness.ServerTestCase):
 # Request deadline
 
 DEADLINE_HANDLERS = {
+    "unhook.lua": r'''
+        return function(req)
+          if debug and debug.sethook then debug.sethook() end
+          while true do end
+        end
+    ''',
     "spin.lua": r'''
         return function(req) while true do end end
     ''',
@@ -229,6 +355,23 @@ DEADLINE_HANDLERS = {
           for i = 1, 1000000 do
             xpcall(function() while true do end end, function(e) return e end)
           end
+          return "escaped the deadline"
+        end
+    ''',
+    # The loop runs in a coroutine the handler made before the deadline.
+    "spincoro.lua": r'''
+        return function(req)
+          local co = coroutine.wrap(function() while true do end end)
+          co()
+          return "escaped the deadline"
+        end
+    ''',
+    "spincoropcall.lua": r'''
+        return function(req)
+          local co = coroutine.create(function()
+            for i = 1, 1000000 do pcall(function() while true do end end) end
+          end)
+          for i = 1, 1000000 do coroutine.resume(co) end
           return "escaped the deadline"
         end
     ''',
@@ -253,6 +396,9 @@ def deadline_app(deadline_line):
                 {url = "^/spin$", script = "spin"},
                 {url = "^/spinpcall$", script = "spinpcall"},
                 {url = "^/spinxpcall$", script = "spinxpcall"},
+                {url = "^/spincoro$", script = "spincoro"},
+                {url = "^/spincoropcall$", script = "spincoropcall"},
+                {url = "^/unhook$", script = "unhook"},
                 {url = "^/sleep$", script = "sleep"},
               },
             }
@@ -278,7 +424,7 @@ class DeadlineTests(harness.ServerTestCase):
         rid = r.header("x-request-id")
         self.assertIn(rid.encode(), r.body, repr(r))
         self.assertGreaterEqual(took, 0.8, "answered before the deadline")
-        self.assertLess(took, 4.0, "deadline of 1 s took %.1f s" % took)
+        self.assertLess(took, harness.scaled(4.0), "deadline of 1 s took %.1f s" % took)
         line = self.srv.err.wait_for(
             lambda l: "DeadlineExceededError" in l, 3, start_line)
         self.assertIsNotNone(line, "DeadlineExceededError not logged:\n"
@@ -294,6 +440,12 @@ class DeadlineTests(harness.ServerTestCase):
     def test_xpcall_cannot_swallow_deadline(self):
         self.check_deadline("/spinxpcall")
 
+    def test_loop_in_coroutine_hits_deadline(self):
+        self.check_deadline("/spincoro")
+
+    def test_pcall_loop_in_resumed_coroutine_hits_deadline(self):
+        self.check_deadline("/spincoropcall")
+
     def test_short_sleep_within_deadline(self):
         r, took = self.timed_get("/sleep?s=0.2")
         self.assertOK(r, b"slept true")
@@ -303,8 +455,25 @@ class DeadlineTests(harness.ServerTestCase):
         # a handler sleeping past it answers 500 too.
         r, took = self.timed_get("/sleep?s=5")
         self.assertStatus(r, 500)
-        self.assertLess(took, 4.0)
+        self.assertLess(took, harness.scaled(4.0))
         self.assertServes(self.srv)
+
+
+class DeadlineUnhookTest(harness.ServerTestCase):
+    """A handler that clears hooks with debug.sethook() must not escape the
+    deadline (its own server: if it does, the worker spins until killed)."""
+
+    def test_debug_sethook_cannot_disable_deadline(self):
+        srv = self.start_server(deadline_app("request_deadline = 1,"),
+                                args=["--shutdown-grace", "1"])
+        t0 = time.monotonic()
+        try:
+            r = srv.get("/unhook", timeout=6)
+        except (OSError, harness.ConnectionClosed) as e:
+            self.fail("no answer %.1fs after a 1 s deadline: %r"
+                      % (time.monotonic() - t0, e))
+        self.assertStatus(r, 500)
+        self.assertServes(srv)
 
 
 class DeadlineOverrideTests(harness.ServerTestCase):
@@ -316,7 +485,7 @@ class DeadlineOverrideTests(harness.ServerTestCase):
         r = srv.get("/spin", timeout=15)
         took = time.monotonic() - t0
         self.assertStatus(r, 500)
-        self.assertLess(took, 4.0)
+        self.assertLess(took, harness.scaled(4.0))
         self.assertServes(srv)
 
 

@@ -139,6 +139,29 @@ class StaticTests(harness.ServerTestCase):
                 self.assertNotIn(b"root:", r.body)
         self.assertServes(self.srv)
 
+    def test_large_file(self):
+        big = bytes(range(251)) * (5 * 1024 * 1024 // 251)
+        with open(os.path.join(self.srv.app_dir, "public", "large.bin"), "wb") as f:
+            f.write(big)
+        r = self.srv.get("/static/large.bin", timeout=20)
+        self.assertOK(r, big)
+
+    def test_fifo_is_not_opened(self):
+        # A FIFO in static_dir must not hang a worker (open would block).
+        path = os.path.join(self.srv.app_dir, "public", "pipe.txt")
+        os.mkfifo(path)
+        try:
+            r = self.srv.get("/static/pipe.txt", timeout=5)
+            self.assertIn(r.status, (403, 404), repr(r))
+        finally:
+            # unblock a host that did open it for reading
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+        self.assertServes(self.srv)
+
     def test_nul_in_path_is_refused(self):
         r = self.srv.get("/static/a/b.css%00.png")
         self.assertIn(r.status, (400, 404), repr(r))
