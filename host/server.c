@@ -140,6 +140,8 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
   int all_done = 1;
   for (int i = 0; i < s.nworkers; i++) all_done &= atomic_load(&s.workers[i].done);
   if (!all_done) {
+    for (int i = 0; i < started; i++)
+      if (atomic_load(&s.workers[i].done)) worker_join(&s.workers[i]);
     log_msg(LOG_INFO, NULL, NULL, "stopped");
     _exit(0);   /* a handler still runs on a worker: do not wait for it */
   }
