@@ -16,6 +16,22 @@
 
 #define POOL_MAX 64
 
+/* The strings every request uses, interned once per state and kept in
+ * the handlers table after the routes (a rawgeti is far cheaper than
+ * pushing a C string, which hashes it and compares it in the API cache). */
+enum { K_METHOD, K_PATH, K_QUERY, K_ARGS, K_HEADERS, K_BODY, K_REMOTE, K_VERSION,
+       K_RID, K_V11, K_GET, K_POST, K_COUNT };
+static const char *const key_names[K_COUNT] = {
+  "method", "path", "query", "args", "headers", "body", "remote_addr", "http_version",
+  "request_id", "1.1", "GET", "POST"};
+
+static void store_keys(lua_State *L, int tbl, int base) {
+  for (int k = 0; k < K_COUNT; k++) {
+    lua_pushstring(L, key_names[k]);
+    lua_rawseti(L, tbl, base + k + 1);
+  }
+}
+
 void dispatch_internal_request(struct http_request *r, const char *path) {
   memset(r, 0, sizeof *r);
   r->method = "GET";
@@ -65,7 +81,7 @@ int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
   d->pool = calloc(POOL_MAX, sizeof *d->pool);
   d->pool_refs = calloc(POOL_MAX, sizeof *d->pool_refs);
   if (!d->pool || !d->pool_refs) { snprintf(err, errlen, "out of memory"); return -1; }
-  lua_createtable(L, cfg->nroutes, 0);
+  lua_createtable(L, cfg->nroutes + K_COUNT, 0);
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
     if (!r->script) continue;
@@ -80,6 +96,7 @@ int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
     }
     lua_rawseti(L, -2, i + 1);
   }
+  store_keys(L, lua_absindex(L, -1), cfg->nroutes);
   d->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_gc(L, LUA_GCCOLLECT);
   return 0;
@@ -130,18 +147,28 @@ static void add_arg(void *ud, const char *k, size_t kl, const char *v, size_t vl
   lua_rawset(L, -3);
 }
 
-/* Pushes the `req` table. */
-static void push_req(lua_State *L, const struct http_request *r) {
+/* Sets field k of the table below the value at the top.  Stack: t v -> t */
+#define SET_KEY(L, keys, k)            \
+  do {                                 \
+    lua_rawgeti(L, keys, base + (k) + 1); \
+    lua_insert(L, -2);                 \
+    lua_rawset(L, -3);                 \
+  } while (0)
+
+/* Pushes the `req` table.  keys: index of the handlers table. */
+static void push_req(lua_State *L, const struct http_request *r, int keys, int base) {
   lua_createtable(L, 0, 10);
-  lua_pushstring(L, r->method);
-  lua_setfield(L, -2, "method");
+  if (r->method[0] == 'G' && !strcmp(r->method, "GET")) lua_rawgeti(L, keys, base + K_GET + 1);
+  else if (r->method[0] == 'P' && !strcmp(r->method, "POST")) lua_rawgeti(L, keys, base + K_POST + 1);
+  else lua_pushstring(L, r->method);
+  SET_KEY(L, keys, K_METHOD);
   lua_pushlstring(L, r->path, r->path_len);
-  lua_setfield(L, -2, "path");
+  SET_KEY(L, keys, K_PATH);
   lua_pushlstring(L, r->query, r->query_len);
-  lua_setfield(L, -2, "query");
+  SET_KEY(L, keys, K_QUERY);
   lua_createtable(L, 0, 0);
   url_query_each(r->query, r->query_len, add_arg, L);
-  lua_setfield(L, -2, "args");
+  SET_KEY(L, keys, K_ARGS);
   lua_createtable(L, 0, r->nheaders);
   for (int i = 0; i < r->nheaders; i++) {
     const struct http_header *h = &r->headers[i];
@@ -157,16 +184,16 @@ static void push_req(lua_State *L, const struct http_request *r) {
     }
     lua_rawset(L, -3);
   }
-  lua_setfield(L, -2, "headers");
+  SET_KEY(L, keys, K_HEADERS);
   lua_pushlstring(L, r->body, r->body_len);
-  lua_setfield(L, -2, "body");
+  SET_KEY(L, keys, K_BODY);
   lua_pushstring(L, r->remote);
-  lua_setfield(L, -2, "remote_addr");
-  if (r->http_major == 1 && r->http_minor == 1) lua_pushliteral(L, "1.1");
+  SET_KEY(L, keys, K_REMOTE);
+  if (r->http_major == 1 && r->http_minor == 1) lua_rawgeti(L, keys, base + K_V11 + 1);
   else lua_pushfstring(L, "%d.%d", r->http_major, r->http_minor);
-  lua_setfield(L, -2, "http_version");
-  lua_pushstring(L, r->request_id);
-  lua_setfield(L, -2, "request_id");
+  SET_KEY(L, keys, K_VERSION);
+  lua_pushlstring(L, r->request_id, INSTANCE_RID_LEN);
+  SET_KEY(L, keys, K_RID);
 }
 
 /* Normalises the handler's results to exactly: status headers|nil body. */
@@ -209,17 +236,17 @@ static int request_main(lua_State *L) {
     j->static_rest = rest;
     return 0;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);
-  if (lua_rawgeti(L, -1, i + 1) != LUA_TFUNCTION) {   /* it failed to load */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);   /* stack: job handlers */
+  if (lua_rawgeti(L, 2, i + 1) != LUA_TFUNCTION) {   /* it failed to load */
     lua_pop(L, 1);
     lua_pushcfunction(L, load_handler);
     lua_pushstring(L, cfg->routes[i].script);
     lua_call(L, 1, 1);
     lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, i + 1);
+    lua_rawseti(L, 2, i + 1);
   }
-  lua_remove(L, -2);
-  push_req(L, r);
+  push_req(L, r, 2, cfg->nroutes);   /* stack: job handlers handler req */
+  lua_remove(L, 2);
   lua_callk(L, 1, LUA_MULTRET, 0, handler_done);
   return handler_done(L, LUA_OK, 0);
 }
