@@ -10,5 +10,6 @@
 
 int luaopen_runtime(lua_State *L);
 int luaopen_apptest(lua_State *L);
+int luaopen_shared(lua_State *L);
 
 #endif

@@ -15,19 +15,35 @@
 #include "bindings/bindings.h"
 #include "embedded.h"
 #include "server.h"
+#include "store/dict.h"
+#include "store/queue.h"
 #include "vm/call.h"
 #include "vm/state.h"
 
 /* Which host modules each context gets. */
 static const luaL_Reg serve_modules[] = {
   {"runtime", luaopen_runtime},
+  {"shared", luaopen_shared},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
   {"runtime", luaopen_runtime},
+  {"shared", luaopen_shared},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };
+
+/* Capacities of the shared dicts and queues named in app.lua. */
+static void configure_stores(const struct config *cfg) {
+  for (int i = 0; i < cfg->ndicts; i++) dict_configure(cfg->dicts[i].name, cfg->dicts[i].size);
+  for (int i = 0; i < cfg->nqueues; i++) queue_configure(cfg->queues[i].name, cfg->queues[i].size);
+}
+
+/* Process exit: what the stores hold (values may reference other stores). */
+static void free_stores(void) {
+  queue_free_all();
+  dict_free_all();
+}
 
 int app_serve(const char *app_dir, const struct config_cli *cli) {
   struct config cfg;
@@ -38,8 +54,10 @@ int app_serve(const char *app_dir, const struct config_cli *cli) {
     return 2;
   }
   log_set_json(cfg.log_json);
+  configure_stores(&cfg);
   int rc = server_run(&cfg, serve_modules);
   config_free(&cfg);
+  free_stores();
   return rc;
 }
 
@@ -78,6 +96,7 @@ int app_run(const char *script, int argc, char **argv) {
     }
   }
   vm_close(L);
+  free_stores();
   return rc;
 }
 
@@ -156,6 +175,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     }
     cfgp = &cfg;
     role = cfg.role;
+    configure_stores(&cfg);
   } else if (role_name) {
     if (strcmp(role_name, "frontend") && strcmp(role_name, "backend")) {
       fprintf(stderr, "luahost: option --role: expected \"frontend\" or \"backend\", got '%s'\n",
@@ -194,6 +214,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
   free(files.v);
   printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
   if (cfgp) config_free(cfgp);
+  free_stores();
   if (files.n == 0) {
     fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
     return 1;

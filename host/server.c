@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "dispatch.h"
 #include "http/listener.h"
+#include "store/queue.h"
 #include "worker.h"
 
 /* Owned by the main thread (its default loop). */
@@ -93,6 +94,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   instance_set_shutting_down();
   log_msg(LOG_INFO, NULL, NULL, "%s received: shutting down (grace %g s)",
           signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg->shutdown_grace);
+  queue_shutdown_all();   /* waiting pops and pushes return "shutting down" */
   for (int i = 0; i < s->nworkers; i++) worker_stop(&s->workers[i], 1);
   uv_timer_start(&s->poll, on_poll, 10, 10);
 }
@@ -108,7 +110,8 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
   s.workers = calloc((size_t)cfg->workers, sizeof *s.workers);
   if (!s.workers) return 1;
   for (; s.nworkers < cfg->workers; s.nworkers++) {
-    if (worker_init(&s.workers[s.nworkers], s.nworkers, cfg, preload, err, sizeof err) < 0) {
+    if (worker_init(&s.workers[s.nworkers], s.workers, s.nworkers, cfg, preload, err,
+                    sizeof err) < 0) {
       log_msg(LOG_ERROR, NULL, NULL, "%s", err);
       s.nworkers++;
       goto done;

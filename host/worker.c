@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -18,11 +19,28 @@ struct req_job {
   uv_timer_t timer;             /* wakes a parked request */
   int timer_init;
   struct req_job *prev, *next;  /* w->waiting while parked */
+  struct req_job *mail_next;    /* w->mailbox once posted */
+  int (*on_timeout)(void *);    /* parked on a waiter (queue) rather than a sleep */
+  void *timeout_arg;
   struct http_request own;      /* the request of a host lifecycle job */
 };
 
 static int job_sleep(struct vm_task *t, uint64_t ns);
-static const struct vm_waiter waiter = {job_sleep};
+static int job_park(struct vm_task *t, uint64_t ns, int (*on_timeout)(void *), void *arg);
+static void job_post(struct vm_task *t);
+static const struct vm_waiter waiter = {job_sleep, job_park, job_post};
+
+/* Marks Lua code running on this worker (for shutdown logs and for the
+ * other workers, which then stop handing it connections). */
+static void lua_begin(struct worker *w, uint64_t seq) {
+  atomic_store_explicit(&w->running, seq, memory_order_relaxed);
+  atomic_store_explicit(&w->busy_since, clock_coarse_ns(), memory_order_relaxed);
+}
+
+static void lua_end(struct worker *w) {
+  atomic_store_explicit(&w->busy_since, 0, memory_order_relaxed);
+  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+}
 
 static struct req_job *job_new(struct worker *w) {
   struct req_job *j = w->free_jobs;
@@ -115,14 +133,97 @@ static void complete(struct req_job *j) {
   else job_release(j);
 }
 
-static void on_wake(uv_timer_t *t) {
-  struct req_job *j = t->data;
+static void resume_job(struct req_job *j) {
   struct worker *w = j->w;
   unpark(j);
-  atomic_store_explicit(&w->running, j->dj.req->seq, memory_order_relaxed);
+  j->on_timeout = NULL;
+  lua_begin(w, j->dj.req->seq);
   int st = dispatch_resume(&j->dj, 0);
-  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+  lua_end(w);
   if (st == DISPATCH_DONE) complete(j);
+}
+
+static void on_wake(uv_timer_t *t) {
+  struct req_job *j = t->data;
+  /* parked on a waiter: it decides whether the timeout won the race */
+  if (j->on_timeout && !j->on_timeout(j->timeout_arg)) return;
+  resume_job(j);
+}
+
+/* Drains the mailbox: parked jobs that another thread (or this one)
+ * completed. */
+static void on_mail(uv_async_t *a) {
+  struct worker *w = a->data;
+  int fds[64], nfd = 0;
+  uv_mutex_lock(&w->mail_lock);
+  struct req_job *list = w->mailbox;
+  w->mailbox = NULL;
+  while (w->ninbox > 0 && nfd < 64) fds[nfd++] = w->inbox[--w->ninbox];
+  int more = w->ninbox > 0;
+  uv_mutex_unlock(&w->mail_lock);
+  if (more) uv_async_send(&w->mail);
+  for (int i = 0; i < nfd; i++) {
+    atomic_fetch_sub_explicit(&w->http.nconns, 1, memory_order_relaxed);   /* arrived */
+    if (atomic_load(&w->stop_phase) > 0) close(fds[i]);
+    else http_conn_open(&w->http, fds[i]);
+  }
+  struct req_job *rev = NULL;   /* oldest first */
+  while (list) {
+    struct req_job *n = list->mail_next;
+    list->mail_next = rev;
+    rev = list;
+    list = n;
+  }
+  while (rev) {
+    struct req_job *j = rev;
+    rev = j->mail_next;
+    uv_timer_stop(&j->timer);
+    resume_job(j);
+  }
+}
+
+static void job_post(struct vm_task *t) {
+  struct req_job *j = t->owner;
+  struct worker *w = j->w;
+  uv_mutex_lock(&w->mail_lock);
+  j->mail_next = w->mailbox;
+  w->mailbox = j;
+  uv_mutex_unlock(&w->mail_lock);
+  uv_async_send(&w->mail);
+}
+
+/* ---- balancing connections ------------------------------------------- */
+
+#define STUCK_NS 10000000u   /* Lua running this long: the worker is busy */
+
+/* listener_accept_fn: the connection goes to the worker with the fewest
+ * connections among those not busy in a long handler (this one if tied),
+ * so loops share the load and a stuck worker gets no new connections. */
+static void on_accepted(void *ud, int fd) {
+  struct worker *w = ud, *best = w;
+  uint64_t now = clock_coarse_ns();
+  int best_n = atomic_load_explicit(&w->http.nconns, memory_order_relaxed);
+  for (int i = 0; i < w->ngroup; i++) {
+    struct worker *o = &w->group[i];
+    if (o == w || atomic_load(&o->stop_phase) > 0 || !atomic_load(&o->started)) continue;
+    uint64_t since = atomic_load_explicit(&o->busy_since, memory_order_relaxed);
+    if (since && now > since && now - since > STUCK_NS) continue;
+    int n = atomic_load_explicit(&o->http.nconns, memory_order_relaxed);
+    if (n + 1 < best_n) { best = o; best_n = n; }
+  }
+  if (best == w) { http_conn_open(&w->http, fd); return; }
+  uv_mutex_lock(&best->mail_lock);
+  if (best->ninbox == best->inbox_cap) {
+    int cap = best->inbox_cap ? best->inbox_cap * 2 : 64;
+    int *p = realloc(best->inbox, (size_t)cap * sizeof *p);
+    if (!p) { uv_mutex_unlock(&best->mail_lock); http_conn_open(&w->http, fd); return; }
+    best->inbox = p;
+    best->inbox_cap = cap;
+  }
+  best->inbox[best->ninbox++] = fd;
+  atomic_fetch_add_explicit(&best->http.nconns, 1, memory_order_relaxed);   /* on its way */
+  uv_mutex_unlock(&best->mail_lock);
+  uv_async_send(&best->mail);
 }
 
 /* vm_waiter.sleep: park the request; a timer resumes it (at the latest at
@@ -148,6 +249,20 @@ static int job_sleep(struct vm_task *t, uint64_t ns) {
   return 0;
 }
 
+/* vm_waiter.park: like sleep, but ended by job_post; the timeout (capped
+ * by the deadline) asks on_timeout first. */
+static int job_park(struct vm_task *t, uint64_t ns, int (*on_timeout)(void *), void *arg) {
+  struct req_job *j = t->owner;
+  uint64_t now = clock_coarse_ns();
+  if (t->deadline_ns && (ns == UINT64_MAX || now + ns > t->deadline_ns))
+    ns = t->deadline_ns > now ? t->deadline_ns - now + 1000000 : 0;
+  if (ns == UINT64_MAX) ns = (uint64_t)365 * 86400 * 1000000000u;
+  if (job_sleep(t, ns) < 0) return -1;
+  j->on_timeout = on_timeout;
+  j->timeout_arg = arg;
+  return 0;
+}
+
 /* http_dispatch_fn: one complete request from a connection. */
 static void on_request(void *ud, struct http_conn *c, const struct http_request *r) {
   struct worker *w = ud;
@@ -164,9 +279,9 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
     return;
   }
   j->conn = c;
-  atomic_store_explicit(&w->running, r->seq, memory_order_relaxed);
+  lua_begin(w, r->seq);
   int st = dispatch_start(w->d, &j->dj, r);
-  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+  lua_end(w);
   if (st == DISPATCH_DONE) complete(j);
 }
 
@@ -179,9 +294,9 @@ static void send_stop_request(struct worker *w) {
   if (!j) return;
   struct http_request *r = &j->own;
   dispatch_internal_request(r, "/_ah/stop");
-  atomic_store_explicit(&w->running, r->seq, memory_order_relaxed);
+  lua_begin(w, r->seq);
   int st = dispatch_start(w->d, &j->dj, r);
-  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+  lua_end(w);
   if (st == DISPATCH_DONE) complete(j);
 }
 
@@ -190,6 +305,7 @@ static void on_check(uv_timer_t *t) {
   if (w->http.nconns > 0 || w->waiting) return;
   uv_close((uv_handle_t *)&w->check, NULL);
   uv_close((uv_handle_t *)&w->wake, NULL);
+  uv_close((uv_handle_t *)&w->mail, NULL);
 }
 
 static void on_stop(uv_async_t *a) {
@@ -203,6 +319,7 @@ static void on_stop(uv_async_t *a) {
   }
   /* wake parked requests: their sleeps return false */
   for (struct req_job *j = w->waiting; j; j = j->next) {
+    if (j->on_timeout) continue;   /* queue waits: queue_shutdown_all posts them */
     j->dj.task.woken_early = 1;
     uv_timer_start(&j->timer, on_wake, 0, 0);
   }
@@ -227,15 +344,19 @@ void worker_log_unfinished(struct worker *w) {
 
 static void run(void *arg) {
   struct worker *w = arg;
-  if (listener_start(&w->lp, &w->loop, w->listen_fd, &w->http) < 0)
+  atomic_store(&w->started, 1);
+  if (listener_start(&w->lp, &w->loop, w->listen_fd, on_accepted, w) < 0)
     log_msg(LOG_ERROR, NULL, NULL, "worker %d cannot poll the listening socket", w->index);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   atomic_store(&w->done, 1);
 }
 
-int worker_init(struct worker *w, int index, const struct config *cfg,
-                const luaL_Reg *preload, char *err, size_t errlen) {
+int worker_init(struct worker *w, struct worker *group, int index,
+                const struct config *cfg, const luaL_Reg *preload, char *err,
+                size_t errlen) {
   memset(w, 0, sizeof *w);
+  w->group = group;
+  w->ngroup = cfg->workers;
   w->index = index;
   w->cfg = cfg;
   w->preload = preload;
@@ -243,6 +364,9 @@ int worker_init(struct worker *w, int index, const struct config *cfg,
   if (uv_loop_init(&w->loop) < 0) return -1;
   uv_async_init(&w->loop, &w->wake, on_stop);
   w->wake.data = w;
+  uv_async_init(&w->loop, &w->mail, on_mail);
+  w->mail.data = w;
+  uv_mutex_init(&w->mail_lock);
   uv_timer_init(&w->loop, &w->check);
   w->check.data = w;
   /* header, body-idle and keep-alive timeouts are equal, so that arming
@@ -269,10 +393,15 @@ void worker_free(struct worker *w) {
     state_free(w->d);
     w->d = NULL;
   }
+  for (int i = 0; i < w->ninbox; i++) close(w->inbox[i]);
+  free(w->inbox);
   while (w->free_jobs) {
     struct req_job *j = w->free_jobs;
     w->free_jobs = j->next;
     free(j);
   }
-  if (w->wake.loop) uv_loop_close(&w->loop);
+  if (w->wake.loop) {
+    uv_loop_close(&w->loop);
+    uv_mutex_destroy(&w->mail_lock);
+  }
 }

@@ -14,6 +14,7 @@
 #define LUAHOST_WORKER_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "config.h"
@@ -29,6 +30,9 @@ struct worker {
   uv_loop_t loop;
   uv_thread_t thread;
   uv_async_t wake;              /* main -> worker: look at stop_phase */
+  uv_async_t mail;              /* any thread -> worker: mailbox has jobs */
+  uv_mutex_t mail_lock;         /* guards mailbox */
+  struct req_job *mailbox;      /* parked jobs posted for resumption */
   uv_timer_t check;             /* while draining: is everything done? */
   struct http_server http;
   struct listener_poll lp;
@@ -42,12 +46,19 @@ struct worker {
   atomic_int stop_phase;        /* 0 running, 1 drain, 2 close everything */
   atomic_uint_fast64_t running; /* seq of the request whose Lua code runs
                                    now (0: none); read by the main thread */
+  atomic_uint_fast64_t busy_since;  /* when that Lua code started (0: idle);
+                                   read by other workers when balancing */
+  int *inbox; int ninbox, inbox_cap;  /* accepted fds handed to this worker
+                                   (mail_lock) */
+  struct worker *group; int ngroup;   /* all workers, for balancing */
   atomic_int done;              /* set by the worker when its loop ended */
+  atomic_int started;           /* set by the worker when its loop runs */
 };
 
 /* Builds the state and loads the handlers.  0 or -1 with err. */
-int worker_init(struct worker *w, int index, const struct config *cfg,
-                const luaL_Reg *preload, char *err, size_t errlen);
+int worker_init(struct worker *w, struct worker *group, int index,
+                const struct config *cfg, const luaL_Reg *preload, char *err,
+                size_t errlen);
 int worker_start(struct worker *w, int listen_fd);
 void worker_stop(struct worker *w, int phase);    /* any thread */
 void worker_join(struct worker *w);

@@ -72,7 +72,7 @@ static void conn_unref(struct http_conn *c) {
   struct http_server *s = c->srv;
   if (c->prev) c->prev->next = c->next; else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  s->nconns--;
+  atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   atomic_fetch_sub(&total_conns, 1);
   rbuf_free(&c->in); rbuf_free(&c->head); rbuf_free(&c->body); rbuf_free(&c->out);
   free(c->hoff);
@@ -491,7 +491,7 @@ int http_conn_open(struct http_server *s, int fd) {
   c->next = s->conns;
   if (c->next) c->next->prev = c;
   s->conns = c;
-  s->nconns++;
+  atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
   c->tcp.data = c->timer.data = c;

@@ -11,6 +11,7 @@
 #define LUAHOST_HTTP_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -61,7 +62,9 @@ struct http_server {
   http_dispatch_fn dispatch;
   void *ud;
   void *conns;          /* intrusive list of open connections */
-  int nconns;           /* connections open on this loop */
+  atomic_int nconns;    /* connections open on this loop (plus those another
+                           worker is handing over); read by other workers
+                           when they balance new connections */
   int ninflight;        /* requests dispatched but not yet answered */
   int draining;         /* shutting down: close idle, no keep-alive */
 };

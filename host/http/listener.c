@@ -65,13 +65,14 @@ static void on_readable(uv_poll_t *p, int status, int events) {
       }
       return;   /* EAGAIN: another loop took it */
     }
-    http_conn_open(lp->srv, fd);
+    lp->accepted(lp->ud, fd);
   }
 }
 
 int listener_start(struct listener_poll *lp, uv_loop_t *loop, int fd,
-                   struct http_server *srv) {
-  lp->srv = srv;
+                   listener_accept_fn accepted, void *ud) {
+  lp->accepted = accepted;
+  lp->ud = ud;
   lp->fd = fd;
   lp->active = 1;
   uv_timer_init(loop, &lp->backoff);

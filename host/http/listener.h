@@ -16,16 +16,21 @@
  * descriptor and writes the bound port, or -1 with a message in err. */
 int listener_open(const char *host, int port, int *bound_port, char *err, size_t errlen);
 
+/* Receives each accepted connection (the owner opens it with
+ * http_conn_open, here or on another loop). */
+typedef void (*listener_accept_fn)(void *ud, int fd);
+
 struct listener_poll {
   uv_poll_t poll;
   uv_timer_t backoff;        /* pauses accepting after EMFILE */
-  struct http_server *srv;
+  listener_accept_fn accepted;
+  void *ud;
   int fd;
   int active;
 };
 
 int listener_start(struct listener_poll *lp, uv_loop_t *loop, int fd,
-                   struct http_server *srv);
+                   listener_accept_fn accepted, void *ud);
 void listener_stop(struct listener_poll *lp);   /* closes its handles */
 
 #endif

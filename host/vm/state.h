@@ -33,6 +33,13 @@ struct vm_waiter {
   /* Arrange for the task to be resumed after ns nanoseconds (or sooner at
    * its deadline or shutdown); the caller then yields. 0 or -1. */
   int (*sleep)(struct vm_task *t, uint64_t ns);
+  /* Park the task until post(t) is called (from any thread) or timeout_ns
+   * passes (UINT64_MAX: no timeout; the deadline still applies).  At the
+   * timeout on_timeout(arg) runs on the owner's thread: 1 resumes the task
+   * now, 0 means a post is on its way.  The caller then yields. 0 or -1. */
+  int (*park)(struct vm_task *t, uint64_t timeout_ns, int (*on_timeout)(void *arg),
+              void *arg);
+  void (*post)(struct vm_task *t);
 };
 
 /* A unit of work running in a state: a request, or the state's own code. */

@@ -44,6 +44,8 @@ static void dispatch(void *ud, struct http_conn *c, const struct http_request *r
   http_respond(c, 200, NULL, 0, out, (size_t)n);
 }
 
+static void accept_here(void *ud, int fd) { http_conn_open(ud, fd); }
+
 static void serve(void *arg) { uv_run(&loop, UV_RUN_DEFAULT); }
 
 static void start(size_t max_body) {
@@ -55,7 +57,7 @@ static void start(size_t max_body) {
   uv_timer_init(&loop, &slow_timer);
   struct http_limits lim = {max_body, 1000, 1000, 1000, 0};
   http_server_init(&srv, &loop, &lim, dispatch, NULL);
-  ASSERT_INT_EQ(listener_start(&lp, &loop, fd, &srv), 0);
+  ASSERT_INT_EQ(listener_start(&lp, &loop, fd, accept_here, &srv), 0);
   ASSERT_INT_EQ(uv_thread_create(&th, serve, NULL), 0);
 }
 

@@ -1,6 +1,7 @@
 return {
   request_deadline = 1,
   memory_limit = "8m",
+  shared = { dicts = { small = "8k" }, queues = { tiny = 2 } },
   handlers = {
     { url = "^/static/", static_dir = "public" },
     { url = "^/users/(%d+)$", script = "users" },

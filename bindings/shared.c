@@ -1,0 +1,519 @@
+/*
+ * shared: process-wide dicts and queues (SPEC §7), thin over store/.
+ * Handles are userdata proxies holding a retained C object; they cross
+ * states by reference (registered with vm/value).
+ *
+ * Channels: misuse (bad arguments, values that cannot be stored) raises;
+ * expected outcomes return nil|false plus a reason: set/add ->
+ * false, "no memory" | "exists"; incr -> nil, "not found" | "not a number";
+ * push -> false, "full" | "shutting down"; pop -> nil, "timeout" |
+ * "shutting down".  A waiting push/pop yields inside a request coroutine
+ * (the worker resumes it) and blocks the thread elsewhere.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "base/clock.h"
+#include "bindings/bindings.h"
+#include "store/dict.h"
+#include "store/queue.h"
+#include "vm/errors.h"
+#include "vm/state.h"
+#include "vm/value.h"
+
+#define DICT_MT "luahost.shared.Dict"
+#define QUEUE_MT "luahost.shared.Queue"
+
+struct proxy { void *obj; };   /* NULL once closed */
+
+/* ---- handle types for vm/value ----------------------------------------- */
+
+static void *proxy_get(lua_State *L, int idx) {
+  struct proxy *p = lua_touserdata(L, idx);
+  return p ? p->obj : NULL;
+}
+
+static void ensure_classes(lua_State *L);
+
+static void push_proxy(lua_State *L, void *obj, const char *mt) {
+  ensure_classes(L);
+  struct proxy *p = lua_newuserdatauv(L, sizeof *p, 0);
+  p->obj = NULL;
+  luaL_setmetatable(L, mt);
+  p->obj = obj;
+}
+
+static void dict_retain_(void *o) { dict_retain(o); }
+static void dict_release_(void *o) { dict_release(o); }
+static void queue_retain_(void *o) { queue_retain(o); }
+static void queue_release_(void *o) { queue_release(o); }
+static void dict_push_(lua_State *L, void *o) { dict_retain(o); push_proxy(L, o, DICT_MT); }
+static void queue_push_(lua_State *L, void *o) { queue_retain(o); push_proxy(L, o, QUEUE_MT); }
+
+static const struct value_handle_type dict_handle = {
+  DICT_MT, proxy_get, dict_retain_, dict_release_, dict_push_};
+static const struct value_handle_type queue_handle = {
+  QUEUE_MT, proxy_get, queue_retain_, queue_release_, queue_push_};
+
+static pthread_once_t registered = PTHREAD_ONCE_INIT;
+static void register_types(void) {
+  value_register_handle_type(&dict_handle);
+  value_register_handle_type(&queue_handle);
+}
+
+/* ---- dict ------------------------------------------------------------- */
+
+/* The proxy at index 1, checked against the class metatable that the
+ * methods carry as upvalue 1 (cheaper than a registry lookup per call). */
+static struct proxy *check_proxy(lua_State *L, const char *mt) {
+  struct proxy *p = lua_touserdata(L, 1);
+  if (!p || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, mt);
+  lua_pop(L, 1);
+  return p;
+}
+
+static struct dict *check_dict(lua_State *L) {
+  struct proxy *p = check_proxy(L, DICT_MT);
+  if (!p->obj) luaL_argerror(L, 1, "shared dict handle is closed");
+  return p->obj;
+}
+
+static const char *check_key(lua_State *L, int idx, size_t *len) {
+  const char *k = luaL_checklstring(L, idx, len);
+  if (*len == 0) luaL_argerror(L, idx, "key must not be empty");
+  return k;
+}
+
+/* The value at idx as a dict value; raises for other types. */
+static void check_val(lua_State *L, int idx, struct dict_val *v) {
+  memset(v, 0, sizeof *v);
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: case LUA_TNONE: v->type = DV_NIL; break;
+    case LUA_TBOOLEAN: v->type = DV_BOOL; v->b = lua_toboolean(L, idx); break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) { v->type = DV_INT; v->i = lua_tointeger(L, idx); }
+      else { v->type = DV_FLOAT; v->f = lua_tonumber(L, idx); }
+      break;
+    case LUA_TSTRING: v->type = DV_STR; v->s = lua_tolstring(L, idx, &v->len); break;
+    default:
+      luaL_argerror(L, idx, lua_pushfstring(L, "expected nil, boolean, number or string, "
+                                               "got %s", luaL_typename(L, idx)));
+  }
+}
+
+static uint64_t check_ttl(lua_State *L, int idx) {
+  lua_Number t = luaL_optnumber(L, idx, 0);
+  luaL_argcheck(L, t >= 0 && t < 1e12, idx, "ttl must be a number of seconds >= 0");
+  return t > 0 && t < 0.001 ? 1 : (uint64_t)(t * 1000.0 + 0.5);
+}
+
+static void push_val(lua_State *L, const struct dict_val *v) {
+  switch (v->type) {
+    case DV_BOOL: lua_pushboolean(L, v->b); break;
+    case DV_INT: lua_pushinteger(L, v->i); break;
+    case DV_FLOAT: lua_pushnumber(L, v->f); break;
+    case DV_STR: lua_pushlstring(L, v->s, v->len); break;
+    default: lua_pushnil(L);
+  }
+}
+
+static int fail(lua_State *L, int rc) {
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, rc == DICT_EXISTS ? "exists" : "no memory");
+  return 2;
+}
+
+/* A per-thread copy buffer for string values read from dicts. */
+static _Thread_local struct dict_buf scratch;
+
+static int d_get(lua_State *L) {
+  struct dict *d = check_dict(L);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  struct dict_val v;
+  if (dict_get(d, k, kl, &v, &scratch) != DICT_OK) return luaL_error(L, "not enough memory");
+  push_val(L, &v);
+  return 1;
+}
+
+static int d_set(lua_State *L) {
+  struct dict *d = check_dict(L);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  struct dict_val v;
+  check_val(L, 3, &v);
+  int rc = dict_set(d, k, kl, &v, check_ttl(L, 4));
+  if (rc != DICT_OK) return fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int d_add(lua_State *L) {
+  struct dict *d = check_dict(L);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  struct dict_val v;
+  check_val(L, 3, &v);
+  int rc = dict_add(d, k, kl, &v, check_ttl(L, 4));
+  if (rc != DICT_OK) return fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int d_incr(lua_State *L) {
+  struct dict *d = check_dict(L);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  struct dict_val n, init, out;
+  luaL_checknumber(L, 3);
+  check_val(L, 3, &n);
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checknumber(L, 4);
+    check_val(L, 4, &init);
+  }
+  int rc = dict_incr(d, k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init, &out);
+  if (rc == DICT_NOTFOUND || rc == DICT_NOTNUM) {
+    lua_pushnil(L);
+    lua_pushstring(L, rc == DICT_NOTFOUND ? "not found" : "not a number");
+    return 2;
+  }
+  if (rc != DICT_OK) return fail(L, rc);
+  push_val(L, &out);
+  return 1;
+}
+
+static int d_delete(lua_State *L) {
+  struct dict *d = check_dict(L);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  dict_delete(d, k, kl);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int d_flush_all(lua_State *L) {
+  dict_flush_all(check_dict(L));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Keys are copied out under the dict's lock, pushed after it. */
+struct keybuf { char *p; size_t len, cap; size_t n; int oom; };
+
+static void collect_key(void *ud, const char *k, size_t kl) {
+  struct keybuf *b = ud;
+  if (b->oom) return;
+  if (b->len + kl + sizeof(size_t) > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 1024;
+    while (cap < b->len + kl + sizeof(size_t)) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) { b->oom = 1; return; }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, &kl, sizeof kl);
+  memcpy(b->p + b->len + sizeof kl, k, kl);
+  b->len += sizeof kl + kl;
+  b->n++;
+}
+
+static int d_keys(lua_State *L) {
+  struct dict *d = check_dict(L);
+  lua_Integer max = luaL_optinteger(L, 2, 1024);
+  luaL_argcheck(L, max >= 0, 2, "max must be >= 0 (0: all keys)");
+  struct keybuf b = {0};
+  dict_keys(d, (size_t)max, collect_key, &b);
+  if (b.oom) { free(b.p); return luaL_error(L, "not enough memory"); }
+  /* pushing may raise: keep b.p owned by a to-be-collected box */
+  char *copy = lua_newuserdatauv(L, b.len ? b.len : 1, 0);
+  if (b.len) memcpy(copy, b.p, b.len);
+  free(b.p);
+  lua_createtable(L, (int)b.n, 0);
+  size_t off = 0;
+  for (size_t i = 1; i <= b.n; i++) {
+    size_t kl;
+    memcpy(&kl, copy + off, sizeof kl);
+    lua_pushlstring(L, copy + off + sizeof kl, kl);
+    lua_rawseti(L, -2, (lua_Integer)i);
+    off += sizeof kl + kl;
+  }
+  return 1;
+}
+
+/* ---- queue ------------------------------------------------------------ */
+
+static struct queue *check_queue(lua_State *L) {
+  struct proxy *p = check_proxy(L, QUEUE_MT);
+  if (!p->obj) luaL_argerror(L, 1, "shared queue handle is closed");
+  return p->obj;
+}
+
+/* timeout: nil waits without limit, 0 does not wait. */
+static uint64_t check_timeout(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return UINT64_MAX;
+  lua_Number t = luaL_checknumber(L, idx);
+  luaL_argcheck(L, t >= 0, idx, "timeout must be a number of seconds >= 0 (nil: no limit)");
+  return t >= 1e9 ? UINT64_MAX : (uint64_t)(t * 1e9);
+}
+
+/* A wait in progress: lives as a userdata on the waiting coroutine's stack
+ * so that it survives the yield; __gc frees a value left in it. */
+struct qwait {
+  struct queue_waiter w;
+  struct queue *q;
+  struct vm_task *task;
+  int is_push;
+};
+
+static int qwait_gc(lua_State *L) {
+  struct qwait *qw = lua_touserdata(L, 1);
+  value_free(&qw->w.val);
+  return 0;
+}
+
+static struct qwait *new_qwait(lua_State *L, struct queue *q, int is_push) {
+  struct qwait *qw = lua_newuserdatauv(L, sizeof *qw, 0);
+  memset(qw, 0, sizeof *qw);
+  qw->q = q;
+  qw->is_push = is_push;
+  if (luaL_newmetatable(L, "luahost.shared.wait")) {
+    lua_pushcfunction(L, qwait_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return qw;
+}
+
+static void notify_task(struct queue_waiter *w) {
+  struct vm_task *t = w->ud;
+  t->waiter->post(t);
+}
+
+static int on_wait_timeout(void *arg) {
+  struct qwait *qw = arg;
+  return queue_cancel(qw->q, &qw->w, QW_TIMEOUT);
+}
+
+static void raise_if_past_deadline(lua_State *L, struct vm_task *t) {
+  if (t->deadline_ns && clock_now_ns() >= t->deadline_ns) {
+    vm_error_push(L, "runtime.DeadlineExceededError", NULL,
+                  "request deadline of %f s exceeded", t->deadline_s);
+    lua_error(L);
+  }
+}
+
+/* Results of a finished wait (the qwait is at stack index idx). */
+static int wait_result(lua_State *L, struct qwait *qw) {
+  int state = qw->w.state;
+  if (state == QW_DONE) {
+    if (qw->is_push) { lua_pushboolean(L, 1); return 1; }
+    if (value_decode(L, &qw->w.val, 1) < 0) return luaL_error(L, "corrupt queue value");
+    value_free(&qw->w.val);
+    return 1;
+  }
+  if (state == QW_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
+  if (qw->is_push) lua_pushboolean(L, 0); else lua_pushnil(L);
+  lua_pushstring(L, state == QW_TIMEOUT ? (qw->is_push ? "full" : "timeout")
+                    : state == QW_SHUTDOWN ? "shutting down" : "cancelled");
+  return 2;
+}
+
+static int wait_cont(lua_State *L, int status, lua_KContext ctx) {
+  return wait_result(L, lua_touserdata(L, (int)ctx));
+}
+
+/* Waits for the registered qw: yields when the task can, else blocks. */
+static int wait_for(lua_State *L, struct qwait *qw, uint64_t timeout) {
+  struct vm_task *t = vm_of(L)->current;
+  int idx = lua_gettop(L);   /* the qwait userdata */
+  if (qw->w.state != QW_WAITING) return wait_result(L, qw);
+  if (t->waiter && t->waiter->park && t->co == L && lua_isyieldable(L)) {
+    if (t->waiter->park(t, timeout, on_wait_timeout, qw) < 0) {
+      queue_cancel(qw->q, &qw->w, QW_CANCELLED);
+      return luaL_error(L, "cannot wait: no timer");
+    }
+    return lua_yieldk(L, 0, idx, wait_cont);
+  }
+  /* unreachable: blocking callers use the blocking store calls */
+  queue_cancel(qw->q, &qw->w, QW_CANCELLED);
+  return wait_result(L, qw);
+}
+
+static int can_yield(lua_State *L) {
+  struct vm_task *t = vm_of(L)->current;
+  return t->waiter && t->waiter->park && t->co == L && lua_isyieldable(L);
+}
+
+/* Blocking: wait in slices, so a deadline passes through. */
+static uint64_t blocking_slice(lua_State *L, uint64_t timeout) {
+  struct vm_task *t = vm_of(L)->current;
+  if (!t->deadline_ns) return timeout;
+  uint64_t now = clock_now_ns();
+  uint64_t left = t->deadline_ns > now ? t->deadline_ns - now : 0;
+  return timeout < left ? timeout : left;
+}
+
+static void encode_or_raise(lua_State *L, int idx, struct value *v) {
+  char err[512];
+  if (value_encode(L, idx, "value", v, err, sizeof err) < 0) {
+    value_free(v);
+    luaL_argerror(L, idx, err);
+  }
+}
+
+static int q_push(lua_State *L) {
+  struct queue *q = check_queue(L);
+  luaL_checkany(L, 2);
+  uint64_t timeout = check_timeout(L, 3);
+  lua_settop(L, 2);
+  if (!can_yield(L)) {
+    struct value v = {0};
+    encode_or_raise(L, 2, &v);
+    int rc = queue_push(q, &v);
+    if (rc == QUEUE_FULL && timeout > 0) rc = queue_push_wait(q, &v, blocking_slice(L, timeout));
+    value_free(&v);
+    if (rc == QUEUE_OK) { lua_pushboolean(L, 1); return 1; }
+    if (rc == QUEUE_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, rc == QUEUE_SHUTDOWN ? "shutting down" : "full");
+    return 2;
+  }
+  struct qwait *qw = new_qwait(L, q, 1);
+  encode_or_raise(L, 2, &qw->w.val);
+  qw->w.notify = notify_task;
+  qw->w.ud = vm_of(L)->current;
+  if (timeout == 0) {
+    int rc = queue_push(q, &qw->w.val);
+    lua_pushboolean(L, rc == QUEUE_OK);
+    if (rc == QUEUE_OK) return 1;
+    lua_pushstring(L, "full");
+    return 2;
+  }
+  queue_wait_push(q, &qw->w);
+  return wait_for(L, qw, timeout);
+}
+
+static int q_pop(lua_State *L) {
+  struct queue *q = check_queue(L);
+  uint64_t timeout = check_timeout(L, 2);
+  lua_settop(L, 1);
+  if (!can_yield(L) || timeout == 0) {
+    struct value v = {0};
+    int rc = timeout == 0 ? queue_pop(q, &v) : queue_pop_wait(q, &v, blocking_slice(L, timeout));
+    if (rc == QUEUE_OK) {
+      struct qwait *qw = new_qwait(L, q, 0);   /* owns v until decoded */
+      qw->w.val = v;
+      qw->w.state = QW_DONE;
+      return wait_result(L, qw);
+    }
+    if (rc == QUEUE_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
+    lua_pushnil(L);
+    lua_pushstring(L, rc == QUEUE_SHUTDOWN ? "shutting down"
+                      : rc == QUEUE_CANCELLED ? "cancelled" : "timeout");
+    return 2;
+  }
+  struct qwait *qw = new_qwait(L, q, 0);
+  qw->w.notify = notify_task;
+  qw->w.ud = vm_of(L)->current;
+  queue_wait_pop(q, &qw->w);
+  return wait_for(L, qw, timeout);
+}
+
+static int q_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)queue_len(check_queue(L)));
+  return 1;
+}
+
+/* ---- module ----------------------------------------------------------- */
+
+static int proxy_close(lua_State *L) {
+  struct proxy *p = lua_touserdata(L, 1);
+  if (p && p->obj) {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__name");
+    int is_dict = strcmp(lua_tostring(L, -1), DICT_MT) == 0;
+    lua_pop(L, 2);
+    if (is_dict) dict_release(p->obj); else queue_release(p->obj);
+    p->obj = NULL;
+  }
+  return 0;
+}
+
+static int d_tostring(lua_State *L) {
+  struct proxy *p = luaL_checkudata(L, 1, DICT_MT);
+  lua_pushfstring(L, "shared.dict(\"%s\")", p->obj ? dict_name(p->obj) : "closed");
+  return 1;
+}
+
+static int q_tostring(lua_State *L) {
+  struct proxy *p = luaL_checkudata(L, 1, QUEUE_MT);
+  lua_pushfstring(L, "shared.queue(\"%s\")", p->obj ? queue_name(p->obj) : "closed");
+  return 1;
+}
+
+static const char *check_name(lua_State *L, size_t *len) {
+  const char *name = luaL_checklstring(L, 1, len);
+  luaL_argcheck(L, *len > 0 && *len <= 255, 1, "name must be 1 to 255 bytes");
+  return name;
+}
+
+static int open_dict(lua_State *L) {
+  size_t n;
+  const char *name = check_name(L, &n);
+  struct dict *d = dict_open(name, n);
+  if (!d) return luaL_error(L, "not enough memory");
+  push_proxy(L, d, DICT_MT);
+  return 1;
+}
+
+static int open_queue(lua_State *L) {
+  size_t n;
+  const char *name = check_name(L, &n);
+  struct queue *q = queue_open(name, n);
+  if (!q) return luaL_error(L, "not enough memory");
+  push_proxy(L, q, QUEUE_MT);
+  return 1;
+}
+
+static const luaL_Reg dict_methods[] = {
+  {"get", d_get}, {"set", d_set}, {"add", d_add}, {"incr", d_incr},
+  {"delete", d_delete}, {"keys", d_keys}, {"flush_all", d_flush_all}, {NULL, NULL}};
+static const luaL_Reg queue_methods[] = {
+  {"push", q_push}, {"pop", q_pop}, {"len", q_len}, {NULL, NULL}};
+
+static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
+                      lua_CFunction tostring) {
+  if (!luaL_newmetatable(L, mt)) { lua_pop(L, 1); return; }   /* made already */
+  lua_newtable(L);
+  lua_pushvalue(L, -2);             /* the metatable, as the methods' upvalue */
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, proxy_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, proxy_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* The proxies' metatables in L (a handle may arrive, copied, in a state
+ * that never required "shared"). */
+static void ensure_classes(lua_State *L) {
+  new_class(L, DICT_MT, dict_methods, d_tostring);
+  new_class(L, QUEUE_MT, queue_methods, q_tostring);
+}
+
+int luaopen_shared(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"dict", open_dict}, {"queue", open_queue}, {NULL, NULL}};
+  pthread_once(&registered, register_types);
+  ensure_classes(L);
+  luaL_newlib(L, funcs);
+  return 1;
+}

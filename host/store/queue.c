@@ -1,0 +1,335 @@
+/* store/queue: bounded FIFOs with direct hand-off to waiters. */
+#include "store/queue.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct queue {
+  pthread_mutex_t lock;        /* guards everything below */
+  struct value *ring;          /* items [head, head + count) mod ring_cap */
+  size_t head, count, ring_cap, capacity;
+  struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
+  struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
+  int shutting_down;
+  atomic_int refs;
+  struct queue *next_queue;    /* registry list (registry lock) */
+  char name[];
+};
+
+/* Registry of names and configured capacities, guarded by reg_lock. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct queue *all;
+static int all_shutting_down;
+struct cap { struct cap *next; size_t capacity; char name[]; };
+static struct cap *caps;
+
+int queue_configure(const char *name, size_t capacity) {
+  size_t n = strlen(name);
+  struct cap *c = malloc(sizeof *c + n + 1);
+  if (!c) return -1;
+  memcpy(c->name, name, n + 1);
+  c->capacity = capacity;
+  pthread_mutex_lock(&reg_lock);
+  c->next = caps;
+  caps = c;
+  pthread_mutex_unlock(&reg_lock);
+  return 0;
+}
+
+struct queue *queue_open(const char *name, size_t len) {
+  pthread_mutex_lock(&reg_lock);
+  struct queue *q;
+  for (q = all; q; q = q->next_queue)
+    if (strlen(q->name) == len && memcmp(q->name, name, len) == 0) break;
+  if (!q && (q = calloc(1, sizeof *q + len + 1))) {
+    q->capacity = QUEUE_DEFAULT_CAPACITY;
+    for (struct cap *c = caps; c; c = c->next)
+      if (strlen(c->name) == len && memcmp(c->name, name, len) == 0) q->capacity = c->capacity;
+    memcpy(q->name, name, len);
+    pthread_mutex_init(&q->lock, NULL);
+    atomic_init(&q->refs, 1);   /* the registry's */
+    q->shutting_down = all_shutting_down;
+    q->next_queue = all;
+    all = q;
+  }
+  if (q) atomic_fetch_add(&q->refs, 1);
+  pthread_mutex_unlock(&reg_lock);
+  return q;
+}
+
+void queue_retain(struct queue *q) { atomic_fetch_add(&q->refs, 1); }
+void queue_release(struct queue *q) { atomic_fetch_sub(&q->refs, 1); }
+const char *queue_name(const struct queue *q) { return q->name; }
+
+size_t queue_len(struct queue *q) {
+  pthread_mutex_lock(&q->lock);
+  size_t n = q->count;
+  pthread_mutex_unlock(&q->lock);
+  return n;
+}
+
+/* ---- under q->lock ---------------------------------------------------- */
+
+static void list_append(struct queue_waiter **head, struct queue_waiter **tail,
+                        struct queue_waiter *w) {
+  w->next = NULL;
+  w->prev = *tail;
+  if (*tail) (*tail)->next = w; else *head = w;
+  *tail = w;
+}
+
+static void list_remove(struct queue_waiter **head, struct queue_waiter **tail,
+                        struct queue_waiter *w) {
+  if (w->prev) w->prev->next = w->next; else *head = w->next;
+  if (w->next) w->next->prev = w->prev; else *tail = w->prev;
+  w->prev = w->next = NULL;
+}
+
+static void finish(struct queue_waiter *w, int state) {
+  w->state = state;
+  if (w->notify) w->notify(w);
+}
+
+/* Appends a value (moved), growing the ring up to capacity. */
+static int ring_put(struct queue *q, struct value *v) {
+  if (q->count == q->ring_cap) {
+    size_t n = q->ring_cap ? q->ring_cap * 2 : 16;
+    if (n > q->capacity) n = q->capacity;
+    struct value *r = malloc(n * sizeof *r);
+    if (!r) return -1;
+    for (size_t i = 0; i < q->count; i++) r[i] = q->ring[(q->head + i) % q->ring_cap];
+    free(q->ring);
+    q->ring = r;
+    q->ring_cap = n;
+    q->head = 0;
+  }
+  q->ring[(q->head + q->count) % q->ring_cap] = *v;
+  q->count++;
+  memset(v, 0, sizeof *v);
+  return 0;
+}
+
+static void ring_take(struct queue *q, struct value *out) {
+  *out = q->ring[q->head];
+  q->head = (q->head + 1) % q->ring_cap;
+  q->count--;
+}
+
+/* After a pop made room: the oldest waiting push gets in. */
+static void admit_push(struct queue *q) {
+  struct queue_waiter *w = q->pushes;
+  if (w && q->count < q->capacity && ring_put(q, &w->val) == 0) {
+    list_remove(&q->pushes, &q->pushes_tail, w);
+    finish(w, QW_DONE);
+  }
+}
+
+/* A push: straight to the oldest waiting pop, else into the ring. */
+static int push_locked(struct queue *q, struct value *v) {
+  struct queue_waiter *w = q->pops;
+  if (w) {
+    list_remove(&q->pops, &q->pops_tail, w);
+    value_free(&w->val);
+    w->val = *v;
+    memset(v, 0, sizeof *v);
+    finish(w, QW_DONE);
+    return QUEUE_OK;
+  }
+  if (q->count >= q->capacity || ring_put(q, v) < 0) return QUEUE_FULL;
+  return QUEUE_OK;
+}
+
+static int pop_locked(struct queue *q, struct value *out) {
+  if (q->count == 0) return QUEUE_EMPTY;
+  ring_take(q, out);
+  admit_push(q);
+  return QUEUE_OK;
+}
+
+/* ---- API -------------------------------------------------------------- */
+
+int queue_push(struct queue *q, struct value *v) {
+  pthread_mutex_lock(&q->lock);
+  int rc = push_locked(q, v);
+  pthread_mutex_unlock(&q->lock);
+  return rc;
+}
+
+int queue_pop(struct queue *q, struct value *out) {
+  pthread_mutex_lock(&q->lock);
+  int rc = pop_locked(q, out);
+  pthread_mutex_unlock(&q->lock);
+  return rc;
+}
+
+int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
+  int done = 1;
+  pthread_mutex_lock(&q->lock);
+  value_reset(&w->val);
+  if (pop_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  else if (q->shutting_down) w->state = QW_SHUTDOWN;
+  else {
+    w->state = QW_WAITING;
+    list_append(&q->pops, &q->pops_tail, w);
+    done = 0;
+  }
+  pthread_mutex_unlock(&q->lock);
+  return done;
+}
+
+int queue_wait_push(struct queue *q, struct queue_waiter *w) {
+  int done = 1;
+  pthread_mutex_lock(&q->lock);
+  if (q->shutting_down) w->state = QW_SHUTDOWN;
+  else if (push_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  else {
+    w->state = QW_WAITING;
+    list_append(&q->pushes, &q->pushes_tail, w);
+    done = 0;
+  }
+  pthread_mutex_unlock(&q->lock);
+  return done;
+}
+
+int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
+  int took = 0;
+  pthread_mutex_lock(&q->lock);
+  if (w->state == QW_WAITING) {
+    int is_pop = 0;
+    for (struct queue_waiter *x = q->pops; x; x = x->next)
+      if (x == w) { is_pop = 1; break; }
+    if (is_pop) list_remove(&q->pops, &q->pops_tail, w);
+    else list_remove(&q->pushes, &q->pushes_tail, w);
+    w->state = why;
+    took = 1;
+  }
+  pthread_mutex_unlock(&q->lock);
+  return took;
+}
+
+static void signal_cond(struct queue_waiter *w) { pthread_cond_signal(w->cond); }
+
+/* Waits on a condition variable until w is final or the timeout passes. */
+static int block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  if (timeout_ns != UINT64_MAX) {
+    uint64_t ns = (uint64_t)ts.tv_nsec + timeout_ns % 1000000000u;
+    ts.tv_sec += (time_t)(timeout_ns / 1000000000u + ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+  }
+  pthread_mutex_lock(&q->lock);
+  while (w->state == QW_WAITING) {
+    int rc = timeout_ns == UINT64_MAX ? pthread_cond_wait(w->cond, &q->lock)
+                                      : pthread_cond_timedwait(w->cond, &q->lock, &ts);
+    if (rc == ETIMEDOUT && w->state == QW_WAITING) {
+      struct queue_waiter **head = &q->pops, **tail = &q->pops_tail;
+      int is_pop = 0;
+      for (struct queue_waiter *x = q->pops; x; x = x->next)
+        if (x == w) { is_pop = 1; break; }
+      if (!is_pop) { head = &q->pushes; tail = &q->pushes_tail; }
+      list_remove(head, tail, w);
+      w->state = QW_TIMEOUT;
+    }
+  }
+  pthread_mutex_unlock(&q->lock);
+  return w->state;
+}
+
+static int state_rc(int state) {
+  switch (state) {
+    case QW_DONE: return QUEUE_OK;
+    case QW_TIMEOUT: return QUEUE_TIMEOUT;
+    case QW_SHUTDOWN: return QUEUE_SHUTDOWN;
+    default: return QUEUE_CANCELLED;
+  }
+}
+
+/* A condition variable on CLOCK_MONOTONIC, for timed waits. */
+static void cond_init(pthread_cond_t *c) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+}
+
+int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
+  pthread_cond_t cond;
+  struct queue_waiter w;
+  memset(&w, 0, sizeof w);
+  cond_init(&cond);
+  w.cond = &cond;
+  w.notify = signal_cond;
+  if (!queue_wait_pop(q, &w) && timeout_ns > 0) block(q, &w, timeout_ns);
+  else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
+  pthread_cond_destroy(&cond);
+  if (w.state == QW_DONE) *out = w.val;
+  else value_free(&w.val);
+  return state_rc(w.state);
+}
+
+int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
+  pthread_cond_t cond;
+  struct queue_waiter w;
+  memset(&w, 0, sizeof w);
+  cond_init(&cond);
+  w.cond = &cond;
+  w.notify = signal_cond;
+  w.val = *v;
+  memset(v, 0, sizeof *v);
+  if (!queue_wait_push(q, &w) && timeout_ns > 0) block(q, &w, timeout_ns);
+  else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
+  pthread_cond_destroy(&cond);
+  if (w.state != QW_DONE) *v = w.val;   /* not added: the caller keeps it */
+  return state_rc(w.state);
+}
+
+void queue_shutdown_all(void) {
+  pthread_mutex_lock(&reg_lock);
+  all_shutting_down = 1;
+  for (struct queue *q = all; q; q = q->next_queue) {
+    pthread_mutex_lock(&q->lock);
+    q->shutting_down = 1;
+    while (q->pops) {
+      struct queue_waiter *w = q->pops;
+      list_remove(&q->pops, &q->pops_tail, w);
+      finish(w, QW_SHUTDOWN);
+    }
+    while (q->pushes) {
+      struct queue_waiter *w = q->pushes;
+      list_remove(&q->pushes, &q->pushes_tail, w);
+      finish(w, QW_SHUTDOWN);
+    }
+    pthread_mutex_unlock(&q->lock);
+  }
+  pthread_mutex_unlock(&reg_lock);
+}
+
+void queue_free_all(void) {
+  pthread_mutex_lock(&reg_lock);
+  /* Values first (they may hold references to other queues), then queues. */
+  for (struct queue *q = all; q; q = q->next_queue) {
+    while (q->count) {
+      struct value v;
+      ring_take(q, &v);
+      value_free(&v);
+    }
+  }
+  while (all) {
+    struct queue *q = all;
+    all = q->next_queue;
+    free(q->ring);
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+  }
+  while (caps) {
+    struct cap *c = caps;
+    caps = c->next;
+    free(c);
+  }
+  pthread_mutex_unlock(&reg_lock);
+}

@@ -1,0 +1,76 @@
+/*
+ * store/queue: process-wide named bounded FIFOs of encoded values
+ * (shared.queue).  A pop on an empty queue or a push on a full one can
+ * wait: the caller registers a struct queue_waiter, and whoever makes
+ * progress hands the value over to the first waiter directly and calls
+ * its notify (under the queue's lock).  Request coroutines use a notify
+ * that posts to their worker's loop; blocking callers (background
+ * threads, scripts, tests) use queue_pop_wait / queue_push_wait, which
+ * sleep on a condition variable.  Knows no Lua.
+ *
+ * Threads: any thread may call any function.  Each queue has its own
+ * mutex; a waiter's fields are guarded by its queue's mutex while it is
+ * registered.  Queues live until queue_free_all at process exit.
+ */
+#ifndef LUAHOST_QUEUE_H
+#define LUAHOST_QUEUE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vm/value.h"
+
+#define QUEUE_DEFAULT_CAPACITY 1000
+
+enum { QUEUE_OK = 0, QUEUE_FULL = -1, QUEUE_EMPTY = -2, QUEUE_TIMEOUT = -3,
+       QUEUE_SHUTDOWN = -4, QUEUE_CANCELLED = -5 };
+
+enum queue_wait_state { QW_IDLE, QW_WAITING, QW_DONE, QW_TIMEOUT, QW_SHUTDOWN, QW_CANCELLED };
+
+struct queue_waiter {
+  int state;                  /* enum queue_wait_state */
+  struct value val;           /* pop: the value received; push: the value to add */
+  /* Called under the queue's lock when state leaves QW_WAITING; must be
+   * quick and must not call back into the queue. */
+  void (*notify)(struct queue_waiter *w);
+  void *ud;
+  pthread_cond_t *cond;       /* blocking waiters: signalled by notify */
+  struct queue_waiter *prev, *next;
+};
+
+struct queue;
+
+int queue_configure(const char *name, size_t capacity);   /* main thread, early */
+struct queue *queue_open(const char *name, size_t len);    /* retained; NULL: no memory */
+void queue_retain(struct queue *q);
+void queue_release(struct queue *q);
+const char *queue_name(const struct queue *q);
+size_t queue_len(struct queue *q);
+
+/* Non-waiting: push moves *v in (QUEUE_OK) or leaves it (QUEUE_FULL);
+ * pop moves the head into *out (QUEUE_OK) or QUEUE_EMPTY. */
+int queue_push(struct queue *q, struct value *v);
+int queue_pop(struct queue *q, struct value *out);
+
+/* Waiting, in two steps: try or register (returns 1 when w->state is
+ * already final, 0 when registered and waiting), then either notify comes
+ * or the owner cancels: queue_cancel returns 1 when it took w out (state
+ * becomes `why`), 0 when w was already completed (notify came or is on its
+ * way).  For push, w->val holds the value to add; it is moved into the
+ * queue when state becomes QW_DONE. */
+int queue_wait_pop(struct queue *q, struct queue_waiter *w);
+int queue_wait_push(struct queue *q, struct queue_waiter *w);
+int queue_cancel(struct queue *q, struct queue_waiter *w, int why);
+
+/* Blocking forms for threads without a loop.  timeout_ns UINT64_MAX: no
+ * limit.  *stop (may be NULL) is checked on each wake-up (cancel). */
+int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns);
+int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns);
+
+/* Shutdown: every waiting pop and push ends with QW_SHUTDOWN, and later
+ * waits end at once. */
+void queue_shutdown_all(void);
+void queue_free_all(void);
+
+#endif

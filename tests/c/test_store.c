@@ -1,0 +1,183 @@
+/* store: dicts and queues without Lua, including from several threads. */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "runner.h"
+#include "store/dict.h"
+#include "store/queue.h"
+
+static struct dict_val ival(int64_t i) { struct dict_val v = {DV_INT, 0, i, 0, NULL, 0}; return v; }
+static struct dict_val sval(const char *s) {
+  struct dict_val v = {DV_STR, 0, 0, 0, s, strlen(s)};
+  return v;
+}
+
+TEST(dict_basics) {
+  struct dict *d = dict_open("basics", 6);
+  struct dict_buf buf = {0};
+  struct dict_val v = sval("value"), out;
+  ASSERT_INT_EQ(dict_set(d, "k", 1, &v, 0), DICT_OK);
+  ASSERT_INT_EQ(dict_get(d, "k", 1, &out, &buf), DICT_OK);
+  ASSERT_INT_EQ(out.type, DV_STR);
+  ASSERT_MEM_EQ(out.s, out.len, "value");
+  ASSERT_INT_EQ(dict_add(d, "k", 1, &v, 0), DICT_EXISTS);
+  ASSERT_INT_EQ(dict_delete(d, "k", 1), DICT_OK);
+  ASSERT_INT_EQ(dict_get(d, "k", 1, &out, &buf), DICT_OK);
+  ASSERT_INT_EQ(out.type, DV_NIL);
+  struct dict_val one = ival(1), ten = ival(10);
+  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, NULL, &out), DICT_NOTFOUND);
+  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, &ten, &out), DICT_OK);
+  ASSERT_INT_EQ(out.i, 11);
+  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, NULL, &out), DICT_OK);
+  ASSERT_INT_EQ(out.i, 12);
+  free(buf.p);
+  dict_free_all();
+}
+
+TEST(dict_capacity_never_evicts) {
+  ASSERT_INT_EQ(dict_configure("cap", 4096), 0);
+  struct dict *d = dict_open("cap", 3);
+  char key[32];
+  struct dict_val v = sval("0123456789012345678901234567890123456789");
+  int stored = 0;
+  for (int i = 0; i < 1000; i++) {
+    snprintf(key, sizeof key, "key%d", i);
+    int rc = dict_set(d, key, strlen(key), &v, 0);
+    if (rc != DICT_OK) { ASSERT_INT_EQ(rc, DICT_NOMEM); break; }
+    stored++;
+  }
+  ASSERT(stored > 10 && stored < 1000);
+  ASSERT(dict_used(d) <= 4096);
+  struct dict_buf buf = {0};
+  for (int i = 0; i < stored; i++) {
+    struct dict_val out;
+    snprintf(key, sizeof key, "key%d", i);
+    ASSERT_INT_EQ(dict_get(d, key, strlen(key), &out, &buf), DICT_OK);
+    ASSERT_INT_EQ(out.type, DV_STR);
+  }
+  /* expired entries make room */
+  dict_flush_all(d);
+  ASSERT_INT_EQ(dict_set(d, "a", 1, &v, 1), DICT_OK);
+  usleep(5000);
+  ASSERT_INT_EQ(dict_get(d, "a", 1, &(struct dict_val){0}, &buf), DICT_OK);
+  free(buf.p);
+  dict_free_all();
+}
+
+struct incr_arg { struct dict *d; int n; };
+static void *incr_thread(void *p) {
+  struct incr_arg *a = p;
+  struct dict_val one = ival(1), zero = ival(0), out;
+  for (int i = 0; i < a->n; i++) dict_incr(a->d, "hits", 4, &one, &zero, &out);
+  return NULL;
+}
+
+TEST(dict_incr_exact_under_threads) {
+  struct dict *d = dict_open("threads", 7);
+  pthread_t th[4];
+  struct incr_arg a = {d, 25000};
+  for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, incr_thread, &a);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  struct dict_val out;
+  struct dict_buf buf = {0};
+  dict_get(d, "hits", 4, &out, &buf);
+  ASSERT_INT_EQ(out.i, 100000);
+  dict_free_all();
+}
+
+static struct value bytes(const char *s) {
+  struct value v = {0};
+  v.len = v.cap = strlen(s);
+  v.data = malloc(v.cap + 1);
+  memcpy(v.data, s, v.len + 1);
+  return v;
+}
+
+TEST(queue_fifo_capacity) {
+  ASSERT_INT_EQ(queue_configure("two", 2), 0);
+  struct queue *q = queue_open("two", 3);
+  struct value a = bytes("a"), b = bytes("b"), c = bytes("c"), out;
+  ASSERT_INT_EQ(queue_push(q, &a), QUEUE_OK);
+  ASSERT_INT_EQ(queue_push(q, &b), QUEUE_OK);
+  ASSERT_INT_EQ(queue_push(q, &c), QUEUE_FULL);
+  ASSERT_INT_EQ(queue_len(q), 2);
+  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_OK);
+  ASSERT_MEM_EQ(out.data, out.len, "a");
+  value_free(&out);
+  uint64_t t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_push_wait(q, &c, 50000000u), QUEUE_OK);
+  ASSERT(clock_now_ns() - t0 < 50000000u);   /* there was room: no wait */
+  struct value d = bytes("d");
+  t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_push_wait(q, &d, 50000000u), QUEUE_TIMEOUT);
+  ASSERT(clock_now_ns() - t0 >= 45000000u);
+  value_free(&d);
+  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_OK);
+  ASSERT_MEM_EQ(out.data, out.len, "b");
+  value_free(&out);
+  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_OK);
+  ASSERT_MEM_EQ(out.data, out.len, "c");
+  value_free(&out);
+  t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 30000000u), QUEUE_TIMEOUT);
+  ASSERT(clock_now_ns() - t0 >= 25000000u);
+  queue_free_all();
+}
+
+struct pc { struct queue *q; int n; long sum; };
+static void *consumer(void *p) {
+  struct pc *a = p;
+  for (int i = 0; i < a->n; i++) {
+    struct value v;
+    if (queue_pop_wait(a->q, &v, UINT64_MAX) != QUEUE_OK) return NULL;
+    a->sum += atol(v.data);
+    value_free(&v);
+  }
+  return NULL;
+}
+
+TEST(queue_handoff_between_threads) {
+  ASSERT_INT_EQ(queue_configure("pc", 8), 0);
+  struct queue *q = queue_open("pc", 2);
+  struct pc a = {q, 5000, 0}, b = {q, 5000, 0};
+  pthread_t t1, t2;
+  pthread_create(&t1, NULL, consumer, &a);
+  pthread_create(&t2, NULL, consumer, &b);
+  long want = 0;
+  for (int i = 1; i <= 10000; i++) {
+    char s[16];
+    snprintf(s, sizeof s, "%d", i);
+    struct value v = bytes(s);
+    ASSERT_INT_EQ(queue_push_wait(q, &v, UINT64_MAX), QUEUE_OK);
+    want += i;
+  }
+  pthread_join(t1, NULL);
+  pthread_join(t2, NULL);
+  ASSERT_INT_EQ(a.sum + b.sum, want);
+  ASSERT_INT_EQ(queue_len(q), 0);
+  queue_free_all();
+}
+
+static void *shutdown_later(void *p) {
+  usleep(50000);
+  queue_shutdown_all();
+  return NULL;
+}
+
+TEST(queue_shutdown_wakes_waiters) {
+  struct queue *q = queue_open("sd", 2);
+  pthread_t t;
+  pthread_create(&t, NULL, shutdown_later, NULL);
+  struct value out;
+  uint64_t t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_SHUTDOWN);
+  ASSERT(clock_now_ns() - t0 < 2000000000u);
+  pthread_join(t, NULL);
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_SHUTDOWN);   /* at once */
+  queue_free_all();
+}
+
+TEST_LIST(T(dict_basics), T(dict_capacity_never_evicts), T(dict_incr_exact_under_threads),
+          T(queue_fifo_capacity), T(queue_handoff_between_threads),
+          T(queue_shutdown_wakes_waiters));

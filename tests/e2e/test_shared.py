@@ -1,0 +1,144 @@
+"""shared dicts and queues across workers, end to end: a pop waiting on
+one worker is woken by a push on another; concurrent incr is exact; a
+waiting pop never blocks the worker and returns at shutdown."""
+
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+FILES = {
+    "hello.lua": harness.HELLO_LUA,
+    "app.lua": r'''
+        return {
+          workers = 2,
+          request_deadline = 5,
+          shared = { dicts = { counters = "1m" }, queues = { jobs = 100 } },
+          handlers = {
+            {url = "^/hello$", script = "hello"},
+            {url = "^/pop$", script = "pop"},
+            {url = "^/push$", script = "push"},
+            {url = "^/incr$", script = "incr"},
+            {url = "^/get$", script = "get"},
+          },
+        }
+    ''',
+    # the state's identity: differs between the two workers' states
+    "pop.lua": r'''
+        local shared = require "shared"
+        local me = tostring({}):match("0x%x+")
+        return function(req)
+          local v, err = shared.queue("jobs"):pop(tonumber(req.args.timeout))
+          return string.format("%s %s %s", tostring(v), tostring(err), me)
+        end
+    ''',
+    "push.lua": r'''
+        local shared = require "shared"
+        return function(req)
+          local ok, err = shared.queue("jobs"):push(req.args.v, 0)
+          return tostring(ok) .. " " .. tostring(err)
+        end
+    ''',
+    "incr.lua": r'''
+        local d = require("shared").dict("counters")
+        return function(req)
+          for i = 1, tonumber(req.args.n) do d:incr("hits", 1, 0) end
+          return "ok"
+        end
+    ''',
+    "get.lua": r'''
+        local d = require("shared").dict("counters")
+        return function(req) return tostring(d:get("hits")) end
+    ''',
+}
+
+
+class SharedAcrossWorkers(harness.ServerTestCase):
+
+    def setUp(self):
+        self.srv = self.start_server(FILES)
+
+    def test_pops_on_both_workers_are_woken_by_pushes(self):
+        n = 16
+        conns, results = [], [None] * n
+        for i in range(n):
+            c = self.srv.connect()
+            c.send(harness.build_request("GET", "/pop?timeout=10"))
+            conns.append(c)
+        time.sleep(harness.scaled(0.3))      # every pop is parked now
+        t0 = time.monotonic()
+        for i in range(n):
+            r = self.srv.get("/push?v=job%d" % i)
+            self.assertOK(r, b"true nil")
+        for i, c in enumerate(conns):
+            results[i] = c.read_response(timeout=harness.scaled(5)).body.decode()
+            c.close()
+        self.assertLess(time.monotonic() - t0, harness.scaled(2.0))
+        got = sorted(r.split()[0] for r in results)
+        self.assertEqual(got, sorted("job%d" % i for i in range(n)))
+        states = {r.split()[2] for r in results}
+        self.assertEqual(len(states), 2,
+                         "pops did not wait on both workers: %r\n%s" % (results, self.srv.stderr_text()[-3000:]))
+
+    def test_waiting_pop_does_not_block_its_worker(self):
+        with self.srv.connect() as c:
+            c.send(harness.build_request("GET", "/pop?timeout=1"))
+            time.sleep(0.1)
+            for _ in range(10):
+                t0 = time.monotonic()
+                self.assertServes(self.srv)
+                self.assertLess(time.monotonic() - t0, harness.scaled(0.5))
+            r = c.read_response(timeout=harness.scaled(5))
+            self.assertTrue(r.body.startswith(b"nil timeout "), r.body)
+
+    def test_concurrent_incr_is_exact(self):
+        per, reqs = 1000, 100
+        errors = []
+
+        def worker(k):
+            try:
+                with self.srv.connect() as c:
+                    for _ in range(k):
+                        c.send(harness.build_request("GET", "/incr?n=%d" % per))
+                        r = c.read_response(timeout=harness.scaled(10))
+                        if r.status != 200:
+                            errors.append(r.status)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(reqs // 8,)) for _ in range(8)]
+        threads.append(threading.Thread(target=worker, args=(reqs % 8,)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=harness.scaled(60))
+        self.assertEqual(errors, [])
+        self.assertOK(self.srv.get("/get"), str(per * reqs))
+
+    def test_pop_without_timeout_ends_at_the_deadline(self):
+        t0 = time.monotonic()
+        r = self.srv.get("/pop", timeout=harness.scaled(15))
+        took = time.monotonic() - t0
+        self.assertStatus(r, 500)
+        self.assertGreater(took, 4.5)
+        self.assertLess(took, harness.scaled(8))
+        self.assertIsNotNone(self.srv.err.wait_for(
+            lambda l: "DeadlineExceededError" in l, 3))
+
+    def test_waiting_pop_returns_shutting_down_at_sigterm(self):
+        with self.srv.connect() as c:
+            c.send(harness.build_request("GET", "/pop?timeout=20"))
+            time.sleep(harness.scaled(0.3))
+            self.srv.send_signal(signal.SIGTERM)
+            r = c.read_response(timeout=harness.scaled(5))
+            self.assertTrue(r.body.startswith(b"nil shutting down"), r.body)
+        self.assertEqual(self.srv.wait(harness.scaled(10)), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
