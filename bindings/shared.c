@@ -328,11 +328,13 @@ static int wait_cont(lua_State *L, int status, lua_KContext ctx) {
   return wait_result(L, lua_touserdata(L, (int)ctx));
 }
 
-/* Waits for the registered qw: yields when the task can, else blocks. */
-static int wait_for(lua_State *L, struct qwait *qw, uint64_t timeout) {
+/* Waits for qw, which queue_wait_* registered (done: it completed at
+ * once; otherwise its state belongs to the queue's lock until the task is
+ * resumed).  Yields; the worker resumes the task. */
+static int wait_for(lua_State *L, struct qwait *qw, uint64_t timeout, int done) {
   struct vm_task *t = vm_of(L)->current;
   int idx = lua_gettop(L);   /* the qwait userdata */
-  if (qw->w.state != QW_WAITING) return wait_result(L, qw);
+  if (done) return wait_result(L, qw);
   if (t->waiter && t->waiter->park && t->co == L && lua_isyieldable(L)) {
     if (t->waiter->park(t, timeout, on_wait_timeout, qw) < 0) {
       queue_cancel(qw->q, &qw->w, QW_CANCELLED);
@@ -395,8 +397,7 @@ static int q_push(lua_State *L) {
     lua_pushstring(L, "full");
     return 2;
   }
-  queue_wait_push(q, &qw->w);
-  return wait_for(L, qw, timeout);
+  return wait_for(L, qw, timeout, queue_wait_push(q, &qw->w));
 }
 
 static int q_pop(lua_State *L) {
@@ -421,8 +422,7 @@ static int q_pop(lua_State *L) {
   struct qwait *qw = new_qwait(L, q, 0);
   qw->w.notify = notify_task;
   qw->w.ud = vm_of(L)->current;
-  queue_wait_pop(q, &qw->w);
-  return wait_for(L, qw, timeout);
+  return wait_for(L, qw, timeout, queue_wait_pop(q, &qw->w));
 }
 
 static int q_len(lua_State *L) {
