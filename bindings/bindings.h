@@ -11,5 +11,6 @@
 int luaopen_runtime(lua_State *L);
 int luaopen_apptest(lua_State *L);
 int luaopen_shared(lua_State *L);
+int luaopen_background_thread(lua_State *L);
 
 #endif

@@ -15,7 +15,9 @@
 #include "base/log.h"
 #include "bindings/bindings.h"
 #include "vm/errors.h"
+#include "threads.h"
 #include "vm/state.h"
+#include "vm/value.h"
 
 #define DEADLINE_CLASS "runtime.DeadlineExceededError"
 
@@ -67,9 +69,13 @@ static int sleep_(lua_State *L) {
   struct vm_task *t = vm_of(L)->current;
   uint64_t ns = (uint64_t)(s * 1e9);
   if (instance_shutting_down()) { lua_pushboolean(L, 0); return 1; }
-  if (t->waiter && t->co == L && lua_isyieldable(L)) {
+  if (t->waiter && t->waiter->yields && t->co == L && lua_isyieldable(L)) {
     if (t->waiter->sleep(t, ns) < 0) return luaL_error(L, "runtime.sleep: cannot arm a timer");
     return lua_yieldk(L, 0, 0, sleep_done);
+  }
+  if (t->waiter && !t->waiter->yields) {   /* a background thread: shutdown or cancel wake it */
+    lua_pushboolean(L, t->waiter->sleep(t, ns));
+    return 1;
   }
   /* No loop to wait on: block this thread, in slices so that shutdown and
    * the deadline are noticed. */
@@ -99,8 +105,16 @@ static int log_(lua_State *L) {
   lua_call(L, lua_gettop(L) - 1, 1);
   size_t len;
   const char *msg = lua_tolstring(L, -1, &len);
-  const char *rid = vm_of(L)->current->request_id;
-  log_text(level, rid ? "request_id" : NULL, rid, msg, len);
+  struct vm_task *t = vm_of(L)->current;
+  char tid[24];
+  if (t->request_id) {
+    log_text(level, "request_id", t->request_id, msg, len);
+  } else if (t->thread_id) {
+    snprintf(tid, sizeof tid, "%lld", (long long)t->thread_id);
+    log_text(level, "thread_id", tid, msg, len);
+  } else {
+    log_text(level, NULL, NULL, msg, len);
+  }
   return 0;
 }
 
@@ -122,7 +136,43 @@ static int memory_usage(lua_State *L) {
   return 1;
 }
 
+/* runtime.set_shutdown_hook(target) -> the previous hook's target (or
+ * nil); target as in start_new_background_thread, or nil to clear.
+ * Misuse raises background_thread.Error. */
+static int set_shutdown_hook(lua_State *L) {
+  struct value v = {0}, prev = {0};
+  char err[600];
+  int t = lua_type(L, 1);
+  if (t == LUA_TSTRING) {
+    const char *s = lua_tostring(L, 1), *colon = strchr(s, ':');
+    if (!colon || colon == s || !colon[1]) {
+      vm_error_push(L, "background_thread.Error", NULL,
+                    "target '%s': expected \"module:function\"", s);
+      return lua_error(L);
+    }
+  } else if (t != LUA_TFUNCTION && t != LUA_TNIL && t != LUA_TNONE) {
+    vm_error_push(L, "background_thread.Error", NULL,
+                  "target: expected a function, a \"module:function\" string or nil, got %s",
+                  luaL_typename(L, 1));
+    return lua_error(L);
+  }
+  if (t == LUA_TSTRING || t == LUA_TFUNCTION) {
+    if (value_encode(L, 1, "target", &v, err, sizeof err) < 0) {
+      vm_error_push(L, "background_thread.Error", NULL, "%s", err);
+      return lua_error(L);
+    }
+    threads_set_hook(&v, &prev);
+  } else {
+    threads_set_hook(NULL, &prev);
+  }
+  value_free(&v);
+  if (!prev.len || value_decode(L, &prev, 1) < 0) lua_pushnil(L);
+  value_free(&prev);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  {"set_shutdown_hook", set_shutdown_hook},
   {"role", role},
   {"instance_id", instance_id_},
   {"request_id", request_id},

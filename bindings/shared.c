@@ -20,6 +20,7 @@
 
 #include "base/clock.h"
 #include "bindings/bindings.h"
+#include "bindings/qwait.h"
 #include "store/dict.h"
 #include "store/queue.h"
 #include "vm/errors.h"
@@ -254,175 +255,19 @@ static struct queue *check_queue(lua_State *L) {
   return p->obj;
 }
 
-/* timeout: nil waits without limit, 0 does not wait. */
-static uint64_t check_timeout(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return UINT64_MAX;
-  lua_Number t = luaL_checknumber(L, idx);
-  luaL_argcheck(L, t >= 0, idx, "timeout must be a number of seconds >= 0 (nil: no limit)");
-  return t >= 1e9 ? UINT64_MAX : (uint64_t)(t * 1e9);
-}
-
-/* A wait in progress: lives as a userdata on the waiting coroutine's stack
- * so that it survives the yield; __gc frees a value left in it. */
-struct qwait {
-  struct queue_waiter w;
-  struct queue *q;
-  struct vm_task *task;
-  int is_push;
-};
-
-static int qwait_gc(lua_State *L) {
-  struct qwait *qw = lua_touserdata(L, 1);
-  value_free(&qw->w.val);
-  return 0;
-}
-
-static struct qwait *new_qwait(lua_State *L, struct queue *q, int is_push) {
-  struct qwait *qw = lua_newuserdatauv(L, sizeof *qw, 0);
-  memset(qw, 0, sizeof *qw);
-  qw->q = q;
-  qw->is_push = is_push;
-  if (luaL_newmetatable(L, "luahost.shared.wait")) {
-    lua_pushcfunction(L, qwait_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  return qw;
-}
-
-static void notify_task(struct queue_waiter *w) {
-  struct vm_task *t = w->ud;
-  t->waiter->post(t);
-}
-
-static int on_wait_timeout(void *arg) {
-  struct qwait *qw = arg;
-  return queue_cancel(qw->q, &qw->w, QW_TIMEOUT);
-}
-
-static void raise_if_past_deadline(lua_State *L, struct vm_task *t) {
-  if (t->deadline_ns && clock_now_ns() >= t->deadline_ns) {
-    vm_error_push(L, "runtime.DeadlineExceededError", NULL,
-                  "request deadline of %f s exceeded", t->deadline_s);
-    lua_error(L);
-  }
-}
-
-/* Results of a finished wait (the qwait is at stack index idx). */
-static int wait_result(lua_State *L, struct qwait *qw) {
-  int state = qw->w.state;
-  if (state == QW_DONE) {
-    if (qw->is_push) { lua_pushboolean(L, 1); return 1; }
-    if (value_decode(L, &qw->w.val, 1) < 0) return luaL_error(L, "corrupt queue value");
-    value_free(&qw->w.val);
-    return 1;
-  }
-  if (state == QW_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
-  if (qw->is_push) lua_pushboolean(L, 0); else lua_pushnil(L);
-  lua_pushstring(L, state == QW_TIMEOUT ? (qw->is_push ? "full" : "timeout")
-                    : state == QW_SHUTDOWN ? "shutting down" : "cancelled");
-  return 2;
-}
-
-static int wait_cont(lua_State *L, int status, lua_KContext ctx) {
-  return wait_result(L, lua_touserdata(L, (int)ctx));
-}
-
-/* Waits for qw, which queue_wait_* registered (done: it completed at
- * once; otherwise its state belongs to the queue's lock until the task is
- * resumed).  Yields; the worker resumes the task. */
-static int wait_for(lua_State *L, struct qwait *qw, uint64_t timeout, int done) {
-  struct vm_task *t = vm_of(L)->current;
-  int idx = lua_gettop(L);   /* the qwait userdata */
-  if (done) return wait_result(L, qw);
-  if (t->waiter && t->waiter->park && t->co == L && lua_isyieldable(L)) {
-    if (t->waiter->park(t, timeout, on_wait_timeout, qw) < 0) {
-      queue_cancel(qw->q, &qw->w, QW_CANCELLED);
-      return luaL_error(L, "cannot wait: no timer");
-    }
-    return lua_yieldk(L, 0, idx, wait_cont);
-  }
-  /* unreachable: blocking callers use the blocking store calls */
-  queue_cancel(qw->q, &qw->w, QW_CANCELLED);
-  return wait_result(L, qw);
-}
-
-static int can_yield(lua_State *L) {
-  struct vm_task *t = vm_of(L)->current;
-  return t->waiter && t->waiter->park && t->co == L && lua_isyieldable(L);
-}
-
-/* Blocking: wait in slices, so a deadline passes through. */
-static uint64_t blocking_slice(lua_State *L, uint64_t timeout) {
-  struct vm_task *t = vm_of(L)->current;
-  if (!t->deadline_ns) return timeout;
-  uint64_t now = clock_now_ns();
-  uint64_t left = t->deadline_ns > now ? t->deadline_ns - now : 0;
-  return timeout < left ? timeout : left;
-}
-
-static void encode_or_raise(lua_State *L, int idx, struct value *v) {
-  char err[512];
-  if (value_encode(L, idx, "value", v, err, sizeof err) < 0) {
-    value_free(v);
-    luaL_argerror(L, idx, err);
-  }
-}
-
 static int q_push(lua_State *L) {
   struct queue *q = check_queue(L);
   luaL_checkany(L, 2);
-  uint64_t timeout = check_timeout(L, 3);
+  uint64_t timeout = qwait_check_timeout(L, 3);
   lua_settop(L, 2);
-  if (!can_yield(L)) {
-    struct value v = {0};
-    encode_or_raise(L, 2, &v);
-    int rc = queue_push(q, &v);
-    if (rc == QUEUE_FULL && timeout > 0) rc = queue_push_wait(q, &v, blocking_slice(L, timeout));
-    value_free(&v);
-    if (rc == QUEUE_OK) { lua_pushboolean(L, 1); return 1; }
-    if (rc == QUEUE_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, rc == QUEUE_SHUTDOWN ? "shutting down" : "full");
-    return 2;
-  }
-  struct qwait *qw = new_qwait(L, q, 1);
-  encode_or_raise(L, 2, &qw->w.val);
-  qw->w.notify = notify_task;
-  qw->w.ud = vm_of(L)->current;
-  if (timeout == 0) {
-    int rc = queue_push(q, &qw->w.val);
-    lua_pushboolean(L, rc == QUEUE_OK);
-    if (rc == QUEUE_OK) return 1;
-    lua_pushstring(L, "full");
-    return 2;
-  }
-  return wait_for(L, qw, timeout, queue_wait_push(q, &qw->w));
+  return qwait_push(L, q, 2, timeout);
 }
 
 static int q_pop(lua_State *L) {
   struct queue *q = check_queue(L);
-  uint64_t timeout = check_timeout(L, 2);
+  uint64_t timeout = qwait_check_timeout(L, 2);
   lua_settop(L, 1);
-  if (!can_yield(L) || timeout == 0) {
-    struct value v = {0};
-    int rc = timeout == 0 ? queue_pop(q, &v) : queue_pop_wait(q, &v, blocking_slice(L, timeout));
-    if (rc == QUEUE_OK) {
-      struct qwait *qw = new_qwait(L, q, 0);   /* owns v until decoded */
-      qw->w.val = v;
-      qw->w.state = QW_DONE;
-      return wait_result(L, qw);
-    }
-    if (rc == QUEUE_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
-    lua_pushnil(L);
-    lua_pushstring(L, rc == QUEUE_SHUTDOWN ? "shutting down"
-                      : rc == QUEUE_CANCELLED ? "cancelled" : "timeout");
-    return 2;
-  }
-  struct qwait *qw = new_qwait(L, q, 0);
-  qw->w.notify = notify_task;
-  qw->w.ud = vm_of(L)->current;
-  return wait_for(L, qw, timeout, queue_wait_pop(q, &qw->w));
+  return qwait_pop(L, q, timeout);
 }
 
 static int q_len(lua_State *L) {

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "server.h"
 #include "store/dict.h"
 #include "store/queue.h"
+#include "threads.h"
 #include "vm/call.h"
 #include "vm/state.h"
 
@@ -24,14 +26,22 @@
 static const luaL_Reg serve_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
+  {"background_thread", luaopen_background_thread},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
+  {"background_thread", luaopen_background_thread},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };
+
+/* Background threads get the serve modules; limits from the app. */
+static void configure_threads(int max, size_t memory_limit, const char *dir) {
+  struct threads_config tc = {max, memory_limit, dir, serve_modules};
+  threads_init(&tc);
+}
 
 /* Capacities of the shared dicts and queues named in app.lua. */
 static void configure_stores(const struct config *cfg) {
@@ -41,6 +51,7 @@ static void configure_stores(const struct config *cfg) {
 
 /* Process exit: what the stores hold (values may reference other stores). */
 static void free_stores(void) {
+  threads_free_all();
   queue_free_all();
   dict_free_all();
 }
@@ -55,6 +66,7 @@ int app_serve(const char *app_dir, const struct config_cli *cli) {
   }
   log_set_json(cfg.log_json);
   configure_stores(&cfg);
+  configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir);
   int rc = server_run(&cfg, serve_modules);
   config_free(&cfg);
   free_stores();
@@ -72,6 +84,7 @@ static void dir_of(const char *file, char out[PATH_MAX]) {
 int app_run(const char *script, int argc, char **argv) {
   char err[1024], dir[PATH_MAX];
   dir_of(script, dir);
+  configure_threads(10, 128u << 20, dir);
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_ALLOW, 128u << 20, {dir, NULL, NULL},
                        serve_modules};
   lua_State *L = vm_new(&vo, err, sizeof err);
@@ -95,6 +108,7 @@ int app_run(const char *script, int argc, char **argv) {
       rc = 1;
     }
   }
+  threads_wait_idle(UINT64_MAX);   /* as a Python program waits for its threads */
   vm_close(L);
   free_stores();
   return rc;
@@ -176,6 +190,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     cfgp = &cfg;
     role = cfg.role;
     configure_stores(&cfg);
+    configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir);
   } else if (role_name) {
     if (strcmp(role_name, "frontend") && strcmp(role_name, "backend")) {
       fprintf(stderr, "luahost: option --role: expected \"frontend\" or \"backend\", got '%s'\n",
@@ -203,6 +218,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     collect(&files, app_dir ? app_dir : ".");
     qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
   }
+  if (!cfgp) configure_threads(10, 128u << 20, NULL);
   int failed = 0;
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);
@@ -212,6 +228,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     free(files.v[i]);
   }
   free(files.v);
+  threads_wait_idle(UINT64_MAX);   /* threads the tests started */
   printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
   if (cfgp) config_free(cfgp);
   free_stores();

@@ -15,6 +15,7 @@
 #include "dispatch.h"
 #include "http/listener.h"
 #include "store/queue.h"
+#include "threads.h"
 #include "worker.h"
 
 /* Owned by the main thread (its default loop). */
@@ -66,7 +67,7 @@ static int run_start_request(struct worker *w) {
 
 static void on_poll(uv_timer_t *t) {
   struct server *s = t->data;
-  int all_done = 1;
+  int all_done = threads_active() == 0;
   for (int i = 0; i < s->nworkers; i++) all_done &= atomic_load(&s->workers[i].done);
   uint64_t elapsed = clock_now_ns() - s->stop_started_ns;
   if (all_done) {
@@ -75,6 +76,7 @@ static void on_poll(uv_timer_t *t) {
     log_msg(LOG_WARNING, NULL, NULL, "shutdown grace of %g s expired; closing connections",
             s->cfg->shutdown_grace);
     s->phase = 2;
+    threads_log_running();
     for (int i = 0; i < s->nworkers; i++) {
       worker_log_unfinished(&s->workers[i]);
       worker_stop(&s->workers[i], 2);
@@ -95,6 +97,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
   log_msg(LOG_INFO, NULL, NULL, "%s received: shutting down (grace %g s)",
           signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg->shutdown_grace);
   queue_shutdown_all();   /* waiting pops and pushes return "shutting down" */
+  threads_shutdown();     /* sleeping threads wake; no new threads */
+  threads_run_hook();
   for (int i = 0; i < s->nworkers; i++) worker_stop(&s->workers[i], 1);
   uv_timer_start(&s->poll, on_poll, 10, 10);
 }
@@ -140,7 +144,7 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
           cfg->role == 1 ? "backend" : "frontend", cfg->workers, cfg->app_dir);
   uv_run(loop, UV_RUN_DEFAULT);
   status = 0;
-  int all_done = 1;
+  int all_done = threads_active() == 0;
   for (int i = 0; i < s.nworkers; i++) all_done &= atomic_load(&s.workers[i].done);
   if (!all_done) {
     for (int i = 0; i < started; i++)

@@ -28,7 +28,7 @@ struct req_job {
 static int job_sleep(struct vm_task *t, uint64_t ns);
 static int job_park(struct vm_task *t, uint64_t ns, int (*on_timeout)(void *), void *arg);
 static void job_post(struct vm_task *t);
-static const struct vm_waiter waiter = {job_sleep, job_park, job_post};
+static const struct vm_waiter waiter = {1, job_sleep, job_park, job_post, NULL};
 
 /* Marks Lua code running on this worker (for shutdown logs and for the
  * other workers, which then stop handing it connections). */

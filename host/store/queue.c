@@ -14,6 +14,7 @@ struct queue {
   struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
   struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
   int shutting_down;
+  int private_;                /* not in the registry: freed at refs 0 */
   atomic_int refs;
   struct queue *next_queue;    /* registry list (registry lock) */
   char name[];
@@ -61,7 +62,22 @@ struct queue *queue_open(const char *name, size_t len) {
 }
 
 void queue_retain(struct queue *q) { atomic_fetch_add(&q->refs, 1); }
-void queue_release(struct queue *q) { atomic_fetch_sub(&q->refs, 1); }
+
+static void queue_destroy(struct queue *q);
+
+void queue_release(struct queue *q) {
+  if (atomic_fetch_sub(&q->refs, 1) == 1 && q->private_) queue_destroy(q);
+}
+
+struct queue *queue_new_private(size_t capacity) {
+  struct queue *q = calloc(1, sizeof *q + 1);
+  if (!q) return NULL;
+  q->capacity = capacity;
+  q->private_ = 1;
+  pthread_mutex_init(&q->lock, NULL);
+  atomic_init(&q->refs, 1);
+  return q;
+}
 const char *queue_name(const struct queue *q) { return q->name; }
 
 size_t queue_len(struct queue *q) {
@@ -212,8 +228,21 @@ int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
 
 static void signal_cond(struct queue_waiter *w) { pthread_cond_signal(w->cond); }
 
+void queue_interrupt(struct queue *q, struct queue_waiter *w, int why) {
+  pthread_mutex_lock(&q->lock);
+  if (w->state == QW_WAITING) {
+    int is_pop = 0;
+    for (struct queue_waiter *x = q->pops; x; x = x->next)
+      if (x == w) { is_pop = 1; break; }
+    if (is_pop) list_remove(&q->pops, &q->pops_tail, w);
+    else list_remove(&q->pushes, &q->pushes_tail, w);
+    finish(w, why);
+  }
+  pthread_mutex_unlock(&q->lock);
+}
+
 /* Waits on a condition variable until w is final or the timeout passes. */
-static int block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
+int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   if (timeout_ns != UINT64_MAX) {
@@ -249,6 +278,15 @@ static int state_rc(int state) {
 }
 
 /* A condition variable on CLOCK_MONOTONIC, for timed waits. */
+static void cond_init(pthread_cond_t *c);
+
+void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
+  memset(w, 0, sizeof *w);
+  cond_init(cond);
+  w->cond = cond;
+  w->notify = signal_cond;
+}
+
 static void cond_init(pthread_cond_t *c) {
   pthread_condattr_t a;
   pthread_condattr_init(&a);
@@ -264,7 +302,7 @@ int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
   cond_init(&cond);
   w.cond = &cond;
   w.notify = signal_cond;
-  if (!queue_wait_pop(q, &w) && timeout_ns > 0) block(q, &w, timeout_ns);
+  if (!queue_wait_pop(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
   else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
   pthread_cond_destroy(&cond);
   if (w.state == QW_DONE) *out = w.val;
@@ -281,7 +319,7 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
   w.notify = signal_cond;
   w.val = *v;
   memset(v, 0, sizeof *v);
-  if (!queue_wait_push(q, &w) && timeout_ns > 0) block(q, &w, timeout_ns);
+  if (!queue_wait_push(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
   else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
   pthread_cond_destroy(&cond);
   if (w.state != QW_DONE) *v = w.val;   /* not added: the caller keeps it */
@@ -307,6 +345,18 @@ void queue_shutdown_all(void) {
     pthread_mutex_unlock(&q->lock);
   }
   pthread_mutex_unlock(&reg_lock);
+}
+
+/* Frees q and what it holds (no waiter may be registered). */
+static void queue_destroy(struct queue *q) {
+  while (q->count) {
+    struct value v;
+    ring_take(q, &v);
+    value_free(&v);
+  }
+  free(q->ring);
+  pthread_mutex_destroy(&q->lock);
+  free(q);
 }
 
 void queue_free_all(void) {

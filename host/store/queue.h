@@ -43,6 +43,9 @@ struct queue;
 
 int queue_configure(const char *name, size_t capacity);   /* main thread, early */
 struct queue *queue_open(const char *name, size_t len);    /* retained; NULL: no memory */
+/* A queue outside the registry (a thread's outcome), freed with its last
+ * reference. */
+struct queue *queue_new_private(size_t capacity);
 void queue_retain(struct queue *q);
 void queue_release(struct queue *q);
 const char *queue_name(const struct queue *q);
@@ -62,6 +65,15 @@ int queue_pop(struct queue *q, struct value *out);
 int queue_wait_pop(struct queue *q, struct queue_waiter *w);
 int queue_wait_push(struct queue *q, struct queue_waiter *w);
 int queue_cancel(struct queue *q, struct queue_waiter *w, int why);
+
+/* Blocking, in pieces, for owners that must be able to interrupt the
+ * wait from another thread (background thread cancel): init a waiter with
+ * a condition variable, register it (queue_wait_pop / queue_wait_push),
+ * then queue_block until it is final; queue_interrupt (any thread, while
+ * the waiter is registered) ends the wait with `why`. */
+void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond);
+int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns);
+void queue_interrupt(struct queue *q, struct queue_waiter *w, int why);
 
 /* Blocking forms for threads without a loop.  timeout_ns UINT64_MAX: no
  * limit.  *stop (may be NULL) is checked on each wake-up (cancel). */

@@ -40,6 +40,12 @@ static void vm_hook(lua_State *L, lua_Debug *ar) {
                   "request deadline of %f s exceeded", t->deadline_s);
     lua_error(L);
   }
+  if (t->cancel && atomic_load_explicit(t->cancel, memory_order_relaxed)) {
+    lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
+    vm_error_push(L, "background_thread.Cancelled", "background_thread.Error",
+                  "background thread %I was cancelled", (lua_Integer)t->thread_id);
+    lua_error(L);
+  }
 }
 
 /* ---- replacements of standard functions ------------------------------ */

@@ -16,6 +16,7 @@
 #ifndef LUAHOST_VM_STATE_H
 #define LUAHOST_VM_STATE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,9 +30,16 @@ struct vm_task;
 
 /* How a host call waits inside a task that can yield (a request coroutine
  * on a worker loop).  Supplied by the worker. */
+struct queue;
+struct queue_waiter;
+
 struct vm_waiter {
-  /* Arrange for the task to be resumed after ns nanoseconds (or sooner at
-   * its deadline or shutdown); the caller then yields. 0 or -1. */
+  /* 1: sleep/park arrange a resume and the caller yields (request
+   * coroutines); 0: sleep and block wait in place (background threads). */
+  int yields;
+  /* yields: arrange for the task to be resumed after ns nanoseconds (or
+   * sooner at its deadline or shutdown); 0 or -1.  Blocking: sleep; 1
+   * after the whole time, 0 when woken early (shutdown, cancel). */
   int (*sleep)(struct vm_task *t, uint64_t ns);
   /* Park the task until post(t) is called (from any thread) or timeout_ns
    * passes (UINT64_MAX: no timeout; the deadline still applies).  At the
@@ -40,6 +48,9 @@ struct vm_waiter {
   int (*park)(struct vm_task *t, uint64_t timeout_ns, int (*on_timeout)(void *arg),
               void *arg);
   void (*post)(struct vm_task *t);
+  /* Blocking only: waits for w, registered on q, so that a cancel can
+   * interrupt it; returns w's final state. */
+  int (*block)(struct vm_task *t, struct queue *q, struct queue_waiter *w, uint64_t ns);
 };
 
 /* A unit of work running in a state: a request, or the state's own code. */
@@ -51,6 +62,8 @@ struct vm_task {
   double deadline_s;             /* the deadline as configured, for messages */
   const struct vm_waiter *waiter;   /* NULL: waiting blocks the thread */
   void *owner;                   /* the waiter's per-task data */
+  int64_t thread_id;             /* background thread ID, or 0 */
+  atomic_int *cancel;            /* set by bt.cancel: the hook raises Cancelled */
   int woken_early;               /* set by the waiter: sleep returns false */
   int parked;                    /* set by the waiter: the yield is the host's */
 };

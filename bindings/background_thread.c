@@ -1,0 +1,204 @@
+/*
+ * background_thread: App Engine's background_thread API for Lua (SPEC §5),
+ * thin over host/threads.  The BackgroundThread class and bt.join are Lua
+ * (scripts/background_thread.lua, run when the module loads).
+ *
+ * Channels: misuse and refusals raise error objects of the classes
+ * bt.Error, bt.FrontendsNotSupported, bt.BackgroundThreadLimitReachedError
+ * (bt.Cancelled is raised inside a cancelled thread); join's expected
+ * outcomes return nil, "timeout" | "unknown thread".
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "bindings/bindings.h"
+#include "bindings/qwait.h"
+#include "embedded.h"
+#include "threads.h"
+#include "vm/call.h"
+#include "vm/errors.h"
+#include "vm/state.h"
+#include "vm/value.h"
+
+#define ERR "background_thread.Error"
+
+static void raise_class(lua_State *L, const char *cls, const char *msg) {
+  vm_error_push(L, cls, strcmp(cls, ERR) ? ERR : NULL, "%s", msg);
+  lua_error(L);
+}
+
+/* "module:function" with a module path of name characters. */
+static int valid_target_name(const char *s) {
+  const char *colon = strchr(s, ':');
+  if (!colon || colon == s || !colon[1] || strchr(colon + 1, ':')) return 0;
+  for (const char *p = s; *p; p++)
+    if (p != colon && !(*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') ||
+                        (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+      return 0;
+  return 1;
+}
+
+static void encode_arg(lua_State *L, int idx, const char *root, struct value *v,
+                       struct value *others[2]) {
+  char err[600];
+  if (value_encode(L, idx, root, v, err, sizeof err) < 0) {
+    for (int i = 0; i < 2; i++) if (others[i]) value_free(others[i]);
+    raise_class(L, ERR, err);
+  }
+}
+
+/* start_new_background_thread(target, args, kwargs) -> id */
+static int start_new_background_thread(lua_State *L) {
+  if (vm_of(L)->role != VM_BACKEND)
+    raise_class(L, "background_thread.FrontendsNotSupported",
+                "background threads are not supported on frontend instances "
+                "(set role = \"backend\" in app.lua or --role backend)");
+  int tt = lua_type(L, 1);
+  if (tt == LUA_TSTRING) {
+    if (!valid_target_name(lua_tostring(L, 1)))
+      raise_class(L, ERR, lua_pushfstring(L, "target '%s': expected \"module:function\"",
+                                          lua_tostring(L, 1)));
+  } else if (tt != LUA_TFUNCTION) {
+    raise_class(L, ERR, lua_pushfstring(L, "target: expected a function or a "
+                                           "\"module:function\" string, got %s",
+                                        luaL_typename(L, 1)));
+  } else if (lua_iscfunction(L, 1)) {
+    raise_class(L, ERR, "target: a C function cannot cross to another state");
+  }
+  if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
+    raise_class(L, ERR, lua_pushfstring(L, "args: expected an array or nil, got %s",
+                                        luaL_typename(L, 2)));
+  if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
+    raise_class(L, ERR, lua_pushfstring(L, "kwargs: expected a table or nil, got %s",
+                                        luaL_typename(L, 3)));
+  struct value target = {0}, args = {0}, kwargs = {0};
+  struct value *none[2] = {NULL, NULL}, *t_only[2] = {&target, NULL},
+               *t_args[2] = {&target, &args};
+  encode_arg(L, 1, "target", &target, none);
+  if (lua_istable(L, 2)) encode_arg(L, 2, "args", &args, t_only);
+  if (lua_istable(L, 3)) encode_arg(L, 3, "kwargs", &kwargs, t_args);
+  char err[512];
+  int64_t id = threads_start(&target, &args, &kwargs, err, sizeof err);
+  if (id == BT_LIMIT) raise_class(L, "background_thread.BackgroundThreadLimitReachedError", err);
+  if (id < 0) raise_class(L, ERR, err);
+  lua_pushinteger(L, (lua_Integer)id);
+  return 1;
+}
+
+static int64_t check_id(lua_State *L, int idx) {
+  return (int64_t)luaL_checkinteger(L, idx);
+}
+
+static int release_box(lua_State *L) {
+  struct queue **box = lua_touserdata(L, 1);
+  if (*box) queue_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* _join_raw(id, timeout) -> outcome table | nil, reason (bt.join is Lua) */
+static int join_raw(lua_State *L) {
+  int64_t id = check_id(L, 1);
+  uint64_t timeout = qwait_check_timeout(L, 2);
+  if (id == vm_of(L)->current->thread_id)
+    raise_class(L, ERR, "a background thread cannot join itself");
+  struct queue *q = threads_outcome(id);
+  if (!q) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "unknown thread");
+    return 2;
+  }
+  /* Our reference to the outcome queue lives in a box on this stack (it
+   * survives a yield) and is released when the box is collected. */
+  struct queue **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = q;
+  if (luaL_newmetatable(L, "luahost.bt.outcome")) {
+    lua_pushcfunction(L, release_box);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return qwait_pop(L, q, timeout);
+}
+
+static int forget(lua_State *L) {
+  threads_forget(check_id(L, 1));
+  return 0;
+}
+
+static int is_alive(lua_State *L) {
+  lua_pushboolean(L, threads_is_alive(check_id(L, 1)));
+  return 1;
+}
+
+static int active_count(lua_State *L) {
+  lua_pushinteger(L, threads_active());
+  return 1;
+}
+
+static int max_threads(lua_State *L) {
+  lua_pushinteger(L, threads_max());
+  return 1;
+}
+
+static int current_thread_id(lua_State *L) {
+  int64_t id = vm_of(L)->current->thread_id;
+  if (id) lua_pushinteger(L, (lua_Integer)id); else lua_pushnil(L);
+  return 1;
+}
+
+static int cancel(lua_State *L) {
+  lua_pushboolean(L, threads_cancel(check_id(L, 1)));
+  return 1;
+}
+
+/* _error(class, message) -> a new error object (for the Lua part) */
+static int make_error(lua_State *L) {
+  char cls[96];
+  snprintf(cls, sizeof cls, "background_thread.%s", luaL_checkstring(L, 1));
+  vm_error_push(L, cls, strcmp(cls, ERR) ? ERR : NULL, "%s", luaL_checkstring(L, 2));
+  return 1;
+}
+
+static atomic_int names;
+static int next_name(lua_State *L) {
+  lua_pushfstring(L, "BackgroundThread-%d", atomic_fetch_add(&names, 1) + 1);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"start_new_background_thread", start_new_background_thread},
+  {"is_alive", is_alive},
+  {"active_count", active_count},
+  {"max_threads", max_threads},
+  {"current_thread_id", current_thread_id},
+  {"cancel", cancel},
+  {"_join_raw", join_raw},
+  {"_forget", forget},
+  {"_error", make_error},
+  {"_next_name", next_name},
+  {NULL, NULL}
+};
+
+int luaopen_background_thread(lua_State *L) {
+  static const char *const classes[][2] = {
+    {"Error", NULL}, {"FrontendsNotSupported", ERR},
+    {"BackgroundThreadLimitReachedError", ERR}, {"Cancelled", ERR}};
+  luaL_newlib(L, funcs);
+  for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+    char name[96];
+    snprintf(name, sizeof name, "background_thread.%s", classes[i][0]);
+    vm_error_class(L, name, classes[i][1]);
+    lua_setfield(L, -2, classes[i][0]);
+  }
+  /* the Lua part: BackgroundThread and join */
+  const struct embedded_script *s = embedded_scripts;
+  while (s->name && strcmp(s->name, "background_thread")) s++;
+  if (luaL_loadbufferx(L, s->text, s->len, "=background_thread", "t") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
+  return 1;
+}

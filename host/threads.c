@@ -1,0 +1,440 @@
+/* threads: one fresh state per background thread, outcomes, limits. */
+#include "threads.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/instance.h"
+#include "base/log.h"
+#include "store/queue.h"
+#include "vm/call.h"
+#include "vm/state.h"
+
+#define MAX_KEPT_OUTCOMES 1000
+
+/* One background thread.  Fields marked (tl) are guarded by `tl`. */
+struct bt {
+  int64_t id;
+  struct queue *outcome;        /* capacity 1; the record holds a reference */
+  atomic_int cancel;            /* read by the thread's count hook */
+  int alive;                    /* (tl) */
+  int started;                  /* (tl) the thread runs: start may return */
+  int is_hook;                  /* the shutdown hook: no outcome kept */
+  pthread_cond_t cond;          /* (tl) wakes blocking sleeps and the starter */
+  struct queue *blocked_q;      /* (tl) the queue wait a cancel interrupts */
+  struct queue_waiter *blocked_w;
+  struct value target, args, kwargs;   /* owned by the thread while it runs */
+  struct bt *next;              /* (tl) all records, newest first */
+  struct bt *next_done;         /* (tl) finished records, oldest first */
+};
+
+static pthread_mutex_t tl = PTHREAD_MUTEX_INITIALIZER;
+static struct bt *records;                 /* (tl) */
+static struct bt *done_head, *done_tail;   /* (tl) finished, oldest first */
+static int ndone;                          /* (tl) */
+static int active;                         /* (tl) reserved or running threads */
+static int shutting_down;                  /* (tl) */
+static int64_t next_id;                    /* (tl) */
+static pthread_cond_t idle_cond;           /* (tl) signalled when active drops */
+static struct value hook;                  /* (tl) the shutdown hook's target */
+static struct threads_config cfg;          /* set once by threads_init */
+static char *app_dir;
+
+static void cond_init(pthread_cond_t *c) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+}
+
+static struct timespec deadline_ts(uint64_t ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t n = (uint64_t)ts.tv_nsec + ns % 1000000000u;
+  ts.tv_sec += (time_t)(ns / 1000000000u + n / 1000000000u);
+  ts.tv_nsec = (long)(n % 1000000000u);
+  return ts;
+}
+
+void threads_init(const struct threads_config *c) {
+  cfg = *c;
+  free(app_dir);
+  app_dir = c->app_dir ? strdup(c->app_dir) : NULL;
+  cfg.app_dir = app_dir;
+  cond_init(&idle_cond);
+}
+
+/* (tl) */
+static struct bt *find(int64_t id) {
+  for (struct bt *b = records; b; b = b->next)
+    if (b->id == id) return b;
+  return NULL;
+}
+
+/* (tl) unlinks and frees a finished record */
+static void drop(struct bt *b) {
+  struct bt **p = &records;
+  while (*p && *p != b) p = &(*p)->next;
+  if (*p) *p = b->next;
+  struct bt **d = &done_head, *prev = NULL;
+  while (*d && *d != b) { prev = *d; d = &(*d)->next_done; }
+  if (*d) {
+    *d = b->next_done;
+    if (done_tail == b) done_tail = prev;
+    ndone--;
+  }
+  queue_release(b->outcome);
+  pthread_cond_destroy(&b->cond);
+  free(b);
+}
+
+/* ---- the waiter of a thread's state (blocking) -------------------------- */
+
+static int bt_sleep(struct vm_task *t, uint64_t ns) {
+  struct bt *b = t->owner;
+  struct timespec ts = deadline_ts(ns);
+  int full;
+  pthread_mutex_lock(&tl);
+  for (;;) {
+    if (shutting_down || atomic_load(&b->cancel)) { full = 0; break; }
+    if (pthread_cond_timedwait(&b->cond, &tl, &ts) == ETIMEDOUT) { full = 1; break; }
+  }
+  pthread_mutex_unlock(&tl);
+  return full;
+}
+
+static int bt_block(struct vm_task *t, struct queue *q, struct queue_waiter *w, uint64_t ns) {
+  struct bt *b = t->owner;
+  pthread_mutex_lock(&tl);
+  b->blocked_q = q;
+  b->blocked_w = w;
+  int cancelled = atomic_load(&b->cancel);
+  pthread_mutex_unlock(&tl);
+  if (cancelled) queue_interrupt(q, w, QW_CANCELLED);
+  int state = queue_block(q, w, ns);
+  pthread_mutex_lock(&tl);
+  b->blocked_q = NULL;
+  b->blocked_w = NULL;
+  pthread_mutex_unlock(&tl);
+  return state;
+}
+
+static const struct vm_waiter thread_waiter = {0, bt_sleep, NULL, NULL, bt_block};
+
+/* ---- the thread ------------------------------------------------------- */
+
+/* In the thread's state, protected: pushes the target function, its
+ * arguments, and calls it.  Upvalue-free: all data comes from the record. */
+static int run_target(lua_State *L) {
+  struct bt *b = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  if (value_decode(L, &b->target, 1) < 0) return luaL_error(L, "corrupt thread target");
+  if (lua_type(L, 1) == LUA_TSTRING) {   /* "module:function" */
+    const char *spec = lua_tostring(L, 1);
+    const char *colon = strchr(spec, ':');
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, spec, (size_t)(colon - spec));
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "target '%s': module '%.*s' did not return a table", spec,
+                        (int)(colon - spec), spec);
+    lua_getfield(L, -1, colon + 1);
+    if (!lua_isfunction(L, -1))
+      return luaL_error(L, "target '%s': '%s' is not a function of the module", spec, colon + 1);
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+  }
+  int nargs = 0;
+  if (b->args.len) {
+    if (value_decode(L, &b->args, 1) < 0) return luaL_error(L, "corrupt thread arguments");
+    lua_Integer n;
+    if (lua_getfield(L, 2, "n") == LUA_TNUMBER) n = lua_tointeger(L, -1);
+    else n = (lua_Integer)lua_rawlen(L, 2);
+    lua_pop(L, 1);
+    luaL_checkstack(L, (int)n + 2, "too many arguments");
+    for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 2, i);
+    lua_remove(L, 2);
+    nargs = (int)n;
+  }
+  if (b->kwargs.len) {
+    if (value_decode(L, &b->kwargs, 1) < 0) return luaL_error(L, "corrupt thread kwargs");
+    nargs++;
+  }
+  lua_call(L, nargs, LUA_MULTRET);
+  /* stack: results...: pack them as {ok = true, n = N, ...} */
+  int n = lua_gettop(L);
+  lua_createtable(L, n, 2);
+  lua_insert(L, 1);
+  for (int i = n; i >= 1; i--) lua_rawseti(L, 1, i);
+  lua_pushinteger(L, n);
+  lua_setfield(L, 1, "n");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, 1, "ok");
+  return 1;
+}
+
+/* Encodes the failure {ok = false, err = msg} into out. */
+static void failure(lua_State *L, const char *msg, struct value *out) {
+  char err[256];
+  value_reset(out);
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "ok");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "err");
+  if (value_encode(L, -1, "outcome", out, err, sizeof err) < 0) value_reset(out);
+  lua_pop(L, 1);
+}
+
+static void *thread_main(void *arg) {
+  struct bt *b = arg;
+  char err[1024], tid[24];
+  struct value outcome = {0};
+  snprintf(tid, sizeof tid, "%lld", (long long)b->id);
+  pthread_mutex_lock(&tl);
+  b->started = 1;
+  pthread_cond_broadcast(&b->cond);
+  pthread_mutex_unlock(&tl);
+
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, cfg.memory_limit,
+                       {cfg.app_dir, NULL, NULL}, cfg.preload};
+  lua_State *L = vm_new(&vo, err, sizeof err);
+  if (!L) {
+    log_msg(LOG_ERROR, "thread_id", tid, "background thread could not start: %s", err);
+  } else {
+    struct vm *vm = vm_of(L);
+    vm->base.thread_id = b->id;
+    vm->base.cancel = &b->cancel;
+    vm->base.waiter = &thread_waiter;
+    vm->base.owner = b;
+    lua_pushcfunction(L, run_target);
+    lua_pushlightuserdata(L, b);
+    if (vm_pcall(L, 1, 1) == LUA_OK) {
+      if (value_encode(L, -1, "result", &outcome, err, sizeof err) < 0) {
+        log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
+                err);
+        char msg[1100];
+        snprintf(msg, sizeof msg, "background_thread.Error: %s", err);
+        failure(L, msg, &outcome);
+      }
+    } else {
+      const char *msg = vm_error_text(L);
+      log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
+              b->is_hook ? "(shutdown hook)" : tid, msg);
+      failure(L, msg, &outcome);
+    }
+    vm_close(L);
+  }
+  value_free(&b->target);
+  value_free(&b->args);
+  value_free(&b->kwargs);
+  /* The state is closed: release the slot, then publish the outcome (so a
+   * joiner that starts a new thread at once finds the slot free). */
+  struct queue *q = b->outcome;
+  int keep = !b->is_hook;
+  queue_retain(q);
+  pthread_mutex_lock(&tl);
+  b->alive = 0;
+  active--;
+  pthread_cond_broadcast(&idle_cond);
+  if (!keep) {
+    drop(b);
+  } else {
+    b->next_done = NULL;
+    if (done_tail) done_tail->next_done = b; else done_head = b;
+    done_tail = b;
+    if (++ndone > MAX_KEPT_OUTCOMES) drop(done_head);
+  }
+  pthread_mutex_unlock(&tl);
+  if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
+  value_free(&outcome);
+  queue_release(q);
+  return NULL;
+}
+
+static int64_t spawn(struct value *target, struct value *args, struct value *kwargs,
+                     int is_hook, char *err, size_t errlen) {
+  struct bt *b = calloc(1, sizeof *b);
+  struct queue *q = b ? queue_new_private(1) : NULL;
+  if (!b || !q) {
+    free(b);
+    snprintf(err, errlen, "out of memory");
+    value_free(target); value_free(args); value_free(kwargs);
+    return BT_SYSTEM;
+  }
+  pthread_mutex_lock(&tl);
+  if (shutting_down && !is_hook) {
+    pthread_mutex_unlock(&tl);
+    snprintf(err, errlen, "the instance is shutting down: no new background threads");
+    goto refuse;
+  }
+  if (!is_hook && active >= cfg.max_threads) {
+    pthread_mutex_unlock(&tl);
+    snprintf(err, errlen, "max_background_threads (%d) background threads are already active",
+             cfg.max_threads);
+    queue_release(q);
+    free(b);
+    value_free(target); value_free(args); value_free(kwargs);
+    return BT_LIMIT;
+  }
+  active++;   /* the reservation, released when the thread's state is closed */
+  b->id = ++next_id;
+  b->outcome = q;
+  b->alive = 1;
+  b->is_hook = is_hook;
+  cond_init(&b->cond);
+  b->target = *target; b->args = *args; b->kwargs = *kwargs;
+  memset(target, 0, sizeof *target); memset(args, 0, sizeof *args);
+  memset(kwargs, 0, sizeof *kwargs);
+  b->next = records;
+  records = b;
+  pthread_t th;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&th, &attr, thread_main, b);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot create a thread: %s", strerror(rc));
+    records = b->next;
+    active--;
+    pthread_cond_broadcast(&idle_cond);
+    pthread_mutex_unlock(&tl);
+    value_free(&b->target); value_free(&b->args); value_free(&b->kwargs);
+    pthread_cond_destroy(&b->cond);
+    queue_release(q);
+    free(b);
+    return BT_SYSTEM;
+  }
+  while (!b->started) pthread_cond_wait(&b->cond, &tl);   /* running: return the ID */
+  int64_t id = b->id;
+  pthread_mutex_unlock(&tl);
+  return id;
+refuse:
+  queue_release(q);
+  free(b);
+  value_free(target); value_free(args); value_free(kwargs);
+  return BT_SHUTDOWN;
+}
+
+int64_t threads_start(struct value *target, struct value *args, struct value *kwargs,
+                      char *err, size_t errlen) {
+  return spawn(target, args, kwargs, 0, err, errlen);
+}
+
+struct queue *threads_outcome(int64_t id) {
+  pthread_mutex_lock(&tl);
+  struct bt *b = find(id);
+  struct queue *q = b && !b->is_hook ? b->outcome : NULL;
+  if (q) queue_retain(q);
+  pthread_mutex_unlock(&tl);
+  return q;
+}
+
+void threads_forget(int64_t id) {
+  pthread_mutex_lock(&tl);
+  struct bt *b = find(id);
+  if (b && !b->alive) drop(b);
+  pthread_mutex_unlock(&tl);
+}
+
+int threads_is_alive(int64_t id) {
+  pthread_mutex_lock(&tl);
+  struct bt *b = find(id);
+  int alive = b && b->alive;
+  pthread_mutex_unlock(&tl);
+  return alive;
+}
+
+int threads_active(void) {
+  pthread_mutex_lock(&tl);
+  int n = active;
+  pthread_mutex_unlock(&tl);
+  return n;
+}
+
+int threads_max(void) { return cfg.max_threads; }
+
+int threads_cancel(int64_t id) {
+  pthread_mutex_lock(&tl);
+  struct bt *b = find(id);
+  int alive = b && b->alive;
+  if (alive) {
+    atomic_store(&b->cancel, 1);
+    pthread_cond_broadcast(&b->cond);
+    if (b->blocked_w) queue_interrupt(b->blocked_q, b->blocked_w, QW_CANCELLED);
+  }
+  pthread_mutex_unlock(&tl);
+  return alive;
+}
+
+void threads_shutdown(void) {
+  pthread_mutex_lock(&tl);
+  shutting_down = 1;
+  for (struct bt *b = records; b; b = b->next)
+    if (b->alive) pthread_cond_broadcast(&b->cond);
+  pthread_mutex_unlock(&tl);
+}
+
+int threads_wait_idle(uint64_t timeout_ns) {
+  struct timespec ts = deadline_ts(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
+  pthread_mutex_lock(&tl);
+  while (active > 0) {
+    if (timeout_ns == UINT64_MAX) pthread_cond_wait(&idle_cond, &tl);
+    else if (pthread_cond_timedwait(&idle_cond, &tl, &ts) == ETIMEDOUT) break;
+  }
+  int left = active;
+  pthread_mutex_unlock(&tl);
+  return left ? -1 : 0;
+}
+
+void threads_log_running(void) {
+  pthread_mutex_lock(&tl);
+  for (struct bt *b = records; b; b = b->next)
+    if (b->alive) {
+      char tid[24];
+      snprintf(tid, sizeof tid, "%lld", (long long)b->id);
+      log_msg(LOG_WARNING, "thread_id", tid, "background thread %s%s still running after "
+              "the shutdown grace", tid, b->is_hook ? " (shutdown hook)" : "");
+    }
+  pthread_mutex_unlock(&tl);
+}
+
+void threads_set_hook(struct value *target, struct value *prev) {
+  pthread_mutex_lock(&tl);
+  *prev = hook;
+  memset(&hook, 0, sizeof hook);
+  if (target) {
+    hook = *target;
+    memset(target, 0, sizeof *target);
+  }
+  pthread_mutex_unlock(&tl);
+}
+
+void threads_run_hook(void) {
+  struct value target = {0}, none1 = {0}, none2 = {0};
+  char err[256];
+  threads_set_hook(NULL, &target);
+  if (!target.len) { value_free(&target); return; }
+  if (spawn(&target, &none1, &none2, 1, err, sizeof err) < 0)
+    log_msg(LOG_ERROR, NULL, NULL, "shutdown hook could not start: %s", err);
+}
+
+void threads_free_all(void) {
+  pthread_mutex_lock(&tl);
+  struct bt *b = records;
+  while (b) {   /* only finished records are freed; running threads own theirs */
+    struct bt *n = b->next;
+    if (!b->alive) drop(b);
+    b = n;
+  }
+  value_free(&hook);
+  pthread_mutex_unlock(&tl);
+}
