@@ -415,8 +415,6 @@ class LifecycleTests(harness.ServerTestCase):
                 self.assertEqual(p.returncode, 1, p.stderr)
                 self.assertNotRegex(p.stderr, harness.PORT_RE)
 
-    @unittest.skip("runtime.set_shutdown_hook and background_thread arrive with "
-                   "the background_thread issue")
     def test_shutdown_hook_last_one_runs(self):
         srv = self.start_server(LIFECYCLE_APP)
         self.assertOK(srv.get("/sethook1"), b"nil")
@@ -427,8 +425,6 @@ class LifecycleTests(harness.ServerTestCase):
         self.assertEqual(text.count("FUNCTION-HOOK-RAN"), 1, text)
         self.assertNotIn("MODULE-HOOK-RAN", text)
 
-    @unittest.skip("runtime.set_shutdown_hook and background_thread arrive with "
-                   "the background_thread issue")
     def test_shutdown_hook_module_target(self):
         srv = self.start_server(LIFECYCLE_APP)
         self.assertOK(srv.get("/sethook1"), b"nil")
@@ -458,8 +454,6 @@ class RunAndTestCommandTests(harness.ServerTestCase):
         self.assertIn("kaboom-77", p.stderr)
         self.assertIn("traceback", p.stderr.lower())
 
-    @unittest.skip("runtime.set_shutdown_hook and background_thread arrive with "
-                   "the background_thread issue")
     def test_run_waits_for_background_threads(self):
         d = harness.app_dir(self, {"s.lua": r'''
             local bt = require "background_thread"

@@ -1,0 +1,202 @@
+-- background_thread under the backend role (luahost test --role backend).
+local lu = require "luaunit"
+local bt = require "background_thread"
+local runtime = require "runtime"
+local shared = require "shared"
+
+
+TestStart = {}
+
+function TestStart:test_args_kwargs_and_results()
+  local id = bt.start_new_background_thread(function(a, b, kw) return a + b, kw.k, nil, "x" end,
+    { 1, 2 }, { k = "v" })
+  lu.assertTrue(math.type(id) == "integer" and id > 0)
+  local r = table.pack(bt.join(id, 5))
+  lu.assertEquals(r.n, 5)
+  lu.assertEquals({ r[1], r[2], r[3], r[4], r[5] }, { true, 3, "v", nil, "x" })
+end
+
+function TestStart:test_trailing_nils_with_n()
+  local id = bt.start_new_background_thread(function(...) return select("#", ...) end,
+    { 1, nil, nil, n = 3 })
+  lu.assertEquals(select(2, bt.join(id, 5)), 3)
+end
+
+function TestStart:test_ids_unique_and_increasing()
+  local a = bt.start_new_background_thread(function() end)
+  local b = bt.start_new_background_thread(function() end)
+  lu.assertTrue(b > a)
+  bt.join(a, 5); bt.join(b, 5)
+end
+
+function TestStart:test_module_function_target()
+  lu.assertEquals({ bt.join(bt.start_new_background_thread("btjobs:add", { 2, 3 }), 5) }, { true, 5 })
+  local ok, err = bt.join(bt.start_new_background_thread("btjobs:fail"), 5)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "module target failed")
+end
+
+function TestStart:test_fresh_state_inherits_nothing()
+  CREATOR_GLOBAL = "mine"
+  package.loaded.creator_module = {}
+  local id = bt.start_new_background_thread(function()
+    return CREATOR_GLOBAL, package.loaded.creator_module, require("runtime").request_id(),
+      require("background_thread").current_thread_id()
+  end)
+  local ok, g, m, rid, tid = bt.join(id, 5)
+  lu.assertTrue(ok)
+  lu.assertNil(g)
+  lu.assertNil(m)
+  lu.assertNil(rid)
+  lu.assertEquals(tid, id)
+end
+
+function TestStart:test_values_cross_by_copy_with_handles()
+  local t = { list = { 1, 2 } }
+  t.self = t
+  local id = bt.start_new_background_thread(function(v, d)
+    v.list[1] = 100
+    d:set("from_thread", v.self == v)
+    return v
+  end, { t, shared.dict("btd") })
+  local ok, back = bt.join(id, 5)
+  lu.assertTrue(ok)
+  lu.assertEquals(t.list[1], 1)          -- the creator's table is untouched
+  lu.assertEquals(back.list[1], 100)
+  lu.assertIs(back.self, back)
+  lu.assertTrue(shared.dict("btd"):get("from_thread"))
+end
+
+function TestStart:test_refusals_raise_bt_error_naming_the_path()
+  local up = 1
+  local ok, err = pcall(bt.start_new_background_thread, function() return up end)
+  lu.assertFalse(ok)
+  lu.assertTrue(bt.Error:is_instance(err))
+  lu.assertStrContains(tostring(err), "background_thread.Error: target: cannot copy a function with upvalue 'up'")
+  ok, err = pcall(bt.start_new_background_thread, function() end, { 1, { conn = coroutine.create(print) } })
+  lu.assertStrContains(tostring(err), "args[2].conn")
+  ok, err = pcall(bt.start_new_background_thread, print)
+  lu.assertStrContains(tostring(err), "C function")
+  ok, err = pcall(bt.start_new_background_thread, "no-colon")
+  lu.assertStrContains(tostring(err), "module:function")
+  ok, err = pcall(bt.start_new_background_thread, function() end, "notatable")
+  lu.assertStrContains(tostring(err), "args: expected")
+end
+
+function TestStart:test_limit_reached_and_released()
+  local q = shared.queue("bt_hold")
+  local ids = {}
+  for i = 1, bt.max_threads() - bt.active_count() do
+    ids[i] = bt.start_new_background_thread(function() require("shared").queue("bt_hold"):pop(10) end)
+  end
+  lu.assertEquals(bt.active_count(), bt.max_threads())
+  local ok, err = pcall(bt.start_new_background_thread, function() end)
+  lu.assertFalse(ok)
+  lu.assertTrue(bt.BackgroundThreadLimitReachedError:is_instance(err))
+  lu.assertTrue(bt.Error:is_instance(err))
+  for _ in ipairs(ids) do q:push(true) end
+  for _, id in ipairs(ids) do lu.assertTrue((bt.join(id, 5))) end
+  lu.assertEquals(bt.active_count(), 0)
+  bt.join(bt.start_new_background_thread(function() end), 5)
+end
+
+TestJoin = {}
+
+function TestJoin:test_timeout_then_result()
+  local id = bt.start_new_background_thread(function() require("runtime").sleep(0.2) return "done" end)
+  lu.assertTrue(bt.is_alive(id))
+  local v, err = bt.join(id, 0.01)
+  lu.assertNil(v)
+  lu.assertEquals(err, "timeout")
+  lu.assertEquals({ bt.join(id, 5) }, { true, "done" })
+  lu.assertFalse(bt.is_alive(id))
+end
+
+function TestJoin:test_error_outcome_has_traceback()
+  local id = bt.start_new_background_thread(function() local x = nil; return x.field end)
+  local ok, err = bt.join(id, 5)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "attempt to index")
+  lu.assertStrContains(err, "stack traceback")
+end
+
+function TestJoin:test_unknown_and_joined_ids()
+  lu.assertEquals({ bt.join(123456789, 0) }, { nil, "unknown thread" })
+  local id = bt.start_new_background_thread(function() return 1 end)
+  lu.assertEquals({ bt.join(id, 5) }, { true, 1 })
+  lu.assertEquals({ bt.join(id, 5) }, { nil, "unknown thread" })
+end
+
+TestCancel = {}
+
+function TestCancel:test_blocking_calls_return_at_once()
+  local id = bt.start_new_background_thread(function()
+    local slept = require("runtime").sleep(30)
+    local v, why = require("shared").queue("bt_never"):pop(30)
+    return slept, v, why
+  end)
+  runtime.sleep(0.05)
+  local t0 = runtime.monotonic()
+  lu.assertTrue(bt.cancel(id))
+  local r = table.pack(bt.join(id, 5))
+  lu.assertTrue(runtime.monotonic() - t0 < 2)
+  -- sleep returned false, pop returned nil, "cancelled", and the target
+  -- returned before the hook's next check
+  lu.assertEquals(r.n, 4)
+  lu.assertEquals({ r[1], r[2], r[3], r[4] }, { true, false, nil, "cancelled" })
+end
+
+function TestCancel:test_busy_loop_gets_cancelled_error()
+  local id = bt.start_new_background_thread(function() while true do pcall(function() while true do end end) end end)
+  runtime.sleep(0.05)
+  lu.assertTrue(bt.cancel(id))
+  local ok, err = bt.join(id, 5)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "background_thread.Cancelled: background thread " .. id .. " was cancelled")
+  lu.assertFalse(bt.cancel(id))
+end
+
+TestClass = {}
+
+function TestClass:test_background_thread_object()
+  local t = bt.BackgroundThread { target = function(a, kw) return a * kw.m end, args = { 6 }, kwargs = { m = 7 }, name = "calc" }
+  lu.assertEquals(t.name, "calc")
+  lu.assertNil(t.ident)
+  lu.assertFalse(t:is_alive())
+  lu.assertErrorMsgContains("before it is started", t.join, t)
+  t:start()
+  lu.assertTrue(math.type(t.ident) == "integer")
+  lu.assertEquals({ t:join(5) }, { true, 42 })
+  lu.assertEquals({ t:join(5) }, { true, 42 })   -- kept on the object
+  local ok, err = pcall(t.start, t)
+  lu.assertFalse(ok)
+  lu.assertTrue(bt.Error:is_instance(err))
+  lu.assertStrMatches(bt.BackgroundThread {}.name, "BackgroundThread%-%d+")
+end
+
+TestErrors = {}
+
+function TestErrors:test_class_hierarchy_and_strings()
+  for _, name in ipairs { "FrontendsNotSupported", "BackgroundThreadLimitReachedError", "Cancelled" } do
+    local cls = bt[name]
+    lu.assertEquals(cls.__name, "background_thread." .. name)
+    lu.assertFalse(cls:is_instance("background_thread." .. name))
+    lu.assertFalse(bt.Error:is_instance(42))
+  end
+  lu.assertFalse(bt.FrontendsNotSupported:is_instance(setmetatable({}, bt.Error)))
+  lu.assertTrue(bt.Error:is_instance(setmetatable({}, bt.Cancelled)))
+end
+
+function TestErrors:test_current_thread_id_outside_threads()
+  lu.assertNil(bt.current_thread_id())
+end
+
+TestRuntimeHook = {}
+
+function TestRuntimeHook:test_set_shutdown_hook_returns_previous()
+  lu.assertNil(runtime.set_shutdown_hook("btjobs:add"))
+  lu.assertEquals(runtime.set_shutdown_hook(nil), "btjobs:add")
+  lu.assertNil(runtime.set_shutdown_hook(nil))
+  local up = 1
+  lu.assertErrorMsgContains("upvalue 'up'", runtime.set_shutdown_hook, function() return up end)
+end
