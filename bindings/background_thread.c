@@ -45,6 +45,7 @@ static void encode_arg(lua_State *L, int idx, const char *root, struct value *v,
                        struct value *others[2]) {
   char err[600];
   if (value_encode(L, idx, root, v, err, sizeof err) < 0) {
+    value_free(v);
     for (int i = 0; i < 2; i++) if (others[i]) value_free(others[i]);
     raise_class(L, ERR, err);
   }

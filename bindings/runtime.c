@@ -158,6 +158,7 @@ static int set_shutdown_hook(lua_State *L) {
   }
   if (t == LUA_TSTRING || t == LUA_TFUNCTION) {
     if (value_encode(L, 1, "target", &v, err, sizeof err) < 0) {
+      value_free(&v);
       vm_error_push(L, "background_thread.Error", NULL, "%s", err);
       return lua_error(L);
     }

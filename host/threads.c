@@ -18,13 +18,16 @@
 
 #define MAX_KEPT_OUTCOMES 1000
 
+/* The starter waits on this (on its own stack) until the thread runs. */
+struct start_sync { int started; pthread_cond_t cond; };
+
 /* One background thread.  Fields marked (tl) are guarded by `tl`. */
 struct bt {
   int64_t id;
   struct queue *outcome;        /* capacity 1; the record holds a reference */
   atomic_int cancel;            /* read by the thread's count hook */
   int alive;                    /* (tl) */
-  int started;                  /* (tl) the thread runs: start may return */
+  struct start_sync *sync;      /* (tl) the starter's, until the thread runs */
   int is_hook;                  /* the shutdown hook: no outcome kept */
   pthread_cond_t cond;          /* (tl) wakes blocking sleeps and the starter */
   struct queue *blocked_q;      /* (tl) the queue wait a cancel interrupts */
@@ -199,8 +202,9 @@ static void *thread_main(void *arg) {
   struct value outcome = {0};
   snprintf(tid, sizeof tid, "%lld", (long long)b->id);
   pthread_mutex_lock(&tl);
-  b->started = 1;
-  pthread_cond_broadcast(&b->cond);
+  b->sync->started = 1;
+  pthread_cond_signal(&b->sync->cond);
+  b->sync = NULL;
   pthread_mutex_unlock(&tl);
 
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, cfg.memory_limit,
@@ -295,6 +299,10 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   memset(kwargs, 0, sizeof *kwargs);
   b->next = records;
   records = b;
+  struct start_sync sync = {0};
+  pthread_cond_init(&sync.cond, NULL);
+  b->sync = &sync;
+  int64_t id = b->id;
   pthread_t th;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -309,13 +317,15 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     pthread_mutex_unlock(&tl);
     value_free(&b->target); value_free(&b->args); value_free(&b->kwargs);
     pthread_cond_destroy(&b->cond);
+    pthread_cond_destroy(&sync.cond);
     queue_release(q);
     free(b);
     return BT_SYSTEM;
   }
-  while (!b->started) pthread_cond_wait(&b->cond, &tl);   /* running: return the ID */
-  int64_t id = b->id;
+  /* running: return the ID (b itself may be gone by the time we wake) */
+  while (!sync.started) pthread_cond_wait(&sync.cond, &tl);
   pthread_mutex_unlock(&tl);
+  pthread_cond_destroy(&sync.cond);
   return id;
 refuse:
   queue_release(q);
