@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -38,8 +39,11 @@ static const luaL_Reg test_modules[] = {
 };
 
 /* Background threads get the serve modules; limits from the app. */
-static void configure_threads(int max, size_t memory_limit, const char *dir) {
-  struct threads_config tc = {max, memory_limit, dir, serve_modules};
+static void configure_threads(int max, size_t memory_limit, const char *dir, int role) {
+  /* backends keep spare threads with fresh states, so that a start hands
+   * its target over at once (SPEC: frontends start no threads) */
+  struct threads_config tc = {max, memory_limit, dir, serve_modules,
+                              role == VM_BACKEND && max > 0 ? 4 : 0};
   threads_init(&tc);
 }
 
@@ -66,7 +70,7 @@ int app_serve(const char *app_dir, const struct config_cli *cli) {
   }
   log_set_json(cfg.log_json);
   configure_stores(&cfg);
-  configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir);
+  configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir, cfg.role);
   int rc = server_run(&cfg, serve_modules);
   config_free(&cfg);
   free_stores();
@@ -81,11 +85,30 @@ static void dir_of(const char *file, char out[PATH_MAX]) {
   if (!realpath(d, out)) snprintf(out, PATH_MAX, "%s", d);
 }
 
+/* run: the script's directory is its app; an app.lua there (optional)
+ * gives the limits and shared capacities, as for serve. */
 int app_run(const char *script, int argc, char **argv) {
-  char err[1024], dir[PATH_MAX];
+  char err[2048], dir[PATH_MAX], app_lua[PATH_MAX + 16];
+  struct config cfg;
+  size_t memory_limit = 128u << 20;
+  int max_threads = 10;
   dir_of(script, dir);
-  configure_threads(10, 128u << 20, dir);
-  struct vm_opts vo = {VM_BACKEND, VM_EXIT_ALLOW, 128u << 20, {dir, NULL, NULL},
+  snprintf(app_lua, sizeof app_lua, "%s/app.lua", dir);
+  if (access(app_lua, F_OK) == 0) {
+    struct config_cli cli;
+    memset(&cli, 0, sizeof cli);
+    if (config_load(&cfg, dir, &cli, err, sizeof err) < 0) {
+      fprintf(stderr, "luahost: %s\n", err);
+      config_free(&cfg);
+      return 2;
+    }
+    memory_limit = cfg.memory_limit;
+    max_threads = cfg.max_background_threads;
+    configure_stores(&cfg);
+    config_free(&cfg);
+  }
+  configure_threads(max_threads, memory_limit, dir, VM_BACKEND);
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_ALLOW, memory_limit, {dir, NULL, NULL},
                        serve_modules};
   lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
@@ -190,7 +213,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     cfgp = &cfg;
     role = cfg.role;
     configure_stores(&cfg);
-    configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir);
+    configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir, role);
   } else if (role_name) {
     if (strcmp(role_name, "frontend") && strcmp(role_name, "backend")) {
       fprintf(stderr, "luahost: option --role: expected \"frontend\" or \"backend\", got '%s'\n",
@@ -218,7 +241,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     collect(&files, app_dir ? app_dir : ".");
     qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
   }
-  if (!cfgp) configure_threads(10, 128u << 20, NULL);
+  if (!cfgp) configure_threads(10, 128u << 20, NULL, role);
   int failed = 0;
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);

@@ -66,14 +66,6 @@ static struct timespec deadline_ts(uint64_t ns) {
   return ts;
 }
 
-void threads_init(const struct threads_config *c) {
-  cfg = *c;
-  free(app_dir);
-  app_dir = c->app_dir ? strdup(c->app_dir) : NULL;
-  cfg.app_dir = app_dir;
-  cond_init(&idle_cond);
-}
-
 /* (tl) */
 static struct bt *find(int64_t id) {
   for (struct bt *b = records; b; b = b->next)
@@ -196,22 +188,20 @@ static void failure(lua_State *L, const char *msg, struct value *out) {
   lua_pop(L, 1);
 }
 
-static void *thread_main(void *arg) {
-  struct bt *b = arg;
+static lua_State *new_state(char *err, size_t errlen) {
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, cfg.memory_limit,
+                       {cfg.app_dir, NULL, NULL}, cfg.preload};
+  return vm_new(&vo, err, errlen);
+}
+
+/* Runs b's target in L (a fresh state, or NULL when building one failed),
+ * closes L, then publishes the outcome and releases the slot. */
+static void run_job(struct bt *b, lua_State *L, const char *state_err) {
   char err[1024], tid[24];
   struct value outcome = {0};
   snprintf(tid, sizeof tid, "%lld", (long long)b->id);
-  pthread_mutex_lock(&tl);
-  b->sync->started = 1;
-  pthread_cond_signal(&b->sync->cond);
-  b->sync = NULL;
-  pthread_mutex_unlock(&tl);
-
-  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, cfg.memory_limit,
-                       {cfg.app_dir, NULL, NULL}, cfg.preload};
-  lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) {
-    log_msg(LOG_ERROR, "thread_id", tid, "background thread could not start: %s", err);
+    log_msg(LOG_ERROR, "thread_id", tid, "background thread could not start: %s", state_err);
   } else {
     struct vm *vm = vm_of(L);
     vm->base.thread_id = b->id;
@@ -260,7 +250,124 @@ static void *thread_main(void *arg) {
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
   value_free(&outcome);
   queue_release(q);
+}
+
+/* A thread made for one target: tells the starter it runs, builds its
+ * state, runs the target, ends. */
+static void *thread_main(void *arg) {
+  struct bt *b = arg;
+  char err[512];
+  pthread_mutex_lock(&tl);
+  b->sync->started = 1;
+  pthread_cond_signal(&b->sync->cond);
+  b->sync = NULL;
+  pthread_mutex_unlock(&tl);
+  lua_State *L = new_state(err, sizeof err);
+  run_job(b, L, err);
   return NULL;
+}
+
+/* ---- spare threads ------------------------------------------------------
+ * A spare is a new thread that already holds a fresh state and waits for
+ * its one target; a start hands the target to a spare (no thread creation
+ * or state building on the starter's path) and the replenisher thread
+ * makes a new spare in the background.  Each thread still runs exactly one
+ * target, and each state is closed after it. */
+
+struct spare {
+  pthread_cond_t cond;          /* (tl) signalled when job is set or at shutdown */
+  struct bt *job;               /* (tl) */
+  struct spare *next;           /* (tl) idle spares */
+};
+
+static struct spare *spares;    /* (tl) idle spares, ready */
+static int nspares, spares_making;   /* (tl) ready, and being made */
+static int spares_wanted;       /* set by threads_init */
+static pthread_cond_t replenish_cond;   /* (tl) */
+
+/* In a spare's state: the host modules loaded ahead, as part of the
+ * state built before it is needed. */
+static int preload_modules(lua_State *L) {
+  for (const luaL_Reg *r = cfg.preload; r && r->name; r++) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, r->name);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+static void *spare_main(void *arg) {
+  struct spare sp;
+  char err[512];
+  lua_State *L = new_state(err, sizeof err);
+  if (L) {
+    lua_pushcfunction(L, preload_modules);
+    if (vm_pcall(L, 0, 0) != LUA_OK) { vm_close(L); L = NULL; }
+  }
+  pthread_cond_init(&sp.cond, NULL);
+  sp.job = NULL;
+  pthread_mutex_lock(&tl);
+  spares_making--;
+  if (!L || shutting_down) {   /* cannot serve: leave the start path alone */
+    pthread_mutex_unlock(&tl);
+    pthread_cond_destroy(&sp.cond);
+    if (L) vm_close(L);
+    return NULL;
+  }
+  sp.next = spares;
+  spares = &sp;
+  nspares++;
+  while (!sp.job && !shutting_down) pthread_cond_wait(&sp.cond, &tl);
+  struct bt *b = sp.job;
+  if (!b) {   /* shutdown: unlink ourselves */
+    struct spare **p = &spares;
+    while (*p && *p != &sp) p = &(*p)->next;
+    if (*p) { *p = sp.next; nspares--; }
+  }
+  pthread_mutex_unlock(&tl);
+  pthread_cond_destroy(&sp.cond);
+  if (b) run_job(b, L, NULL);
+  else vm_close(L);
+  return NULL;
+}
+
+/* Keeps spares_wanted spares ready. */
+static void *replenisher_main(void *arg) {
+  pthread_mutex_lock(&tl);
+  while (!shutting_down) {
+    if (nspares + spares_making < spares_wanted) {
+      spares_making++;
+      pthread_mutex_unlock(&tl);
+      pthread_t th;
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+      int rc = pthread_create(&th, &attr, spare_main, NULL);
+      pthread_attr_destroy(&attr);
+      pthread_mutex_lock(&tl);
+      if (rc != 0) {
+        spares_making--;
+        struct timespec ts = deadline_ts(100000000u);   /* retry later */
+        pthread_cond_timedwait(&replenish_cond, &tl, &ts);
+      }
+      continue;
+    }
+    pthread_cond_wait(&replenish_cond, &tl);
+  }
+  pthread_mutex_unlock(&tl);
+  return NULL;
+}
+
+/* (tl) A ready spare takes b: 1, or 0 when none is ready. */
+static int hand_to_spare(struct bt *b) {
+  struct spare *sp = spares;
+  if (!sp) return 0;
+  spares = sp->next;
+  nspares--;
+  sp->job = b;
+  pthread_cond_signal(&sp->cond);
+  pthread_cond_signal(&replenish_cond);
+  return 1;
 }
 
 static int64_t spawn(struct value *target, struct value *args, struct value *kwargs,
@@ -299,6 +406,11 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   memset(kwargs, 0, sizeof *kwargs);
   b->next = records;
   records = b;
+  if (hand_to_spare(b)) {   /* the spare runs: its ID can be returned now */
+    int64_t id = b->id;
+    pthread_mutex_unlock(&tl);
+    return id;
+  }
   struct start_sync sync = {0};
   pthread_cond_init(&sync.cond, NULL);
   b->sync = &sync;
@@ -332,6 +444,24 @@ refuse:
   free(b);
   value_free(target); value_free(args); value_free(kwargs);
   return BT_SHUTDOWN;
+}
+
+void threads_init(const struct threads_config *c) {
+  cfg = *c;
+  free(app_dir);
+  app_dir = c->app_dir ? strdup(c->app_dir) : NULL;
+  cfg.app_dir = app_dir;
+  cond_init(&idle_cond);
+  pthread_cond_init(&replenish_cond, NULL);
+  spares_wanted = c->spares;
+  if (spares_wanted > 0) {
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, replenisher_main, NULL) != 0) spares_wanted = 0;
+    pthread_attr_destroy(&attr);
+  }
 }
 
 int64_t threads_start(struct value *target, struct value *args, struct value *kwargs,
@@ -390,6 +520,8 @@ void threads_shutdown(void) {
   shutting_down = 1;
   for (struct bt *b = records; b; b = b->next)
     if (b->alive) pthread_cond_broadcast(&b->cond);
+  for (struct spare *sp = spares; sp; sp = sp->next) pthread_cond_signal(&sp->cond);
+  pthread_cond_signal(&replenish_cond);
   pthread_mutex_unlock(&tl);
 }
 

@@ -32,6 +32,7 @@ struct threads_config {
   size_t memory_limit;
   const char *app_dir;           /* on package.path; copied */
   const luaL_Reg *preload;       /* host modules of thread states */
+  int spares;                    /* threads kept ready with a fresh state */
 };
 
 void threads_init(const struct threads_config *c);   /* main thread, first */
