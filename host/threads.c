@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/sync.h"
 #include "base/instance.h"
 #include "base/log.h"
 #include "store/queue.h"
@@ -49,22 +50,6 @@ static struct value hook;                  /* (tl) the shutdown hook's target */
 static struct threads_config cfg;          /* set once by threads_init */
 static char *app_dir;
 
-static void cond_init(pthread_cond_t *c) {
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(c, &a);
-  pthread_condattr_destroy(&a);
-}
-
-static struct timespec deadline_ts(uint64_t ns) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t n = (uint64_t)ts.tv_nsec + ns % 1000000000u;
-  ts.tv_sec += (time_t)(ns / 1000000000u + n / 1000000000u);
-  ts.tv_nsec = (long)(n % 1000000000u);
-  return ts;
-}
 
 /* (tl) */
 static struct bt *find(int64_t id) {
@@ -94,7 +79,7 @@ static void drop(struct bt *b) {
 
 static int bt_sleep(struct vm_task *t, uint64_t ns) {
   struct bt *b = t->owner;
-  struct timespec ts = deadline_ts(ns);
+  struct timespec ts = sync_deadline(ns);
   int full;
   pthread_mutex_lock(&tl);
   for (;;) {
@@ -338,16 +323,11 @@ static void *replenisher_main(void *arg) {
     if (nspares + spares_making < spares_wanted) {
       spares_making++;
       pthread_mutex_unlock(&tl);
-      pthread_t th;
-      pthread_attr_t attr;
-      pthread_attr_init(&attr);
-      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-      int rc = pthread_create(&th, &attr, spare_main, NULL);
-      pthread_attr_destroy(&attr);
+      int rc = sync_spawn_detached(spare_main, NULL);
       pthread_mutex_lock(&tl);
       if (rc != 0) {
         spares_making--;
-        struct timespec ts = deadline_ts(100000000u);   /* retry later */
+        struct timespec ts = sync_deadline(100000000u);   /* retry later */
         pthread_cond_timedwait(&replenish_cond, &tl, &ts);
       }
       continue;
@@ -400,7 +380,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   b->outcome = q;
   b->alive = 1;
   b->is_hook = is_hook;
-  cond_init(&b->cond);
+  sync_cond_init(&b->cond);
   b->target = *target; b->args = *args; b->kwargs = *kwargs;
   memset(target, 0, sizeof *target); memset(args, 0, sizeof *args);
   memset(kwargs, 0, sizeof *kwargs);
@@ -415,12 +395,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   pthread_cond_init(&sync.cond, NULL);
   b->sync = &sync;
   int64_t id = b->id;
-  pthread_t th;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int rc = pthread_create(&th, &attr, thread_main, b);
-  pthread_attr_destroy(&attr);
+  int rc = sync_spawn_detached(thread_main, b);
   if (rc != 0) {
     snprintf(err, errlen, "cannot create a thread: %s", strerror(rc));
     records = b->next;
@@ -451,16 +426,11 @@ void threads_init(const struct threads_config *c) {
   free(app_dir);
   app_dir = c->app_dir ? strdup(c->app_dir) : NULL;
   cfg.app_dir = app_dir;
-  cond_init(&idle_cond);
+  sync_cond_init(&idle_cond);
   pthread_cond_init(&replenish_cond, NULL);
   spares_wanted = c->spares;
   if (spares_wanted > 0) {
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &attr, replenisher_main, NULL) != 0) spares_wanted = 0;
-    pthread_attr_destroy(&attr);
+    if (sync_spawn_detached(replenisher_main, NULL) != 0) spares_wanted = 0;
   }
 }
 
@@ -526,7 +496,7 @@ void threads_shutdown(void) {
 }
 
 int threads_wait_idle(uint64_t timeout_ns) {
-  struct timespec ts = deadline_ts(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
+  struct timespec ts = sync_deadline(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
   pthread_mutex_lock(&tl);
   while (active > 0) {
     if (timeout_ns == UINT64_MAX) pthread_cond_wait(&idle_cond, &tl);

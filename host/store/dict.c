@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "store/caps.h"
 
 #define ENTRY_OVERHEAD 48   /* charged per entry besides key and value bytes */
 
@@ -35,8 +36,7 @@ struct dict {
  * reg_lock; configured entries are written before threads start. */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dict *all;
-struct cap { struct cap *next; size_t capacity; char name[]; };
-static struct cap *caps;
+static struct store_caps caps = STORE_CAPS_INIT;
 
 static uint64_t hash_key(const char *k, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -51,16 +51,7 @@ static uint64_t now_ms(void) { return clock_now_ns() / 1000000; }
 static uint64_t now_for(const struct dict *d) { return d->expiring ? now_ms() : 0; }
 
 int dict_configure(const char *name, size_t capacity) {
-  size_t n = strlen(name);
-  struct cap *c = malloc(sizeof *c + n + 1);
-  if (!c) return -1;
-  memcpy(c->name, name, n + 1);
-  c->capacity = capacity;
-  pthread_mutex_lock(&reg_lock);
-  c->next = caps;
-  caps = c;
-  pthread_mutex_unlock(&reg_lock);
-  return 0;
+  return store_caps_set(&caps, name, capacity);
 }
 
 struct dict *dict_open(const char *name, size_t len) {
@@ -69,9 +60,7 @@ struct dict *dict_open(const char *name, size_t len) {
   for (d = all; d; d = d->next_dict)
     if (strlen(d->name) == len && memcmp(d->name, name, len) == 0) break;
   if (!d) {
-    size_t capacity = DICT_DEFAULT_CAPACITY;
-    for (struct cap *c = caps; c; c = c->next)
-      if (strlen(c->name) == len && memcmp(c->name, name, len) == 0) capacity = c->capacity;
+    size_t capacity = store_caps_get(&caps, name, len, DICT_DEFAULT_CAPACITY);
     d = calloc(1, sizeof *d + len + 1);
     if (d) {
       d->nbuckets = 64;
@@ -346,10 +335,6 @@ void dict_free_all(void) {
     pthread_mutex_destroy(&d->lock);
     free(d);
   }
-  while (caps) {
-    struct cap *c = caps;
-    caps = c->next;
-    free(c);
-  }
   pthread_mutex_unlock(&reg_lock);
+  store_caps_free(&caps);
 }

@@ -1,6 +1,9 @@
 /* store/queue: bounded FIFOs with direct hand-off to waiters. */
 #include "store/queue.h"
 
+#include "base/sync.h"
+#include "store/caps.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,20 +27,10 @@ struct queue {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *all;
 static int all_shutting_down;
-struct cap { struct cap *next; size_t capacity; char name[]; };
-static struct cap *caps;
+static struct store_caps caps = STORE_CAPS_INIT;
 
 int queue_configure(const char *name, size_t capacity) {
-  size_t n = strlen(name);
-  struct cap *c = malloc(sizeof *c + n + 1);
-  if (!c) return -1;
-  memcpy(c->name, name, n + 1);
-  c->capacity = capacity;
-  pthread_mutex_lock(&reg_lock);
-  c->next = caps;
-  caps = c;
-  pthread_mutex_unlock(&reg_lock);
-  return 0;
+  return store_caps_set(&caps, name, capacity);
 }
 
 struct queue *queue_open(const char *name, size_t len) {
@@ -46,9 +39,7 @@ struct queue *queue_open(const char *name, size_t len) {
   for (q = all; q; q = q->next_queue)
     if (strlen(q->name) == len && memcmp(q->name, name, len) == 0) break;
   if (!q && (q = calloc(1, sizeof *q + len + 1))) {
-    q->capacity = QUEUE_DEFAULT_CAPACITY;
-    for (struct cap *c = caps; c; c = c->next)
-      if (strlen(c->name) == len && memcmp(c->name, name, len) == 0) q->capacity = c->capacity;
+    q->capacity = store_caps_get(&caps, name, len, QUEUE_DEFAULT_CAPACITY);
     memcpy(q->name, name, len);
     pthread_mutex_init(&q->lock, NULL);
     atomic_init(&q->refs, 1);   /* the registry's */
@@ -102,6 +93,13 @@ static void list_remove(struct queue_waiter **head, struct queue_waiter **tail,
   if (w->prev) w->prev->next = w->next; else *head = w->next;
   if (w->next) w->next->prev = w->prev; else *tail = w->prev;
   w->prev = w->next = NULL;
+}
+
+/* Takes a registered waiter off whichever list holds it. */
+static void unlink_waiter(struct queue *q, struct queue_waiter *w) {
+  for (struct queue_waiter *x = q->pops; x; x = x->next)
+    if (x == w) { list_remove(&q->pops, &q->pops_tail, w); return; }
+  list_remove(&q->pushes, &q->pushes_tail, w);
 }
 
 static void finish(struct queue_waiter *w, int state) {
@@ -214,11 +212,7 @@ int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
   int took = 0;
   pthread_mutex_lock(&q->lock);
   if (w->state == QW_WAITING) {
-    int is_pop = 0;
-    for (struct queue_waiter *x = q->pops; x; x = x->next)
-      if (x == w) { is_pop = 1; break; }
-    if (is_pop) list_remove(&q->pops, &q->pops_tail, w);
-    else list_remove(&q->pushes, &q->pushes_tail, w);
+    unlink_waiter(q, w);
     w->state = why;
     took = 1;
   }
@@ -231,11 +225,7 @@ static void signal_cond(struct queue_waiter *w) { pthread_cond_signal(w->cond); 
 void queue_interrupt(struct queue *q, struct queue_waiter *w, int why) {
   pthread_mutex_lock(&q->lock);
   if (w->state == QW_WAITING) {
-    int is_pop = 0;
-    for (struct queue_waiter *x = q->pops; x; x = x->next)
-      if (x == w) { is_pop = 1; break; }
-    if (is_pop) list_remove(&q->pops, &q->pops_tail, w);
-    else list_remove(&q->pushes, &q->pushes_tail, w);
+    unlink_waiter(q, w);
     finish(w, why);
   }
   pthread_mutex_unlock(&q->lock);
@@ -243,24 +233,13 @@ void queue_interrupt(struct queue *q, struct queue_waiter *w, int why) {
 
 /* Waits on a condition variable until w is final or the timeout passes. */
 int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  if (timeout_ns != UINT64_MAX) {
-    uint64_t ns = (uint64_t)ts.tv_nsec + timeout_ns % 1000000000u;
-    ts.tv_sec += (time_t)(timeout_ns / 1000000000u + ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-  }
+  struct timespec ts = sync_deadline(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
   pthread_mutex_lock(&q->lock);
   while (w->state == QW_WAITING) {
     int rc = timeout_ns == UINT64_MAX ? pthread_cond_wait(w->cond, &q->lock)
                                       : pthread_cond_timedwait(w->cond, &q->lock, &ts);
     if (rc == ETIMEDOUT && w->state == QW_WAITING) {
-      struct queue_waiter **head = &q->pops, **tail = &q->pops_tail;
-      int is_pop = 0;
-      for (struct queue_waiter *x = q->pops; x; x = x->next)
-        if (x == w) { is_pop = 1; break; }
-      if (!is_pop) { head = &q->pushes; tail = &q->pushes_tail; }
-      list_remove(head, tail, w);
+      unlink_waiter(q, w);
       w->state = QW_TIMEOUT;
     }
   }
@@ -277,29 +256,19 @@ static int state_rc(int state) {
   }
 }
 
-/* A condition variable on CLOCK_MONOTONIC, for timed waits. */
-static void cond_init(pthread_cond_t *c);
-
 void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
   memset(w, 0, sizeof *w);
-  cond_init(cond);
+  sync_cond_init(cond);
   w->cond = cond;
   w->notify = signal_cond;
 }
 
-static void cond_init(pthread_cond_t *c) {
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(c, &a);
-  pthread_condattr_destroy(&a);
-}
 
 int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
   pthread_cond_t cond;
   struct queue_waiter w;
   memset(&w, 0, sizeof w);
-  cond_init(&cond);
+  sync_cond_init(&cond);
   w.cond = &cond;
   w.notify = signal_cond;
   if (!queue_wait_pop(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
@@ -314,7 +283,7 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
   pthread_cond_t cond;
   struct queue_waiter w;
   memset(&w, 0, sizeof w);
-  cond_init(&cond);
+  sync_cond_init(&cond);
   w.cond = &cond;
   w.notify = signal_cond;
   w.val = *v;
@@ -376,10 +345,6 @@ void queue_free_all(void) {
     pthread_mutex_destroy(&q->lock);
     free(q);
   }
-  while (caps) {
-    struct cap *c = caps;
-    caps = c->next;
-    free(c);
-  }
   pthread_mutex_unlock(&reg_lock);
+  store_caps_free(&caps);
 }
