@@ -16,7 +16,6 @@
 
 #include "bindings/bindings.h"
 #include "bindings/qwait.h"
-#include "embedded.h"
 #include "threads.h"
 #include "vm/call.h"
 #include "vm/errors.h"
@@ -195,10 +194,7 @@ int luaopen_background_thread(lua_State *L) {
     lua_setfield(L, -2, classes[i][0]);
   }
   /* the Lua part: BackgroundThread and join */
-  const struct embedded_script *s = embedded_scripts;
-  while (s->name && strcmp(s->name, "background_thread")) s++;
-  if (luaL_loadbufferx(L, s->text, s->len, "=background_thread", "t") != LUA_OK)
-    return lua_error(L);
+  if (vm_load_script(L, "background_thread") != LUA_OK) return lua_error(L);
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0);
   return 1;

@@ -15,7 +15,6 @@
 
 #include "base/log.h"
 #include "bindings/bindings.h"
-#include "embedded.h"
 #include "server.h"
 #include "store/dict.h"
 #include "store/queue.h"
@@ -181,10 +180,8 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
   lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
   vm_of(L)->host_data = (void *)cfg;
-  const struct embedded_script *s = embedded_scripts;
-  while (s->name && strcmp(s->name, "testrunner")) s++;
   int rc = 1;
-  if (luaL_loadbufferx(L, s->text, s->len, "=testrunner", "t") != LUA_OK) {
+  if (vm_load_script(L, "testrunner") != LUA_OK) {
     fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
   } else {
     lua_pushstring(L, path);

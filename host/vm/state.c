@@ -1,6 +1,7 @@
 /* vm/state: the state factory. */
 #include "vm/state.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <lualib.h>
 
 #include "base/clock.h"
+#include "embedded.h"
 #include "vm/errors.h"
 
 #define HOOK_COUNT 1000
@@ -193,6 +195,55 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
   vm_arm_hook(L);
   vm->limit = o->memory_limit;
   return L;
+}
+
+/* Compiled embedded scripts, shared by all states: written once under
+ * script_lock, read-only after. */
+static pthread_mutex_t script_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct compiled { const char *name; char *code; size_t len; } compiled[8];
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+  struct compiled *c = ud;
+  char *code = realloc(c->code, c->len + n);
+  if (!code) return 1;
+  memcpy(code + c->len, p, n);
+  c->code = code;
+  c->len += n;
+  return 0;
+}
+
+int vm_load_script(lua_State *L, const char *name) {
+  char chunkname[64];
+  snprintf(chunkname, sizeof chunkname, "=%s", name);
+  pthread_mutex_lock(&script_lock);
+  struct compiled *c = NULL;
+  for (int i = 0; i < 8 && compiled[i].name; i++)
+    if (!strcmp(compiled[i].name, name)) { c = &compiled[i]; break; }
+  if (c) {
+    pthread_mutex_unlock(&script_lock);
+    return luaL_loadbufferx(L, c->code, c->len, chunkname, "b");
+  }
+  const struct embedded_script *e = embedded_scripts;
+  while (e->name && strcmp(e->name, name)) e++;
+  int st;
+  if (!e->name) {
+    lua_pushfstring(L, "no embedded script '%s'", name);
+    st = LUA_ERRFILE;
+  } else if ((st = luaL_loadbufferx(L, e->text, e->len, chunkname, "t")) == LUA_OK) {
+    for (int i = 0; i < 8; i++) {
+      if (compiled[i].name) continue;
+      struct compiled tmp = {NULL, NULL, 0};
+      if (lua_dump(L, dump_writer, &tmp, 0) == 0) {
+        tmp.name = e->name;
+        compiled[i] = tmp;
+      } else {
+        free(tmp.code);
+      }
+      break;
+    }
+  }
+  pthread_mutex_unlock(&script_lock);
+  return st;
 }
 
 void vm_arm_hook(lua_State *L) { lua_sethook(L, vm_hook, LUA_MASKCOUNT, HOOK_COUNT); }

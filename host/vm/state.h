@@ -90,6 +90,12 @@ struct vm_opts {
 /* NULL (with a message in err) when the state cannot be built. */
 lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen);
 void vm_close(lua_State *L);
+/* Pushes the embedded script `name` (scripts/<name>.lua) as a function:
+ * compiled from text once per process, then loaded from that bytecode (the
+ * host's own chunks are the only binary ones a state ever loads).
+ * LUA_OK, or an error status with the message pushed. */
+int vm_load_script(lua_State *L, const char *name);
+
 /* (Re)arms the deadline hook of L (a state or a coroutine of it). */
 void vm_arm_hook(lua_State *L);
 
