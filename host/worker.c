@@ -209,7 +209,7 @@ static void on_accepted(void *ud, int fd) {
     uint64_t since = atomic_load_explicit(&o->busy_since, memory_order_relaxed);
     if (since && now > since && now - since > STUCK_NS) continue;
     int n = atomic_load_explicit(&o->http.nconns, memory_order_relaxed);
-    if (n + 1 < best_n) { best = o; best_n = n; }
+    if (n < best_n) { best = o; best_n = n; }
   }
   if (best == w) { http_conn_open(&w->http, fd); return; }
   uv_mutex_lock(&best->mail_lock);
