@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,8 +263,8 @@ static void *thread_main(void *arg) {
  * target, and each state is closed after it. */
 
 struct spare {
-  pthread_cond_t cond;          /* (tl) signalled when job is set or at shutdown */
-  struct bt *job;               /* (tl) */
+  sem_t go;                     /* posted once: job is set, or shutdown */
+  struct bt *job;               /* (tl) set before go is posted */
   struct spare *next;           /* (tl) idle spares */
 };
 
@@ -294,20 +295,24 @@ static void *spare_main(void *arg) {
     lua_pushcfunction(L, preload_modules);
     if (vm_pcall(L, 0, 0) != LUA_OK) { vm_close(L); L = NULL; }
   }
-  pthread_cond_init(&sp.cond, NULL);
+  sem_init(&sp.go, 0, 0);
   sp.job = NULL;
   pthread_mutex_lock(&tl);
   spares_making--;
   if (!L || shutting_down) {   /* cannot serve: leave the start path alone */
     pthread_mutex_unlock(&tl);
-    pthread_cond_destroy(&sp.cond);
+    sem_destroy(&sp.go);
     if (L) vm_close(L);
     return NULL;
   }
   sp.next = spares;
   spares = &sp;
   nspares++;
-  while (!sp.job && !shutting_down) pthread_cond_wait(&sp.cond, &tl);
+  pthread_mutex_unlock(&tl);
+  /* A semaphore, not a condition variable: the starter's post wakes us
+   * without our having to take `tl` back before running the target. */
+  while (sem_wait(&sp.go) != 0) {}
+  pthread_mutex_lock(&tl);
   struct bt *b = sp.job;
   if (!b) {   /* shutdown: unlink ourselves */
     struct spare **p = &spares;
@@ -315,7 +320,7 @@ static void *spare_main(void *arg) {
     if (*p) { *p = sp.next; nspares--; }
   }
   pthread_mutex_unlock(&tl);
-  pthread_cond_destroy(&sp.cond);
+  sem_destroy(&sp.go);
   if (b) run_job(b, L, NULL);
   else vm_close(L);
   return NULL;
@@ -350,7 +355,7 @@ static int hand_to_spare(struct bt *b) {
   spares = sp->next;
   nspares--;
   sp->job = b;
-  pthread_cond_signal(&sp->cond);
+  sem_post(&sp->go);
   pthread_cond_signal(&replenish_cond);
   return 1;
 }
@@ -495,7 +500,7 @@ void threads_shutdown(void) {
   shutting_down = 1;
   for (struct bt *b = records; b; b = b->next)
     if (b->alive) pthread_cond_broadcast(&b->cond);
-  for (struct spare *sp = spares; sp; sp = sp->next) pthread_cond_signal(&sp->cond);
+  for (struct spare *sp = spares; sp; sp = sp->next) sem_post(&sp->go);
   pthread_cond_signal(&replenish_cond);
   pthread_mutex_unlock(&tl);
 }
