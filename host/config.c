@@ -148,7 +148,7 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
   if (!lua_istable(L, -1))
     return fail(err, n, &o, "an array of {url = PATTERN, script = MODULE} or "
                             "{url = PATTERN, static_dir = DIR} tables", L, -1);
-  int count = (int)luaL_len(L, -1);
+  int count = (int)lua_rawlen(L, -1);   /* raw: app.lua metamethods never run here */
   if (count < 1) return fail(err, n, &o, "at least one route", NULL, 0);
   c->routes = calloc((size_t)count, sizeof *c->routes);
   if (!c->routes) return fail(err, n, &o, "memory", NULL, 0);
@@ -156,7 +156,7 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
   for (int i = 1; i <= count; i++) {
     struct route *r = &c->routes[i - 1];
     snprintf(o.text, sizeof o.text, "app.lua key 'handlers[%d]'", i);
-    if (lua_geti(L, -1, i) != LUA_TTABLE)
+    if (lua_rawgeti(L, -1, i) != LUA_TTABLE)
       return fail(err, n, &o, "a table {url = PATTERN, script = MODULE}", L, -1);
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -170,11 +170,13 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
     const char *fields[3] = {"url", "script", "static_dir"};
     char **vals[3] = {&r->url, &r->script, &r->static_dir};
     for (int f = 0; f < 3; f++) {
-      int t = lua_getfield(L, -1, fields[f]);
+      lua_pushstring(L, fields[f]);
+      int t = lua_rawget(L, -2);
       if (t != LUA_TNIL) {
         snprintf(o.text, sizeof o.text, "app.lua key 'handlers[%d].%s'", i, fields[f]);
-        if (t != LUA_TSTRING || lua_rawlen(L, -1) == 0)
-          return fail(err, n, &o, "a non-empty string", L, -1);
+        if (t != LUA_TSTRING || lua_rawlen(L, -1) == 0 ||
+            strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+          return fail(err, n, &o, "a non-empty string without NUL bytes", L, -1);
         *vals[f] = dupstr(lua_tostring(L, -1));
       }
       lua_pop(L, 1);
@@ -232,6 +234,10 @@ static int get_caps(lua_State *L, const char *kind, struct config_cap **out, int
       lua_pop(L, 1);
       return fail(err, n, &o, "string names", L, -1);
     }
+    if (strlen(lua_tostring(L, -2)) != lua_rawlen(L, -2)) {
+      lua_pop(L, 1);
+      return fail(err, n, &o, "names without NUL bytes", NULL, 0);
+    }
     struct config_cap *cap = &(*out)[(*nout)++];
     cap->name = dupstr(lua_tostring(L, -2));
     snprintf(o.text, sizeof o.text, "app.lua key 'shared.%s.%s'", kind, cap->name);
@@ -258,10 +264,12 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
     if (strcmp(k, "dicts") && strcmp(k, "queues"))
       return fail(err, n, &o, "only the keys dicts and queues", L, -1);
   }
-  lua_getfield(L, -1, "dicts");
+  lua_pushliteral(L, "dicts");
+  lua_rawget(L, -2);
   if (get_caps(L, "dicts", &c->dicts, &c->ndicts, err, n) < 0) return -1;
   lua_pop(L, 1);
-  lua_getfield(L, -1, "queues");
+  lua_pushliteral(L, "queues");
+  lua_rawget(L, -2);
   if (get_caps(L, "queues", &c->queues, &c->nqueues, err, n) < 0) return -1;
   lua_pop(L, 1);
   return 0;
@@ -335,10 +343,11 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
     if (lua_type(L, -2) == LUA_TSTRING)
       for (k = 0; k < K_COUNT && strcmp(keys[k], lua_tostring(L, -2)); k++) {}
     if (k == K_COUNT) {
-      lua_pushvalue(L, -2);
+      const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                       : luaL_typename(L, -2);
       snprintf(err, n, "app.lua: unknown key '%s' (expected one of role, listen, workers, "
                "max_background_threads, memory_limit, request_deadline, shutdown_grace, "
-               "max_body, access_log, handlers, shared)", luaL_tolstring(L, -1, NULL));
+               "max_body, access_log, handlers, shared)", key);
       return -1;
     }
     struct origin o;
@@ -381,6 +390,34 @@ static int apply_cli(lua_State *L, struct config *c, const struct config_cli *cl
   return 0;
 }
 
+struct load_args {
+  struct config *c;
+  const struct config_cli *cli;
+  char *err; size_t n;
+  int rc;
+};
+
+/* app.lua, then the command line, then the default route. */
+static int load_protected(lua_State *L) {
+  struct load_args *a = lua_touserdata(L, 1);
+  struct config *c = a->c;
+  lua_settop(L, 0);
+  a->rc = load_app_lua(L, c, a->err, a->n);
+  lua_settop(L, 0);
+  if (a->rc == 0) a->rc = apply_cli(L, c, a->cli, a->err, a->n);
+  if (a->rc == 0 && !c->routes) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "^/");
+    lua_setfield(L, -2, "url");
+    lua_pushliteral(L, "main");
+    lua_setfield(L, -2, "script");
+    lua_rawseti(L, -2, 1);
+    a->rc = get_routes(L, c, a->err, a->n);
+  }
+  return 0;
+}
+
 int config_load(struct config *c, const char *app_dir, const struct config_cli *cli,
                 char *err, size_t n) {
   char real[PATH_MAX];
@@ -395,19 +432,17 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL};
   lua_State *L = vm_new(&vo, err, n);
   if (!L) return -1;
-  int rc = load_app_lua(L, c, err, n);
-  lua_settop(L, 0);
-  if (rc == 0) rc = apply_cli(L, c, cli, err, n);
-  if (rc == 0 && !c->routes) {
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushliteral(L, "^/");
-    lua_setfield(L, -2, "url");
-    lua_pushliteral(L, "main");
-    lua_setfield(L, -2, "script");
-    lua_rawseti(L, -2, 1);
-    rc = get_routes(L, c, err, n);
+  /* Everything runs in one protected call: whatever app.lua's values do
+   * (a raising __tostring, say), the outcome is a message, never a panic. */
+  struct load_args a = {c, cli, err, n, -1};
+  lua_pushcfunction(L, load_protected);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    snprintf(err, n, "app.lua: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                    : "error while checking it");
+    a.rc = -1;
   }
+  int rc = a.rc;
   vm_close(L);
   if (c->request_deadline < 0) c->request_deadline = c->role == VM_BACKEND ? 86400 : 60;
   return rc;

@@ -305,7 +305,9 @@ static void process(struct http_conn *c) {
       c->rpos = c->in.len;
     } else if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
       c->rpos += (size_t)(llhttp_get_error_pos(&c->parser) - start);
-      c->upgrade = err == HPE_PAUSED_UPGRADE;
+      /* An Upgrade request is answered, then the connection closes (no
+       * protocol switch): the parser would hand the same request again. */
+      c->upgrade = err == HPE_PAUSED_UPGRADE || llhttp_get_upgrade(&c->parser);
       if (err == HPE_PAUSED) llhttp_resume(&c->parser);
       c->keep_alive = llhttp_should_keep_alive(&c->parser) && !c->upgrade &&
                       !c->srv->draining;

@@ -132,6 +132,19 @@ TEST(errors_name_key_and_expectation) {
   expect_error("error('boom')", NULL, "boom");
 }
 
+TEST(hostile_app_lua_values_give_messages) {
+  /* metamethods never run while checking; errors are messages, not panics */
+  expect_error("return { handlers = setmetatable({}, {__len = function() error('x') end}) }",
+               NULL, "at least one route");
+  expect_error("return { handlers = { setmetatable({}, {__index = function() error('i') end}) } }",
+               NULL, "'url'");
+  expect_error("return { [setmetatable({}, {__tostring = function() error('boom') end})] = 1 }",
+               NULL, "unknown key 'table'");
+  expect_error("return { handlers = {{ url = '\\0^/x', script = 'main' }} }", NULL,
+               "without NUL bytes");
+  expect_error("return { shared = { dicts = { ['a\\0b'] = '1m' } } }", NULL, "NUL");
+}
+
 TEST(cli_errors_name_option) {
   struct config_cli cli = {0};
   cli.workers = "many";
@@ -155,4 +168,5 @@ TEST(missing_app_dir) {
 
 TEST_LIST(T(defaults), T(backend_deadline_default), T(values_and_routes),
           T(cli_overrides_app_lua), T(errors_name_key_and_expectation), T(cli_errors_name_option),
+          T(hostile_app_lua_values_give_messages),
           T(missing_app_dir));

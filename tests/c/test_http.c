@@ -199,6 +199,17 @@ TEST(http10_closes) {
   close(fd);
 }
 
+TEST(upgrade_answered_once_then_closed) {
+  start(1024);
+  int fd = client();
+  SEND(fd, "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+           "xyz");
+  char *r = read_all(fd, 1);
+  ASSERT_INT_EQ(count(r, "HTTP/1.1 "), 1);
+  ASSERT(strstr(r, "Connection: close\r\n"));
+  close(fd);
+}
+
 TEST(half_request_times_out) {
   start(1024);   /* header timeout 1 s in this test */
   int fd = client();
@@ -222,4 +233,5 @@ TEST(idle_keepalive_times_out) {
 
 TEST_LIST(T(simple_get), T(pipelined_in_order), T(chunked_body), T(smuggling_refused), T(limits),
           T(expect_continue), T(head_has_no_body), T(http10_closes), T(half_request_times_out),
+          T(upgrade_answered_once_then_closed),
           T(idle_keepalive_times_out));
