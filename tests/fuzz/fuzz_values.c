@@ -1,0 +1,288 @@
+/*
+ * fuzz_values: value_encode / value_decode.
+ *
+ * 1. The input is a little stack program that builds a value in state A
+ *    (made with vm_new).  Each op is one byte (op % 16), some take operands:
+ *      0 nil            1 bool (next byte & 1)   2 int (next 8 bytes)
+ *      3 small int (next byte, signed)           4 float (next 8 bytes)
+ *      5 string (length byte, then bytes)        6 new table (joins the pool)
+ *      7 set: t[k] = v (pops k, v; t below them; key must be a scalar)
+ *      8 append: t[#t + 1] = v (pops v)          9 pool ref (next byte)
+ *      10 dup           11 pop                   12 nest: t[next byte] = new
+ *                                                   table, pushed (deep nesting)
+ *      13 Lua function (no upvalue but _ENV)     14 an unencodable value (next
+ *                                                   byte: C function, table with
+ *                                                   a metatable, coroutine, userdata)
+ *      15 swap
+ *    The bottom of the stack is encoded (value_encode), decoded in state B
+ *    and both sides are rendered canonically (keys sorted, tables numbered
+ *    in visiting order, so shared references and cycles show); the texts
+ *    must match.  Encode may refuse only when the program made an
+ *    unencodable value or enough tables to pass the nesting limit, and
+ *    then it must leave the stack and the output as they were, with a
+ *    message.
+ * 2. The raw input is given to value_decode(B, v, 0): -1 with nothing
+ *    pushed, or 0 with one value pushed; never a crash.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "vm/state.h"
+#include "vm/value.h"
+
+#define FUZZ_MAX_INPUT 4096
+#define MAX_STACK 400
+
+#define CHECK(cond, ...)                                                         \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      fprintf(stderr, "fuzz_values: %s:%d: check failed: %s: ", __FILE__,       \
+              __LINE__, #cond);                                                  \
+      fprintf(stderr, __VA_ARGS__);                                              \
+      fprintf(stderr, "\n");                                                     \
+      abort();                                                                   \
+    }                                                                            \
+  } while (0)
+
+/* describe(v): canonical text of v; keys are scalars (the builder makes
+ * sure), functions render as their results. */
+static const char DESCRIBE[] =
+  "local function keystr(k)\n"
+  "  local mt = math.type(k)\n"
+  "  if mt == 'integer' then return 'i' .. k end\n"
+  "  if mt == 'float' then return 'f' .. string.format('%a', k) end\n"
+  "  if type(k) == 'string' then return 's' .. string.format('%q', k) end\n"
+  "  if type(k) == 'function' then return 'fn:' .. tostring(k()) end\n"
+  "  return type(k) .. ':' .. tostring(k)\n"
+  "end\n"
+  "function describe(v)\n"
+  "  local ids, n, out = {}, 0, {}\n"
+  "  local function walk(x)\n"
+  "    if type(x) ~= 'table' then out[#out + 1] = keystr(x) return end\n"
+  "    if ids[x] then out[#out + 1] = '@' .. ids[x] return end\n"
+  "    n = n + 1 ids[x] = n\n"
+  "    local keys, byname = {}, {}\n"
+  "    for k in next, x do\n"
+  "      local s = keystr(k)\n"
+  "      assert(byname[s] == nil, 'two keys render alike: ' .. s)\n"
+  "      keys[#keys + 1] = s byname[s] = k\n"
+  "    end\n"
+  "    table.sort(keys)\n"
+  "    out[#out + 1] = '{'\n"
+  "    for _, s in ipairs(keys) do\n"
+  "      out[#out + 1] = s .. '='\n"
+  "      walk(rawget(x, byname[s]))\n"
+  "      out[#out + 1] = ','\n"
+  "    end\n"
+  "    out[#out + 1] = '}'\n"
+  "  end\n"
+  "  walk(v)\n"
+  "  return table.concat(out)\n"
+  "end\n";
+
+static lua_State *new_state(void) {
+  char err[256];
+  struct vm_opts o = {VM_BACKEND, VM_EXIT_REFUSE, 0, {NULL, NULL, NULL}, NULL};
+  lua_State *L = vm_new(&o, err, sizeof err);
+  CHECK(L, "vm_new: %s", err);
+  CHECK(luaL_loadstring(L, DESCRIBE) == LUA_OK && lua_pcall(L, 0, 0, 0) == LUA_OK,
+        "describe: %s", lua_tostring(L, -1));
+  return L;
+}
+
+/* ---- the builder ------------------------------------------------------- */
+
+struct prog { const uint8_t *p; size_t n, i; };
+
+static int next_byte(struct prog *g) { return g->i < g->n ? g->p[g->i++] : 0; }
+
+static uint64_t next_u64(struct prog *g) {
+  uint64_t x = 0;
+  for (int k = 0; k < 8; k++) x |= (uint64_t)next_byte(g) << (8 * k);
+  return x;
+}
+
+static int is_key(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TNUMBER) {
+    lua_Number f = lua_tonumber(L, idx);
+    return f == f;   /* no NaN */
+  }
+  return t == LUA_TBOOLEAN || t == LUA_TSTRING;
+}
+
+static int noop(lua_State *L) { return 0; }
+
+struct built { int unencodable, ntables; };
+
+/* Runs the program (protected: lua_pushcfunction'd).  Stack on return: the
+ * value built (nil for an empty stack); upvalue: lightuserdata struct built. */
+static int build(lua_State *L) {
+  struct prog *g = lua_touserdata(L, 1);
+  struct built *b = lua_touserdata(L, 2);
+  lua_settop(L, 0);
+  lua_newtable(L);                    /* 1: the pool of tables */
+  int npool = 0;
+  const int base = 1;
+  while (g->i < g->n) {
+    int op = next_byte(g) % 16, top = lua_gettop(L) - base;
+    if (top >= MAX_STACK && op != 7 && op != 8 && op != 11) continue;
+    luaL_checkstack(L, 4, "builder");
+    switch (op) {
+    case 0: lua_pushnil(L); break;
+    case 1: lua_pushboolean(L, next_byte(g) & 1); break;
+    case 2: lua_pushinteger(L, (lua_Integer)next_u64(g)); break;
+    case 3: lua_pushinteger(L, (int8_t)next_byte(g)); break;
+    case 4: {
+      uint64_t x = next_u64(g);
+      double d;
+      memcpy(&d, &x, sizeof d);
+      lua_pushnumber(L, d);
+      break;
+    }
+    case 5: {
+      size_t len = (size_t)next_byte(g);
+      if (len > g->n - g->i) len = g->n - g->i;
+      lua_pushlstring(L, (const char *)g->p + g->i, len);
+      g->i += len;
+      break;
+    }
+    case 6:
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, base, ++npool);
+      b->ntables++;
+      break;
+    case 7:   /* stack: t k v */
+      if (top >= 3 && lua_istable(L, -3) && is_key(L, -2)) {
+        if (lua_isnil(L, -1)) lua_pop(L, 2);   /* t[k] = nil: not a change of shape */
+        else lua_rawset(L, -3);
+      }
+      break;
+    case 8:   /* stack: t v */
+      if (top >= 2 && lua_istable(L, -2)) {
+        if (lua_isnil(L, -1)) lua_pop(L, 1);
+        else lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      }
+      break;
+    case 9:
+      if (npool) lua_rawgeti(L, base, 1 + next_byte(g) % npool);
+      else lua_pushnil(L);
+      break;
+    case 10: if (top >= 1) lua_pushvalue(L, -1); break;
+    case 11: if (top >= 1) lua_pop(L, 1); break;
+    case 12:
+      if (top >= 1 && lua_istable(L, -1)) {
+        int k = next_byte(g);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, base, ++npool);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, k);    /* stack: t new */
+        b->ntables++;
+      }
+      break;
+    case 13: {
+      static const char *const src[] = {"return 42", "return 'x' .. 1", "return nil",
+                                        "return math.pi"};
+      const char *s = src[next_byte(g) % 4];
+      if (luaL_loadstring(L, s) != LUA_OK) lua_error(L);
+      break;
+    }
+    case 14:
+      b->unencodable = 1;
+      switch (next_byte(g) % 4) {
+      case 0: lua_pushcfunction(L, noop); break;
+      case 1:
+        lua_newtable(L);
+        lua_newtable(L);
+        lua_setmetatable(L, -2);
+        break;
+      case 2: lua_newthread(L); break;
+      default: lua_newuserdatauv(L, 8, 0); break;
+      }
+      break;
+    case 15:
+      if (top >= 2) lua_rotate(L, -2, 1);
+      break;
+    }
+  }
+  if (lua_gettop(L) > base) lua_settop(L, base + 1);
+  else lua_pushnil(L);
+  lua_remove(L, base);
+  return 1;
+}
+
+/* Pushes describe(value at idx). */
+static const char *describe(lua_State *L, int idx, size_t *len) {
+  idx = lua_absindex(L, idx);
+  lua_getglobal(L, "describe");
+  lua_pushvalue(L, idx);
+  CHECK(lua_pcall(L, 1, 1, 0) == LUA_OK, "describe: %s", lua_tostring(L, -1));
+  return lua_tolstring(L, -1, len);
+}
+
+static void round_trip(lua_State *A, lua_State *B, const uint8_t *data, size_t size) {
+  struct prog g = {data, size, 0};
+  struct built b = {0, 0};
+  lua_settop(A, 0);
+  lua_pushcfunction(A, build);
+  lua_pushlightuserdata(A, &g);
+  lua_pushlightuserdata(A, &b);
+  CHECK(lua_pcall(A, 2, 1, 0) == LUA_OK, "build: %s", lua_tostring(A, -1));
+
+  struct value v = {0};
+  char err[256] = "";
+  int rc = value_encode(A, 1, "value", &v, err, sizeof err);
+  CHECK(lua_gettop(A) == 1, "encode left %d values on the stack", lua_gettop(A));
+  if (rc != 0) {
+    CHECK(rc == -1, "encode returned %d", rc);
+    CHECK(b.unencodable || b.ntables >= VALUE_MAX_DEPTH - 10,
+          "encode refused a plain value: %s", err);
+    CHECK(err[0] != '\0' && strncmp(err, "value", 5) == 0, "bad message '%s'", err);
+    CHECK(v.len == 0 && v.nrefs == 0, "refused encode wrote %zu bytes", v.len);
+    value_free(&v);
+    return;
+  }
+  lua_settop(B, 0);
+  CHECK(value_decode(B, &v, 1) == 0, "decode of an encoded value failed");
+  CHECK(lua_gettop(B) == 1, "decode pushed %d values", lua_gettop(B));
+  size_t la, lb;
+  const char *da = describe(A, 1, &la), *db = describe(B, 1, &lb);
+  CHECK(la == lb && memcmp(da, db, la) == 0, "copies differ:\n  A: %.*s\n  B: %.*s",
+        (int)(la > 2000 ? 2000 : la), da, (int)(lb > 2000 ? 2000 : lb), db);
+  value_free(&v);
+  lua_settop(A, 0);
+  lua_settop(B, 0);
+}
+
+/* value_decode of raw bytes, in protected mode (it may raise memory errors). */
+static int raw_decode(lua_State *L) {
+  const struct value *v = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  int rc = value_decode(L, v, 0);
+  CHECK(rc == 0 || rc == -1, "decode returned %d", rc);
+  CHECK(lua_gettop(L) == (rc == 0 ? 1 : 0), "decode returned %d with %d values pushed", rc,
+        lua_gettop(L));
+  return lua_gettop(L);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size > FUZZ_MAX_INPUT) return -1;
+  lua_State *A = new_state(), *B = new_state();
+  round_trip(A, B, data, size);
+
+  struct value raw = {(char *)data, size, size, NULL, 0, 0};
+  lua_settop(B, 0);
+  lua_pushcfunction(B, raw_decode);
+  lua_pushlightuserdata(B, &raw);
+  int st = lua_pcall(B, 1, LUA_MULTRET, 0);
+  CHECK(st == LUA_OK || st == LUA_ERRMEM, "raw decode raised: %s", lua_tostring(B, -1));
+  vm_close(A);
+  vm_close(B);
+  return 0;
+}
