@@ -196,6 +196,10 @@ static int write_raw(struct http_conn *c, const char *p, size_t n);
 
 static int on_headers_complete(llhttp_t *p) {
   struct http_conn *c = p->data;
+  if (p->http_major != 1 || p->http_minor > 1) {   /* llhttp lets 0.9 and 2.0 through */
+    c->error_status = 505;
+    return -1;
+  }
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->lim.max_body) {
     c->error_status = 413;
@@ -224,6 +228,17 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     return -1;
   }
   return rbuf_append(&c->body, at, n);
+}
+
+/* A chunk that would take the body past max_body is refused when its size
+ * is read, not after its bytes arrive. */
+static int on_chunk_header(llhttp_t *p) {
+  struct http_conn *c = p->data;
+  if (p->content_length > c->srv->lim.max_body - c->body.len) {
+    c->error_status = 413;
+    return -1;
+  }
+  return 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -289,6 +304,7 @@ static void respond_error(struct http_conn *c, int status) {
   begin_request(c);
   const char *msg = status == 413 ? "request body too large\n"
                     : status == 431 ? "request header block too large\n"
+                    : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
                                     : "malformed request\n";
   struct http_header ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
   http_respond(c, status, &ct, 1, msg, strlen(msg));
@@ -475,6 +491,7 @@ void http_server_init(struct http_server *s, uv_loop_t *loop,
     st.on_header_value = on_header_value;
     st.on_headers_complete = on_headers_complete;
     st.on_body = on_body;
+    st.on_chunk_header = on_chunk_header;
     st.on_message_complete = on_message_complete;
     settings = st;
   }

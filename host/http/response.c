@@ -64,6 +64,7 @@ const char *http_reason(int s) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return s < 300 ? "OK" : s < 400 ? "Redirect" : s < 500 ? "Client Error"
                                                                   : "Server Error";
   }
