@@ -316,6 +316,8 @@ class Server:
                 if c is not None:
                     c.join(timeout=3)
             for s in (self.proc.stdout, self.proc.stderr):
+                if s is None:       # redirected elsewhere by the test
+                    continue
                 try:
                     s.close()
                 except OSError:
