@@ -54,7 +54,9 @@ static int get_int(lua_State *L, const struct origin *o, long lo, long hi, int *
   if (!lua_isinteger(L, -1)) {
     if (lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number d = lua_tonumber(L, -1);
-      if (d != floor(d)) return fail(err, n, o, what, L, -1);
+      /* range first: converting an out-of-range float is undefined */
+      if (d != floor(d) || d < (lua_Number)lo || d > (lua_Number)hi)
+        return fail(err, n, o, what, L, -1);
       lua_pushinteger(L, (lua_Integer)d);
       lua_replace(L, -2);
     } else {

@@ -111,6 +111,8 @@ TEST(errors_name_key_and_expectation) {
   expect_error("return {bogus = 1}", NULL, "unknown key 'bogus'");
   expect_error("return {workers = 'x'}", NULL, "app.lua key 'workers': expected an integer");
   expect_error("return {workers = 0}", NULL, "'workers'");
+  expect_error("return {workers = 2e35}", NULL, "'workers': expected an integer");
+  expect_error("return {workers = 0/0}", NULL, "'workers': expected an integer");
   expect_error("return {role = 'middle'}", NULL, "\"frontend\" or \"backend\"");
   expect_error("return {listen = 'nohost'}", NULL, "HOST:PORT");
   expect_error("return {listen = '1.2.3.4:70000'}", NULL, "HOST:PORT");
