@@ -203,6 +203,11 @@ class SmugglingTests(harness.ServerTestCase):
         self.assertIsNotNone(
             self.srv.wait_stdout(lambda l: MARKER in l, 3, start),
             "marker not seen on stdout:\n" + "\n".join(self.srv.stdout_lines()))
+        # Let this request's access-log line arrive too, so that the tests
+        # after this one (same server) do not see it as theirs.
+        self.assertIsNotNone(
+            self.srv.wait_stdout(lambda l: " /smuggled " in l, 3, start),
+            "access log line not seen:\n" + "\n".join(self.srv.stdout_lines()))
 
     def test_smuggling_attempts_are_400_and_close(self):
         start = len(self.srv.stdout_lines())
