@@ -162,6 +162,7 @@ static int make_error(lua_State *L) {
   return 1;
 }
 
+/* Default thread names: one counter for the process, any thread (atomic). */
 static atomic_int names;
 static int next_name(lua_State *L) {
   lua_pushfstring(L, "BackgroundThread-%d", atomic_fetch_add(&names, 1) + 1);

@@ -29,11 +29,12 @@ uint64_t qwait_check_timeout(lua_State *L, int idx) {
 }
 
 /* A wait in progress: lives as a userdata on the waiting coroutine's stack
- * so that it survives the yield; __gc frees a value left in it. */
+ * so that it survives the yield; __gc frees a value left in it.  Owned by
+ * the thread running that coroutine; while w is registered on q, w's state
+ * and value belong to q's lock (another thread completes it). */
 struct qwait {
   struct queue_waiter w;
   struct queue *q;
-  struct vm_task *task;
   int is_push;
 };
 

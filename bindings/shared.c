@@ -61,6 +61,8 @@ static const struct value_handle_type dict_handle = {
 static const struct value_handle_type queue_handle = {
   QUEUE_MT, proxy_get, queue_retain_, queue_release_, queue_push_};
 
+/* The handle types are registered with vm/value once per process, by the
+ * first state that requires the module (pthread_once: any thread). */
 static pthread_once_t registered = PTHREAD_ONCE_INIT;
 static void register_types(void) {
   value_register_handle_type(&dict_handle);

@@ -34,16 +34,8 @@
 #define CHUNK_MEMORY (64u << 20)
 #define CHUNK_SECONDS 1.0
 
-#define CHECK(cond, ...)                                                         \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      fprintf(stderr, "fuzz_config: %s:%d: check failed: %s: ", __FILE__,       \
-              __LINE__, #cond);                                                  \
-      fprintf(stderr, __VA_ARGS__);                                              \
-      fprintf(stderr, "\n");                                                     \
-      abort();                                                                   \
-    }                                                                            \
-  } while (0)
+#define FUZZ_NAME "fuzz_config"
+#include "fuzz_check.h"
 
 lua_State *__real_vm_new(const struct vm_opts *o, char *err, size_t errlen);
 lua_State *__wrap_vm_new(const struct vm_opts *o, char *err, size_t errlen);

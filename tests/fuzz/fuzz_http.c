@@ -35,17 +35,11 @@ static size_t exp_n, exp_cap;
 static char *out;
 static size_t out_n, out_cap;
 
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "fuzz_http: %s:%d: check failed: %s: ", __FILE__,  \
-              __LINE__, #cond);                                           \
-      fprintf(stderr, __VA_ARGS__);                                       \
-      fprintf(stderr, "\n--- server output (%zu bytes) ---\n%.*s\n---\n", \
-              out_n, (int)(out_n > 4096 ? 4096 : out_n), out ? out : "");  \
-      abort();                                                            \
-    }                                                                     \
-  } while (0)
+#define FUZZ_NAME "fuzz_http"
+#define FUZZ_ON_FAIL()                                                       \
+  fprintf(stderr, "--- server output (%zu bytes) ---\n%.*s\n---\n", out_n, \
+          (int)(out_n > 4096 ? 4096 : out_n), out ? out : "")
+#include "fuzz_check.h"
 
 static void dispatch(void *ud, struct http_conn *c, const struct http_request *r) {
   if (exp_n == exp_cap) {

@@ -37,16 +37,8 @@
 #define FUZZ_MAX_INPUT 4096
 #define MAX_STACK 400
 
-#define CHECK(cond, ...)                                                         \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      fprintf(stderr, "fuzz_values: %s:%d: check failed: %s: ", __FILE__,       \
-              __LINE__, #cond);                                                  \
-      fprintf(stderr, __VA_ARGS__);                                              \
-      fprintf(stderr, "\n");                                                     \
-      abort();                                                                   \
-    }                                                                            \
-  } while (0)
+#define FUZZ_NAME "fuzz_values"
+#include "fuzz_check.h"
 
 /* describe(v): canonical text of v; keys are scalars (the builder makes
  * sure), functions render as their results. */
