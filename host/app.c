@@ -59,18 +59,25 @@ static void free_stores(void) {
   dict_free_all();
 }
 
+/* Loads the configuration: 0, or the exit status after the message (2 for
+ * a configuration error, 1 when the host itself failed). */
+static int load_config(struct config *cfg, const char *dir, const struct config_cli *cli) {
+  char err[2048];
+  int rc = config_load(cfg, dir, cli, err, sizeof err);
+  if (rc == 0) return 0;
+  fprintf(stderr, "luahost: %s\n", err);
+  config_free(cfg);
+  return rc == CONFIG_SYSTEM ? 1 : 2;
+}
+
 int app_serve(const char *app_dir, const struct config_cli *cli) {
   struct config cfg;
-  char err[2048];
-  if (config_load(&cfg, app_dir, cli, err, sizeof err) < 0) {
-    fprintf(stderr, "luahost: %s\n", err);
-    config_free(&cfg);
-    return 2;
-  }
+  int rc = load_config(&cfg, app_dir, cli);
+  if (rc != 0) return rc;
   log_set_json(cfg.log_json);
   configure_stores(&cfg);
   configure_threads(cfg.max_background_threads, cfg.memory_limit, cfg.app_dir, cfg.role);
-  int rc = server_run(&cfg, serve_modules);
+  rc = server_run(&cfg, serve_modules);
   config_free(&cfg);
   free_stores();
   return rc;
@@ -96,11 +103,8 @@ int app_run(const char *script, int argc, char **argv) {
   if (access(app_lua, F_OK) == 0) {
     struct config_cli cli;
     memset(&cli, 0, sizeof cli);
-    if (config_load(&cfg, dir, &cli, err, sizeof err) < 0) {
-      fprintf(stderr, "luahost: %s\n", err);
-      config_free(&cfg);
-      return 2;
-    }
+    int rc = load_config(&cfg, dir, &cli);
+    if (rc != 0) return rc;
     memory_limit = cfg.memory_limit;
     max_threads = cfg.max_background_threads;
     configure_stores(&cfg);
@@ -197,16 +201,12 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
 int app_test(const char *app_dir, const char *role_name, char **paths, int npaths) {
   struct config cfg, *cfgp = NULL;
   struct config_cli cli;
-  char err[2048];
   int role = VM_FRONTEND;
   memset(&cli, 0, sizeof cli);
   cli.role = role_name;
   if (app_dir) {
-    if (config_load(&cfg, app_dir, &cli, err, sizeof err) < 0) {
-      fprintf(stderr, "luahost: %s\n", err);
-      config_free(&cfg);
-      return 2;
-    }
+    int rc = load_config(&cfg, app_dir, &cli);
+    if (rc != 0) return rc;
     cfgp = &cfg;
     role = cfg.role;
     configure_stores(&cfg);

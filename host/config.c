@@ -433,7 +433,7 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
   c->app_dir = dupstr(real);
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL};
   lua_State *L = vm_new(&vo, err, n);
-  if (!L) return -1;
+  if (!L) return CONFIG_SYSTEM;
   /* Everything runs in one protected call: whatever app.lua's values do
    * (a raising __tostring, say), the outcome is a message, never a panic. */
   struct load_args a = {c, cli, err, n, -1};

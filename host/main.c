@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "base/fault.h"
 #include "base/instance.h"
 
 static const char usage[] =
@@ -86,12 +87,25 @@ static int cmd_test(int argc, char **argv) {
   return rc;
 }
 
+#ifdef LUAHOST_FAULT_INJECTION
+#define BUILD_NOTE ", fault injection build"
+#else
+#define BUILD_NOTE ""
+#endif
+
 int main(int argc, char **argv) {
   instance_init();
+#ifdef LUAHOST_FAULT_INJECTION
+  char ferr[256];
+  if (fault_arm_spec(getenv("LUAHOST_FAULTS"), ferr, sizeof ferr) < 0) {
+    fprintf(stderr, "luahost: %s\n", ferr);
+    return 2;
+  }
+#endif
   if (argc < 2) return usage_error("%s", "expected a command: serve, run or test");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-    printf("luahost %s (%s)\n", LUAHOST_VERSION, "Lua 5.4");
+    printf("luahost %s (%s%s)\n", LUAHOST_VERSION, "Lua 5.4", BUILD_NOTE);
     return 0;
   }
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

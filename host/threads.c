@@ -20,8 +20,13 @@
 
 #define MAX_KEPT_OUTCOMES 1000
 
-/* The starter waits on this (on its own stack) until the thread runs. */
-struct start_sync { int started; pthread_cond_t cond; };
+/* The starter waits on this (on its own stack) until the thread runs or
+ * fails to build its state.  Guarded by `tl`. */
+struct start_sync {
+  int state;                    /* 0 waiting, 1 running, -1 no state (err) */
+  char err[512];
+  pthread_cond_t cond;
+};
 
 /* One background thread.  Fields marked (tl) are guarded by `tl`. */
 struct bt {
@@ -182,38 +187,34 @@ static lua_State *new_state(char *err, size_t errlen) {
   return L;
 }
 
-/* Runs b's target in L (a fresh state, or NULL when building one failed),
- * closes L, then publishes the outcome and releases the slot. */
-static void run_job(struct bt *b, lua_State *L, const char *state_err) {
+/* Runs b's target in L (its fresh state), closes L, then publishes the
+ * outcome and releases the slot. */
+static void run_job(struct bt *b, lua_State *L) {
   char err[1024], tid[24];
   struct value outcome = {0};
   snprintf(tid, sizeof tid, "%lld", (long long)b->id);
-  if (!L) {
-    log_msg(LOG_ERROR, "thread_id", tid, "background thread could not start: %s", state_err);
-  } else {
-    struct vm *vm = vm_of(L);
-    vm->base.thread_id = b->id;
-    vm->base.cancel = &b->cancel;
-    vm->base.waiter = &thread_waiter;
-    vm->base.owner = b;
-    lua_pushcfunction(L, run_target);
-    lua_pushlightuserdata(L, b);
-    if (vm_pcall(L, 1, 1) == LUA_OK) {
-      if (value_encode(L, -1, "result", &outcome, err, sizeof err) < 0) {
-        log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
-                err);
-        char msg[1100];
-        snprintf(msg, sizeof msg, "background_thread.Error: %s", err);
-        failure(L, msg, &outcome);
-      }
-    } else {
-      const char *msg = vm_error_text(L);
-      log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
-              b->is_hook ? "(shutdown hook)" : tid, msg);
+  struct vm *vm = vm_of(L);
+  vm->base.thread_id = b->id;
+  vm->base.cancel = &b->cancel;
+  vm->base.waiter = &thread_waiter;
+  vm->base.owner = b;
+  lua_pushcfunction(L, run_target);
+  lua_pushlightuserdata(L, b);
+  if (vm_pcall(L, 1, 1) == LUA_OK) {
+    if (value_encode(L, -1, "result", &outcome, err, sizeof err) < 0) {
+      log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
+              err);
+      char msg[1100];
+      snprintf(msg, sizeof msg, "background_thread.Error: %s", err);
       failure(L, msg, &outcome);
     }
-    vm_close(L);
+  } else {
+    const char *msg = vm_error_text(L);
+    log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
+            b->is_hook ? "(shutdown hook)" : tid, msg);
+    failure(L, msg, &outcome);
   }
+  vm_close(L);
   value_free(&b->target);
   value_free(&b->args);
   value_free(&b->kwargs);
@@ -240,18 +241,20 @@ static void run_job(struct bt *b, lua_State *L, const char *state_err) {
   queue_release(q);
 }
 
-/* A thread made for one target: tells the starter it runs, builds its
- * state, runs the target, ends. */
+/* A thread made for one target: builds its state, tells the starter it
+ * runs (or why it cannot), runs the target, ends. */
 static void *thread_main(void *arg) {
   struct bt *b = arg;
   char err[512];
-  pthread_mutex_lock(&tl);
-  b->sync->started = 1;
-  pthread_cond_signal(&b->sync->cond);
-  b->sync = NULL;
-  pthread_mutex_unlock(&tl);
   lua_State *L = new_state(err, sizeof err);
-  run_job(b, L, err);
+  pthread_mutex_lock(&tl);
+  struct start_sync *sync = b->sync;
+  b->sync = NULL;
+  sync->state = L ? 1 : -1;
+  if (!L) snprintf(sync->err, sizeof sync->err, "%s", err);
+  pthread_cond_signal(&sync->cond);
+  pthread_mutex_unlock(&tl);
+  if (L) run_job(b, L);   /* else the starter undoes b */
   return NULL;
 }
 
@@ -321,7 +324,7 @@ static void *spare_main(void *arg) {
   }
   pthread_mutex_unlock(&tl);
   sem_destroy(&sp.go);
-  if (b) run_job(b, L, NULL);
+  if (b) run_job(b, L);
   else vm_close(L);
   return NULL;
 }
@@ -401,26 +404,30 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     pthread_mutex_unlock(&tl);
     return id;
   }
+  if (spares_wanted) pthread_cond_signal(&replenish_cond);   /* none ready: make more */
   struct start_sync sync = {0};
   pthread_cond_init(&sync.cond, NULL);
   b->sync = &sync;
   int64_t id = b->id;
   int rc = sync_spawn_detached(thread_main, b);
-  if (rc != 0) {
-    snprintf(err, errlen, "cannot create a thread: %s", strerror(rc));
-    records = b->next;
+  if (rc != 0) snprintf(err, errlen, "cannot create a thread: %s", strerror(rc));
+  else while (!sync.state) pthread_cond_wait(&sync.cond, &tl);
+  if (rc == 0 && sync.state < 0) snprintf(err, errlen, "%s", sync.err);
+  if (rc != 0 || sync.state < 0) {   /* never ran: undo the reservation */
+    struct bt **p = &records;
+    while (*p != b) p = &(*p)->next;
+    *p = b->next;
     active--;
     pthread_cond_broadcast(&idle_cond);
     pthread_mutex_unlock(&tl);
+    pthread_cond_destroy(&sync.cond);
     value_free(&b->target); value_free(&b->args); value_free(&b->kwargs);
     pthread_cond_destroy(&b->cond);
-    pthread_cond_destroy(&sync.cond);
     queue_release(q);
     free(b);
     return BT_SYSTEM;
   }
-  /* running: return the ID (b itself may be gone by the time we wake) */
-  while (!sync.started) pthread_cond_wait(&sync.cond, &tl);
+  /* running: return the ID (b itself may be gone by now) */
   pthread_mutex_unlock(&tl);
   pthread_cond_destroy(&sync.cond);
   return id;

@@ -1,6 +1,10 @@
 /* sync: pthread helpers. */
 #include "base/sync.h"
 
+#include <errno.h>
+
+#include "base/fault.h"
+
 void sync_cond_init(pthread_cond_t *c) {
   pthread_condattr_t a;
   pthread_condattr_init(&a);
@@ -19,6 +23,7 @@ struct timespec sync_deadline(uint64_t ns) {
 }
 
 int sync_spawn_detached(void *(*fn)(void *), void *arg) {
+  if (fault_hit(FAULT_THREAD_CREATE)) return EAGAIN;
   pthread_t th;
   pthread_attr_t attr;
   pthread_attr_init(&attr);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 
 int listener_open(const char *host, int port, int *bound_port, char *err, size_t errlen) {
@@ -55,7 +56,9 @@ static void on_backoff(uv_timer_t *t) {
 static void on_readable(uv_poll_t *p, int status, int events) {
   struct listener_poll *lp = p->data;
   for (int i = 0; i < 4; i++) {
-    int fd = accept4(lp->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd;
+    if (fault_hit(FAULT_ACCEPT)) { fd = -1; errno = EMFILE; }
+    else fd = accept4(lp->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         log_msg(LOG_WARNING, NULL, NULL, "accept: %s; pausing accepts for 100 ms",

@@ -9,6 +9,7 @@
 #include <lualib.h>
 
 #include "base/clock.h"
+#include "base/fault.h"
 #include "embedded.h"
 #include "vm/errors.h"
 
@@ -25,6 +26,9 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (vm->limit_on && vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit)
     return NULL;
+#ifdef LUAHOST_FAULT_INJECTION
+  if (vm->building && nsize > osize && fault_hit(FAULT_STATE_ALLOC)) return NULL;
+#endif
   void *p = realloc(ptr, nsize);
   if (p) vm->used = vm->used - osize + nsize;
   return p;
@@ -177,9 +181,14 @@ static int setup(lua_State *L) {
 
 lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
   struct vm *vm = calloc(1, sizeof *vm);
-  if (!vm) { snprintf(err, errlen, "out of memory"); return NULL; }
+  if (!vm) { snprintf(err, errlen, "cannot build a Lua state: out of memory"); return NULL; }
+  vm->building = 1;
   lua_State *L = lua_newstate(vm_alloc, vm);
-  if (!L) { free(vm); snprintf(err, errlen, "out of memory"); return NULL; }
+  if (!L) {
+    free(vm);
+    snprintf(err, errlen, "cannot build a Lua state: out of memory");
+    return NULL;
+  }
   *(struct vm **)lua_getextraspace(L) = vm;
   vm->role = o->role;
   vm->exit_mode = o->exit_mode;
@@ -194,6 +203,7 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
   }
   vm_arm_hook(L);
   vm->limit = o->memory_limit;
+  vm->building = 0;
   return L;
 }
 

@@ -72,6 +72,7 @@ struct vm {
   size_t used;            /* bytes allocated by the state now */
   size_t limit;           /* memory_limit; 0 = none */
   int limit_on;           /* off while the host itself works in the state */
+  int building;           /* set while vm_new builds it (fault injection) */
   int role;
   int exit_mode;
   struct vm_task base;    /* the state's own code, outside any request */
