@@ -105,16 +105,7 @@ static int log_(lua_State *L) {
   lua_call(L, lua_gettop(L) - 1, 1);
   size_t len;
   const char *msg = lua_tolstring(L, -1, &len);
-  struct vm_task *t = vm_of(L)->current;
-  char tid[24];
-  if (t->request_id) {
-    log_text(level, "request_id", t->request_id, msg, len);
-  } else if (t->thread_id) {
-    snprintf(tid, sizeof tid, "%lld", (long long)t->thread_id);
-    log_text(level, "thread_id", tid, msg, len);
-  } else {
-    log_text(level, NULL, NULL, msg, len);
-  }
+  vm_log(vm_of(L), level, msg, len);
   return 0;
 }
 

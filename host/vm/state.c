@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "base/fault.h"
+#include "base/log.h"
 #include "embedded.h"
 #include "vm/errors.h"
 
@@ -179,6 +180,37 @@ static int setup(lua_State *L) {
   return 0;
 }
 
+void vm_log(struct vm *vm, int level, const char *msg, size_t len) {
+  struct vm_task *t = vm->current;
+  char tid[24];
+  if (t->request_id) {
+    log_text(level, "request_id", t->request_id, msg, len);
+  } else if (t->thread_id) {
+    snprintf(tid, sizeof tid, "%lld", (long long)t->thread_id);
+    log_text(level, "thread_id", tid, msg, len);
+  } else {
+    log_text(level, NULL, NULL, msg, len);
+  }
+}
+
+/* Lua's warning function: pieces are joined (up to the buffer), control
+ * messages "@on"/"@off" switch logging. */
+static void vm_warn(void *ud, const char *msg, int tocont) {
+  struct vm *vm = ud;
+  if (vm->warn_len == 0 && !tocont && msg[0] == '@') {
+    if (!strcmp(msg, "@off")) vm->warn_off = 1;
+    else if (!strcmp(msg, "@on")) vm->warn_off = 0;
+    return;
+  }
+  size_t n = strlen(msg), room = sizeof vm->warn - vm->warn_len;
+  if (n > room) n = room;
+  memcpy(vm->warn + vm->warn_len, msg, n);
+  vm->warn_len += n;
+  if (tocont) return;
+  if (!vm->warn_off) vm_log(vm, LOG_WARNING, vm->warn, vm->warn_len);
+  vm->warn_len = 0;
+}
+
 lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
   struct vm *vm = calloc(1, sizeof *vm);
   if (!vm) { snprintf(err, errlen, "cannot build a Lua state: out of memory"); return NULL; }
@@ -190,6 +222,7 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
     return NULL;
   }
   *(struct vm **)lua_getextraspace(L) = vm;
+  lua_setwarnf(L, vm_warn, vm);
   vm->role = o->role;
   vm->exit_mode = o->exit_mode;
   vm->base.vm = vm;

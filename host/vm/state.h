@@ -73,6 +73,9 @@ struct vm {
   size_t limit;           /* memory_limit; 0 = none */
   int limit_on;           /* off while the host itself works in the state */
   int building;           /* set while vm_new builds it (fault injection) */
+  int warn_off;           /* warn("@off") given: Lua warnings not logged */
+  size_t warn_len;        /* a warning being assembled from pieces */
+  char warn[240];
   int role;
   int exit_mode;
   struct vm_task base;    /* the state's own code, outside any request */
@@ -88,7 +91,12 @@ struct vm_opts {
   const luaL_Reg *preload;       /* host modules, NULL-terminated */
 };
 
-/* NULL (with a message in err) when the state cannot be built. */
+/* Logs msg tagged with the task running in vm (its request or thread ID). */
+void vm_log(struct vm *vm, int level, const char *msg, size_t len);
+
+/* NULL (with a message in err) when the state cannot be built.  Lua's
+ * warnings (warn(), errors in __gc) are logged as warnings through
+ * vm_log until the state's code says warn("@off"). */
 lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen);
 void vm_close(lua_State *L);
 /* Pushes the embedded script `name` (scripts/<name>.lua) as a function:

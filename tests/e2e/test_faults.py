@@ -3,6 +3,7 @@ written (a full disk: stdout on /dev/full) and a descriptor limit so low
 that the connection cap is reached.  The host keeps serving."""
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -114,6 +115,143 @@ class Faults(harness.ServerTestCase):
             self.assertLess(time.monotonic(), deadline, "not serving after the burst")
             time.sleep(0.05)
         self.assertServes(srv)
+
+
+LUA_FAULTS = {
+    "hello.lua": harness.HELLO_LUA,
+    "app.lua": r"""
+        return { workers = 1, request_deadline = 5, handlers = {
+          {url = "^/hello$", script = "hello"},
+          {url = "^/f/", script = "faults"},
+        } }
+    """,
+    # One handler per fault, chosen by the last path segment.
+    "faults.lua": r"""
+        local runtime = require "runtime"
+        local shared = require "shared"
+        local F = {}
+        function F.gc_raises()
+          setmetatable({}, {__gc = function() error("raised in __gc") end})
+          collectgarbage(); collectgarbage()
+          return "after gc"
+        end
+        function F.gc_later()   -- collected during some later request
+          for i = 1, 100 do setmetatable({}, {__gc = function() error("later " .. i) end}) end
+          return "left garbage"
+        end
+        function F.gc_sleeps()
+          setmetatable({}, {__gc = function() runtime.sleep(0.01) end})
+          collectgarbage(); collectgarbage()
+          return "after gc sleep"
+        end
+        function F.yield_in_sort()
+          local t = {3, 1, 2}
+          table.sort(t, function(a, b) coroutine.yield() return a < b end)
+          return "sorted"
+        end
+        function F.sleep_in_gsub()
+          return (string.gsub("ab", ".", function(c) runtime.sleep(0.01) return c:upper() end))
+        end
+        function F.pop_in_metamethod()
+          local q = shared.queue("lf")
+          local t = setmetatable({}, {__index = function() return q:pop(0.01) end})
+          return tostring(t.x)
+        end
+        function F.close_raises()
+          local x <close> = setmetatable({}, {__close = function() error("raised in __close") end})
+          return "closed"
+        end
+        function F.err_nil() error(nil) end
+        function F.err_table() error({code = 7}) end
+        function F.err_function() error(print) end
+        function F.err_coroutine() error(coroutine.create(print)) end
+        function F.err_bad_tostring()
+          error(setmetatable({}, {__tostring = function() error("tostring raised") end}))
+        end
+        function F.err_tostring_table()
+          error(setmetatable({}, {__tostring = function() return {} end}))
+        end
+        function F.err_in_error_handler()
+          xpcall(error, function() error("handler raised") end, "x")
+          return "xpcall survived"
+        end
+        function F.coroutine_into_queue()
+          local ok, err = pcall(shared.queue("lf").push, shared.queue("lf"),
+                                {co = coroutine.create(print)})
+          return tostring(ok) .. " " .. tostring(err)
+        end
+        function F.coroutine_into_queue_unprotected()
+          shared.queue("lf"):push(coroutine.running())
+        end
+        function F.coroutine_into_dict()
+          local ok, err = pcall(shared.dict("lf").set, shared.dict("lf"), "k", coroutine.running())
+          return tostring(ok) .. " " .. tostring(err)
+        end
+        return function(req)
+          return F[req.path:match("^/f/(.*)$")]()
+        end
+    """,
+}
+
+
+class LuaFaults(harness.ServerTestCase):
+    """Handlers that misbehave in the ways Lua allows: each is answered
+    cleanly and the one worker goes on serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(LUA_FAULTS, args=["--role", "backend"])
+
+    def fault(self, name, status, body=None):
+        t0 = time.monotonic()
+        r = self.srv.get("/f/" + name, timeout=harness.scaled(6))
+        self.assertLess(time.monotonic() - t0, harness.scaled(2.0), name)
+        self.assertStatus(r, status)
+        if status == 500:
+            self.assertIn(r.header("x-request-id").encode(), r.body)
+        if body is not None:
+            self.assertEqual(r.body, body)
+        self.assertServes(self.srv)
+        return r
+
+    def test_gc_metamethod_that_raises(self):
+        r = self.fault("gc_raises", 200, b"after gc")
+        # Lua turns it into a warning: logged with the request's ID
+        self.assertIsNotNone(self.srv.wait_stderr(re.escape(
+            "warning [request_id=%s] error in __gc" % r.header("x-request-id"))),
+            self.srv.stderr_text())
+        self.fault("gc_later", 200, b"left garbage")
+        for _ in range(20):   # the garbage is collected during these
+            self.fault("gc_raises", 200, b"after gc")
+
+    def test_gc_metamethod_that_sleeps(self):
+        self.fault("gc_sleeps", 200, b"after gc sleep")
+
+    def test_yield_across_a_c_boundary(self):
+        r = self.fault("yield_in_sort", 500)
+        self.assertIn(r.header("x-request-id"), self.srv.stderr_text())
+        # waiting host calls where Lua cannot yield: they wait in place
+        self.fault("sleep_in_gsub", 200, b"AB")
+        self.fault("pop_in_metamethod", 200, b"nil")
+
+    def test_close_metamethod_that_raises(self):
+        self.fault("close_raises", 500)
+
+    def test_error_objects_that_are_not_strings(self):
+        for name in ("err_nil", "err_table", "err_function", "err_coroutine",
+                     "err_bad_tostring", "err_tostring_table"):
+            with self.subTest(name=name):
+                self.fault(name, 500)
+        self.fault("err_in_error_handler", 200, b"xpcall survived")
+
+    def test_coroutine_into_a_shared_queue_or_dict(self):
+        r = self.fault("coroutine_into_queue", 200)
+        self.assertIn(b"false", r.body)
+        self.assertIn(b"value.co: cannot copy a thread", r.body)
+        self.fault("coroutine_into_queue_unprotected", 500)
+        r = self.fault("coroutine_into_dict", 200)
+        self.assertIn(b"false", r.body)
+        self.assertIn(b"thread", r.body)
 
 
 if __name__ == "__main__":
