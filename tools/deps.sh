@@ -3,9 +3,9 @@
 # Idempotent; runs apt-get only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libuv1-dev
-      node-llhttp python3 clang libclang-rt-14-dev curl)
+      node-llhttp python3 clang libclang-rt-14-dev curl wrk)
 if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(wrk nginx-light libnginx-mod-http-lua)
+  pkgs+=(nginx-light libnginx-mod-http-lua)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
