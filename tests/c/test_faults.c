@@ -65,6 +65,7 @@ TEST(state_build_fails_cleanly_at_every_allocation) {
     fault_arm(FAULT_STATE_ALLOC, 0, 0);
     if (L) {   /* every allocation of the build has now failed once */
       ASSERT(failures > 20);
+      printf("  a state build failed cleanly at each of its %d allocations\n", failures);
       ASSERT_INT_EQ(luaL_dostring(L, "return ('ok'):upper()"), LUA_OK);
       ASSERT_STR_EQ(lua_tostring(L, -1), "OK");
       vm_close(L);
@@ -95,12 +96,13 @@ TEST(state_failure_in_a_new_thread_is_a_clean_error_and_frees_the_slot) {
   char err[512];
   int failures = 0;
   init_threads(1, 0);
-  for (long n = 0; n < 20000; n += 7) {
+  for (long n = 0; n < 20000; n++) {
     fault_arm(FAULT_STATE_ALLOC, n, 1);
     int64_t id = start(err, sizeof err);
     fault_arm(FAULT_STATE_ALLOC, 0, 0);
     if (id > 0) {
       ASSERT(failures > 3);
+      printf("  %d thread starts failed cleanly building their state\n", failures);
       expect_42(id);
       ASSERT_INT_EQ(threads_wait_idle(10000000000u), 0);
       threads_free_all();
