@@ -39,10 +39,10 @@ static void *proxy_get(lua_State *L, int idx) {
   return p ? p->obj : NULL;
 }
 
-static void ensure_classes(lua_State *L);
+static void ensure_class(lua_State *L, const char *mt);
 
 static void push_proxy(lua_State *L, void *obj, const char *mt) {
-  ensure_classes(L);
+  ensure_class(L, mt);
   struct proxy *p = lua_newuserdatauv(L, sizeof *p, 0);
   p->obj = NULL;
   luaL_setmetatable(L, mt);
@@ -350,17 +350,17 @@ static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
   lua_pop(L, 1);
 }
 
-/* The proxies' metatables in L (a handle may arrive, copied, in a state
- * that never required "shared"). */
-static void ensure_classes(lua_State *L) {
-  new_class(L, DICT_MT, dict_methods, d_tostring);
-  new_class(L, QUEUE_MT, queue_methods, q_tostring);
+/* A proxy's metatable in L, made when the first proxy of its kind is
+ * (a handle may arrive, copied, in a state that never required "shared";
+ * a thread that only uses queues never pays for the dict class). */
+static void ensure_class(lua_State *L, const char *mt) {
+  if (strcmp(mt, DICT_MT) == 0) new_class(L, DICT_MT, dict_methods, d_tostring);
+  else new_class(L, QUEUE_MT, queue_methods, q_tostring);
 }
 
 int luaopen_shared(lua_State *L) {
   static const luaL_Reg funcs[] = {{"dict", open_dict}, {"queue", open_queue}, {NULL, NULL}};
   pthread_once(&registered, register_types);
-  ensure_classes(L);
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -153,6 +153,10 @@ static int run_target(lua_State *L) {
     if (value_decode(L, &b->kwargs, 1) < 0) return luaL_error(L, "corrupt thread kwargs");
     nargs++;
   }
+  /* rebuilt in L: the bytes are not kept while the target runs */
+  value_free(&b->target);
+  value_free(&b->args);
+  value_free(&b->kwargs);
   lua_call(L, nargs, LUA_MULTRET);
   /* stack: results...: pack them as {ok = true, n = N, ...} */
   int n = lua_gettop(L);
@@ -187,12 +191,33 @@ static lua_State *new_state(char *err, size_t errlen) {
   return L;
 }
 
+/* Encodes the outcome of the target's run (status st, the result or
+ * error on top of L).  Its buffers are off the stack while the target
+ * runs: an idle thread's touched stack stays small. */
+static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L, int st,
+                                                     struct value *outcome) {
+  char err[1024], tid[24];
+  snprintf(tid, sizeof tid, "%lld", (long long)b->id);
+  if (st == LUA_OK) {
+    if (value_encode(L, -1, "result", outcome, err, sizeof err) < 0) {
+      log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
+              err);
+      char msg[1100];
+      snprintf(msg, sizeof msg, "background_thread.Error: %s", err);
+      failure(L, msg, outcome);
+    }
+  } else {
+    const char *msg = vm_error_text(L);
+    log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
+            b->is_hook ? "(shutdown hook)" : tid, msg);
+    failure(L, msg, outcome);
+  }
+}
+
 /* Runs b's target in L (its fresh state), closes L, then publishes the
  * outcome and releases the slot. */
 static void run_job(struct bt *b, lua_State *L) {
-  char err[1024], tid[24];
   struct value outcome = {0};
-  snprintf(tid, sizeof tid, "%lld", (long long)b->id);
   struct vm *vm = vm_of(L);
   vm->base.thread_id = b->id;
   vm->base.cancel = &b->cancel;
@@ -200,20 +225,7 @@ static void run_job(struct bt *b, lua_State *L) {
   vm->base.owner = b;
   lua_pushcfunction(L, run_target);
   lua_pushlightuserdata(L, b);
-  if (vm_pcall(L, 1, 1) == LUA_OK) {
-    if (value_encode(L, -1, "result", &outcome, err, sizeof err) < 0) {
-      log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
-              err);
-      char msg[1100];
-      snprintf(msg, sizeof msg, "background_thread.Error: %s", err);
-      failure(L, msg, &outcome);
-    }
-  } else {
-    const char *msg = vm_error_text(L);
-    log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
-            b->is_hook ? "(shutdown hook)" : tid, msg);
-    failure(L, msg, &outcome);
-  }
+  encode_outcome(b, L, vm_pcall(L, 1, 1), &outcome);
   vm_close(L);
   value_free(&b->target);
   value_free(&b->args);
@@ -290,14 +302,21 @@ static int preload_modules(lua_State *L) {
   return 0;
 }
 
-static void *spare_main(void *arg) {
-  struct spare sp;
+/* A spare's state, or NULL (the spare then ends).  Not inlined: its
+ * buffer is off the stack while the spare waits and runs. */
+static __attribute__((noinline)) lua_State *spare_state(void) {
   char err[512];
   lua_State *L = new_state(err, sizeof err);
   if (L) {
     lua_pushcfunction(L, preload_modules);
     if (vm_pcall(L, 0, 0) != LUA_OK) { vm_close(L); L = NULL; }
   }
+  return L;
+}
+
+static void *spare_main(void *arg) {
+  struct spare sp;
+  lua_State *L = spare_state();
   sem_init(&sp.go, 0, 0);
   sp.job = NULL;
   pthread_mutex_lock(&tl);

@@ -137,6 +137,23 @@ static void replace_global(lua_State *L, const char *name, lua_CFunction f) {
   lua_setglobal(L, name);
 }
 
+/* package.path (package on top): the given directories first, then the
+ * defaults.  Not inlined: the buffer stays out of setup's frame, which is
+ * on the stack while the libraries open (a smaller idle thread stack). */
+static __attribute__((noinline)) void set_path(lua_State *L, const struct vm_opts *o) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 0; i < 3 && o->path_dirs[i]; i++) {
+    const char *d = o->path_dirs[i];
+    luaL_addstring(&b, d); luaL_addstring(&b, "/?.lua;");
+    luaL_addstring(&b, d); luaL_addstring(&b, "/?/init.lua;");
+  }
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "path");
+}
+
 /* Runs inside lua_pcall so that any failure while building is caught. */
 static int setup(lua_State *L) {
   const struct vm_opts *o = lua_touserdata(L, 1);
@@ -160,18 +177,7 @@ static int setup(lua_State *L) {
   lua_pushcfunction(L, text_searcher);
   lua_rawseti(L, -2, 2);
   lua_pop(L, 1);
-  /* package.path: the given directories first, then the defaults */
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (int i = 0; i < 3 && o->path_dirs[i]; i++) {
-    const char *d = o->path_dirs[i];
-    luaL_addstring(&b, d); luaL_addstring(&b, "/?.lua;");
-    luaL_addstring(&b, d); luaL_addstring(&b, "/?/init.lua;");
-  }
-  lua_getfield(L, -2, "path");
-  luaL_addvalue(&b);
-  luaL_pushresult(&b);
-  lua_setfield(L, -2, "path");    /* stack: package */
+  set_path(L, o);                 /* stack: package */
   lua_getfield(L, -1, "preload");
   for (const luaL_Reg *r = o->preload; r && r->name; r++) {
     lua_pushcfunction(L, r->func);
@@ -193,6 +199,8 @@ void vm_log(struct vm *vm, int level, const char *msg, size_t len) {
   }
 }
 
+#define VM_WARN_MAX 512
+
 /* Lua's warning function: pieces are joined (up to the buffer), control
  * messages "@on"/"@off" switch logging. */
 static void vm_warn(void *ud, const char *msg, int tocont) {
@@ -202,7 +210,8 @@ static void vm_warn(void *ud, const char *msg, int tocont) {
     else if (!strcmp(msg, "@on")) vm->warn_off = 0;
     return;
   }
-  size_t n = strlen(msg), room = sizeof vm->warn - vm->warn_len;
+  if (!vm->warn && !(vm->warn = malloc(VM_WARN_MAX))) return;
+  size_t n = strlen(msg), room = VM_WARN_MAX - vm->warn_len;
   if (n > room) n = room;
   memcpy(vm->warn + vm->warn_len, msg, n);
   vm->warn_len += n;
@@ -296,5 +305,6 @@ void vm_close(lua_State *L) {
   struct vm *vm = vm_of(L);
   vm->limit_on = 0;
   lua_close(L);
+  free(vm->warn);
   free(vm);
 }

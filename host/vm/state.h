@@ -75,7 +75,7 @@ struct vm {
   int building;           /* set while vm_new builds it (fault injection) */
   int warn_off;           /* warn("@off") given: Lua warnings not logged */
   size_t warn_len;        /* a warning being assembled from pieces */
-  char warn[240];
+  char *warn;             /* its buffer (VM_WARN_MAX), made on first use */
   int role;
   int exit_mode;
   struct vm_task base;    /* the state's own code, outside any request */

@@ -86,7 +86,7 @@ struct enc {
   size_t mask;          /* slots - 1 */
   size_t used;
   struct enc_slot *slots;
-  struct enc_frame path[VALUE_MAX_DEPTH];
+  struct enc_frame *path;   /* VALUE_MAX_DEPTH frames, on enc_protected's stack */
   struct enc_slot inl[INLINE_SLOTS];
 };
 
@@ -419,11 +419,16 @@ static int enc_value(struct enc *e, int idx) {
   }
 }
 
-/* Runs the walk in protected mode.  Stack: 1 = struct enc, 2 = the value. */
+/* Runs the walk in protected mode.  Stack: 1 = struct enc, 2 = the value.
+ * The path lives here, not in value_encode's frame: a thread that only
+ * ever encodes scalars never touches those stack pages. */
 static int enc_protected(lua_State *L) {
+  struct enc_frame path[VALUE_MAX_DEPTH];
   struct enc *e = lua_touserdata(L, 1);
   e->L = L;
+  e->path = path;
   e->status = enc_value(e, 2);
+  e->path = NULL;
   return 0;
 }
 
@@ -437,6 +442,7 @@ int value_encode(lua_State *L, int idx, const char *root, struct value *out,
   e.errlen = errlen;
   e.status = -1;
   e.depth = 0;
+  e.path = NULL;
   e.nobj = 0;
   e.mask = INLINE_SLOTS - 1;
   e.used = 0;
