@@ -11,6 +11,11 @@
  *       CLOCK_MONOTONIC just before pthread_create; the chunk's first
  *       instruction calls now() (a C function, CLOCK_MONOTONIC in seconds as
  *       a double); latency = now() - creator's time.
+ *   raw_pre_lat_p50_us, raw_pre_lat_p99_us
+ *       the floor of a pre-built design, for reference: a thread that
+ *       already holds its fresh state sleeps on a semaphore; the creator
+ *       reads the clock and posts; latency as above.  (Not a pool: each
+ *       thread still runs one chunk.)
  *   raw_tpK_jobs, raw_tpK_s, raw_tpK_jobs_s, raw_tpK_us_per_job
  *       throughput with K spawns in flight (a counting semaphore: the creator
  *       takes a slot before pthread_create, the detached thread gives it back
@@ -155,6 +160,50 @@ static void bench_latency(int n, int warmup) {
   free(v);
 }
 
+/* A pre-built thread: its state is made before the creator's clock
+ * starts; it sleeps on go until posted. */
+struct pre { sem_t ready, go; struct job j; };
+
+static void *pre_main(void *arg) {
+  struct pre *p = arg;
+  lua_State *L = luaL_newstate();
+  if (!L) { p->j.failed = 1; sem_post(&p->ready); return NULL; }
+  luaL_openlibs(L);
+  lua_register(L, "now", l_now);
+  sem_post(&p->ready);
+  while (sem_wait(&p->go) != 0) {}
+  if (luaL_loadstring(L, LAT_CHUNK) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) p->j.failed = 1;
+  else p->j.lat = lua_tonumber(L, -1) - p->j.t0;
+  lua_close(L);
+  return NULL;
+}
+
+static void bench_prebuilt(int n, int warmup) {
+  double *v = malloc(sizeof *v * (size_t)n);
+  if (!v) die("malloc", ENOMEM);
+  for (int i = -warmup; i < n; i++) {
+    struct pre p = {0};
+    pthread_t th;
+    sem_init(&p.ready, 0, 0);
+    sem_init(&p.go, 0, 0);
+    int rc = pthread_create(&th, NULL, pre_main, &p);
+    if (rc) die("pthread_create", rc);
+    while (sem_wait(&p.ready) != 0) {}
+    usleep(200);   /* let it fall asleep, as a spare waiting for work does */
+    p.j.t0 = mono();
+    sem_post(&p.go);
+    pthread_join(th, NULL);
+    if (p.j.failed) exit(1);
+    if (i >= 0) v[i] = p.j.lat * 1e6;
+    sem_destroy(&p.ready);
+    sem_destroy(&p.go);
+  }
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  printf("raw_pre_lat_p50_us %.2f\n", pct(v, n, 0.50));
+  printf("raw_pre_lat_p99_us %.2f\n", pct(v, n, 0.99));
+  free(v);
+}
+
 static void bench_throughput(int jobs, int k) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -232,6 +281,7 @@ int main(int argc, char **argv) {
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   bench_latency(lat, warmup);
+  bench_prebuilt(lat, warmup);
   for (char *save = NULL, *tok = strtok_r(inflight, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
     bench_throughput(jobs, posint("--inflight", tok));
   bench_idle(idle);
