@@ -127,7 +127,8 @@ static int run_target(lua_State *L) {
     const char *colon = strchr(spec, ':');
     lua_getglobal(L, "require");
     lua_pushlstring(L, spec, (size_t)(colon - spec));
-    lua_call(L, 1, 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+      return luaL_error(L, "target '%s': %s", spec, luaL_tolstring(L, -1, NULL));
     if (!lua_istable(L, -1))
       return luaL_error(L, "target '%s': module '%.*s' did not return a table", spec,
                         (int)(colon - spec), spec);

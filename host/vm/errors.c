@@ -33,6 +33,19 @@ static int err_is_instance(lua_State *L) {
   return 1;
 }
 
+/* cls(message): a new instance, as raising code would make it. */
+static int err_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t len = 0;
+  const char *msg = lua_isnoneornil(L, 2) ? "" : luaL_tolstring(L, 2, &len);
+  lua_createtable(L, 0, 1);
+  lua_pushlstring(L, msg, len);
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, 1);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
 void vm_error_class(lua_State *L, const char *name, const char *parent) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_KEY);
   if (lua_getfield(L, -1, name) == LUA_TTABLE) {
@@ -49,15 +62,16 @@ void vm_error_class(lua_State *L, const char *name, const char *parent) {
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, err_is_instance);
   lua_setfield(L, -2, "is_instance");
+  lua_createtable(L, 0, 2);                 /* the class's own metatable */
+  lua_pushcfunction(L, err_new);
+  lua_setfield(L, -2, "__call");            /* stack: reg cls clsmt */
   if (parent) {
-    vm_error_class(L, parent, NULL);        /* stack: reg cls parent */
+    vm_error_class(L, parent, NULL);        /* stack: reg cls clsmt parent */
     lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__parent");
-    lua_createtable(L, 0, 1);               /* inherit methods */
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
+    lua_setfield(L, -4, "__parent");
+    lua_setfield(L, -2, "__index");         /* inherit methods */
   }
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, name);
   lua_remove(L, -2);                        /* stack: cls */

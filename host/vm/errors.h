@@ -2,7 +2,8 @@
  * vm/errors: error classes as Lua sees them.  A class is a table with
  * __name ("runtime.DeadlineExceededError"), __index (itself), __tostring
  * ("<name>: <message>"), is_instance(cls, v) and __parent; instances are
- * {message = ...} with the class as metatable.  Classes live in the
+ * {message = ...} with the class as metatable.  Calling a class,
+ * cls(message), makes an instance (for code that raises its own).  Classes live in the
  * registry of each state, made on first use.  Calls are made on the
  * state's own thread.
  */

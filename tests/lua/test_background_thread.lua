@@ -187,6 +187,27 @@ function TestErrors:test_class_hierarchy_and_strings()
   lu.assertTrue(bt.Error:is_instance(setmetatable({}, bt.Cancelled)))
 end
 
+function TestErrors:test_classes_make_instances_when_called()
+  local e = bt.Cancelled("stop now")
+  lu.assertEquals(e.message, "stop now")
+  lu.assertEquals(tostring(e), "background_thread.Cancelled: stop now")
+  lu.assertTrue(bt.Cancelled:is_instance(e))
+  lu.assertTrue(bt.Error:is_instance(e))
+  lu.assertFalse(bt.FrontendsNotSupported:is_instance(e))
+  local ok, got = pcall(error, bt.Error("mine"))
+  lu.assertFalse(ok)
+  lu.assertTrue(bt.Error:is_instance(got))
+  lu.assertEquals(tostring(got), "background_thread.Error: mine")
+  lu.assertEquals(bt.Error().message, "")
+  lu.assertEquals(tostring(bt.Error(42)), "background_thread.Error: 42")
+end
+
+function TestErrors:test_unknown_module_target_names_the_target()
+  local ok, err = bt.join(bt.start_new_background_thread("no_such_module_xyz:f"), 5)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "target 'no_such_module_xyz:f': module 'no_such_module_xyz' not found")
+end
+
 function TestErrors:test_current_thread_id_outside_threads()
   lu.assertNil(bt.current_thread_id())
 end

@@ -61,6 +61,9 @@ function TestRuntime:test_deadline_error_class()
   lu.assertEquals(E.__name, "runtime.DeadlineExceededError")
   lu.assertFalse(E:is_instance("runtime.DeadlineExceededError: x"))
   lu.assertFalse(E:is_instance({}))
+  local e = E("too late")
+  lu.assertTrue(E:is_instance(e))
+  lu.assertEquals(tostring(e), "runtime.DeadlineExceededError: too late")
 end
 
 TestSandbox = {}
