@@ -133,6 +133,17 @@ static long rss_kib(void) {
   return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* Prints the sample's n, p50, p90, p99 and max as `<key>_...` lines; frees v. */
+static void report_latency(const char *key, double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  printf("%s_n %d\n", key, n);
+  printf("%s_p50_us %.2f\n", key, pct(v, n, 0.50));
+  printf("%s_p90_us %.2f\n", key, pct(v, n, 0.90));
+  printf("%s_p99_us %.2f\n", key, pct(v, n, 0.99));
+  printf("%s_max_us %.2f\n", key, v[n - 1]);
+  free(v);
+}
+
 static const char LAT_CHUNK[] = "local t1 = now() return t1";
 static const char TP_CHUNK[] = "return 1";
 static const char IDLE_CHUNK[] = "park() return 0";
@@ -151,13 +162,7 @@ static void bench_latency(int n, int warmup) {
     if (j.failed) exit(1);
     if (i >= 0) v[i] = j.lat * 1e6;
   }
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  printf("raw_lat_n %d\n", n);
-  printf("raw_lat_p50_us %.2f\n", pct(v, n, 0.50));
-  printf("raw_lat_p90_us %.2f\n", pct(v, n, 0.90));
-  printf("raw_lat_p99_us %.2f\n", pct(v, n, 0.99));
-  printf("raw_lat_max_us %.2f\n", v[n - 1]);
-  free(v);
+  report_latency("raw_lat", v, n);
 }
 
 /* A pre-built thread: its state is made before the creator's clock
@@ -198,10 +203,7 @@ static void bench_prebuilt(int n, int warmup) {
     sem_destroy(&p.ready);
     sem_destroy(&p.go);
   }
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  printf("raw_pre_lat_p50_us %.2f\n", pct(v, n, 0.50));
-  printf("raw_pre_lat_p99_us %.2f\n", pct(v, n, 0.99));
-  free(v);
+  report_latency("raw_pre_lat", v, n);
 }
 
 static void bench_throughput(int jobs, int k) {

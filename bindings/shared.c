@@ -145,29 +145,22 @@ static int d_get(lua_State *L) {
   return 1;
 }
 
-static int d_set(lua_State *L) {
+/* set and add: the same arguments and answers, one store call apart. */
+static int store_with(lua_State *L, int (*op)(struct dict *, const char *, size_t,
+                                              const struct dict_val *, uint64_t)) {
   struct dict *d = check_dict(L);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   struct dict_val v;
   check_val(L, 3, &v);
-  int rc = dict_set(d, k, kl, &v, check_ttl(L, 4));
+  int rc = op(d, k, kl, &v, check_ttl(L, 4));
   if (rc != DICT_OK) return fail(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int d_add(lua_State *L) {
-  struct dict *d = check_dict(L);
-  size_t kl;
-  const char *k = check_key(L, 2, &kl);
-  struct dict_val v;
-  check_val(L, 3, &v);
-  int rc = dict_add(d, k, kl, &v, check_ttl(L, 4));
-  if (rc != DICT_OK) return fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int d_set(lua_State *L) { return store_with(L, dict_set); }
+static int d_add(lua_State *L) { return store_with(L, dict_add); }
 
 static int d_incr(lua_State *L) {
   struct dict *d = check_dict(L);
