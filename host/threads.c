@@ -231,7 +231,7 @@ static void run_job(struct bt *b, lua_State *L) {
   lua_pushlightuserdata(L, b);
   encode_outcome(b, L, vm_pcall(L, 1, 1), &outcome);
   vm_close(L);
-  value_free(&b->target);
+  value_free(&b->target);   /* run_target freed them, unless it failed first */
   value_free(&b->args);
   value_free(&b->kwargs);
   /* The state is closed: release the slot, then publish the outcome (so a
@@ -400,6 +400,16 @@ static struct spare *hand_to_spare(struct bt *b) {
   return sp;
 }
 
+/* Frees a record whose thread never ran, with its values and queue. */
+static void discard(struct bt *b) {
+  value_free(&b->target);
+  value_free(&b->args);
+  value_free(&b->kwargs);
+  pthread_cond_destroy(&b->cond);
+  queue_release(b->outcome);
+  free(b);
+}
+
 static int64_t spawn(struct value *target, struct value *args, struct value *kwargs,
                      int is_hook, char *err, size_t errlen) {
   struct bt *b = calloc(1, sizeof *b);
@@ -410,35 +420,35 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     value_free(target); value_free(args); value_free(kwargs);
     return BT_SYSTEM;
   }
+  b->outcome = q;
+  b->is_hook = is_hook;
+  sync_cond_init(&b->cond);
+  b->target = *target; b->args = *args; b->kwargs = *kwargs;   /* taken in every case */
+  memset(target, 0, sizeof *target); memset(args, 0, sizeof *args);
+  memset(kwargs, 0, sizeof *kwargs);
+  int64_t refused = 0;
   pthread_mutex_lock(&tl);
   if (shutting_down && !is_hook) {
-    pthread_mutex_unlock(&tl);
     snprintf(err, errlen, "the instance is shutting down: no new background threads");
-    goto refuse;
-  }
-  if (!is_hook && active >= cfg.max_threads) {
-    pthread_mutex_unlock(&tl);
+    refused = BT_SHUTDOWN;
+  } else if (!is_hook && active >= cfg.max_threads) {
     snprintf(err, errlen, "max_background_threads (%d) background threads are already active",
              cfg.max_threads);
-    queue_release(q);
-    free(b);
-    value_free(target); value_free(args); value_free(kwargs);
-    return BT_LIMIT;
+    refused = BT_LIMIT;
+  }
+  if (refused) {
+    pthread_mutex_unlock(&tl);
+    discard(b);
+    return refused;
   }
   active++;   /* the reservation, released when the thread's state is closed */
   b->id = ++next_id;
-  b->outcome = q;
   b->alive = 1;
-  b->is_hook = is_hook;
-  sync_cond_init(&b->cond);
-  b->target = *target; b->args = *args; b->kwargs = *kwargs;
-  memset(target, 0, sizeof *target); memset(args, 0, sizeof *args);
-  memset(kwargs, 0, sizeof *kwargs);
   b->next = records;
   records = b;
+  int64_t id = b->id;
   struct spare *sp = hand_to_spare(b);
   if (sp) {   /* the spare runs: its ID can be returned now */
-    int64_t id = b->id;
     pthread_mutex_unlock(&tl);
     sem_post(&sp->go);
     return id;
@@ -447,7 +457,6 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   struct start_sync sync = {0};
   pthread_cond_init(&sync.cond, NULL);
   b->sync = &sync;
-  int64_t id = b->id;
   int rc = sync_spawn_detached(thread_main, b);
   if (rc != 0) snprintf(err, errlen, "cannot create a thread: %s", strerror(rc));
   else while (!sync.state) pthread_cond_wait(&sync.cond, &tl);
@@ -458,23 +467,12 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     *p = b->next;
     active--;
     pthread_cond_broadcast(&idle_cond);
-    pthread_mutex_unlock(&tl);
-    pthread_cond_destroy(&sync.cond);
-    value_free(&b->target); value_free(&b->args); value_free(&b->kwargs);
-    pthread_cond_destroy(&b->cond);
-    queue_release(q);
-    free(b);
-    return BT_SYSTEM;
+    id = BT_SYSTEM;
   }
-  /* running: return the ID (b itself may be gone by now) */
   pthread_mutex_unlock(&tl);
   pthread_cond_destroy(&sync.cond);
+  if (id == BT_SYSTEM) discard(b);   /* else b may be gone by now */
   return id;
-refuse:
-  queue_release(q);
-  free(b);
-  value_free(target); value_free(args); value_free(kwargs);
-  return BT_SHUTDOWN;
 }
 
 void threads_init(const struct threads_config *c) {
