@@ -39,42 +39,10 @@
 
 #define FUZZ_NAME "fuzz_values"
 #include "fuzz_check.h"
+#include "../c/value_describe.h"
 
-/* describe(v): canonical text of v; keys are scalars (the builder makes
- * sure), functions render as their results. */
-static const char DESCRIBE[] =
-  "local function keystr(k)\n"
-  "  local mt = math.type(k)\n"
-  "  if mt == 'integer' then return 'i' .. k end\n"
-  "  if mt == 'float' then return 'f' .. string.format('%a', k) end\n"
-  "  if type(k) == 'string' then return 's' .. string.format('%q', k) end\n"
-  "  if type(k) == 'function' then return 'fn:' .. tostring(k()) end\n"
-  "  return type(k) .. ':' .. tostring(k)\n"
-  "end\n"
-  "function describe(v)\n"
-  "  local ids, n, out = {}, 0, {}\n"
-  "  local function walk(x)\n"
-  "    if type(x) ~= 'table' then out[#out + 1] = keystr(x) return end\n"
-  "    if ids[x] then out[#out + 1] = '@' .. ids[x] return end\n"
-  "    n = n + 1 ids[x] = n\n"
-  "    local keys, byname = {}, {}\n"
-  "    for k in next, x do\n"
-  "      local s = keystr(k)\n"
-  "      assert(byname[s] == nil, 'two keys render alike: ' .. s)\n"
-  "      keys[#keys + 1] = s byname[s] = k\n"
-  "    end\n"
-  "    table.sort(keys)\n"
-  "    out[#out + 1] = '{'\n"
-  "    for _, s in ipairs(keys) do\n"
-  "      out[#out + 1] = s .. '='\n"
-  "      walk(rawget(x, byname[s]))\n"
-  "      out[#out + 1] = ','\n"
-  "    end\n"
-  "    out[#out + 1] = '}'\n"
-  "  end\n"
-  "  walk(v)\n"
-  "  return table.concat(out)\n"
-  "end\n";
+/* describe(v), from value_describe.h (the builder makes keys scalars). */
+static const char DESCRIBE[] = VALUE_DESCRIBE_LUA;
 
 static lua_State *new_state(void) {
   char err[256];
