@@ -196,6 +196,17 @@ static void job_post(struct vm_task *t) {
 
 #define STUCK_NS 10000000u   /* Lua running this long: the worker is busy */
 
+/* (w->mail_lock) Room for one more fd in w's inbox: 0, or -1. */
+static int grow_inbox(struct worker *w) {
+  if (w->ninbox < w->inbox_cap) return 0;
+  int cap = w->inbox_cap ? w->inbox_cap * 2 : 64;
+  int *p = realloc(w->inbox, (size_t)cap * sizeof *p);
+  if (!p) return -1;
+  w->inbox = p;
+  w->inbox_cap = cap;
+  return 0;
+}
+
 /* listener_accept_fn: the connection goes to the worker with the fewest
  * connections among those not busy in a long handler (this one if tied),
  * so loops share the load and a stuck worker gets no new connections. */
@@ -212,18 +223,18 @@ static void on_accepted(void *ud, int fd) {
     if (n < best_n) { best = o; best_n = n; }
   }
   if (best == w) { http_conn_open(&w->http, fd); return; }
+  /* Under best's mail_lock: its stop is checked again and the send made
+   * before on_check, which closes `mail` under the same lock, can run. */
   uv_mutex_lock(&best->mail_lock);
-  if (best->ninbox == best->inbox_cap) {
-    int cap = best->inbox_cap ? best->inbox_cap * 2 : 64;
-    int *p = realloc(best->inbox, (size_t)cap * sizeof *p);
-    if (!p) { uv_mutex_unlock(&best->mail_lock); http_conn_open(&w->http, fd); return; }
-    best->inbox = p;
-    best->inbox_cap = cap;
+  if (atomic_load(&best->stop_phase) > 0 || grow_inbox(best) < 0) {
+    uv_mutex_unlock(&best->mail_lock);
+    http_conn_open(&w->http, fd);
+    return;
   }
   best->inbox[best->ninbox++] = fd;
   atomic_fetch_add_explicit(&best->http.nconns, 1, memory_order_relaxed);   /* on its way */
-  uv_mutex_unlock(&best->mail_lock);
   uv_async_send(&best->mail);
+  uv_mutex_unlock(&best->mail_lock);
 }
 
 /* vm_waiter.sleep: park the request; a timer resumes it (at the latest at
@@ -302,10 +313,14 @@ static void send_stop_request(struct worker *w) {
 
 static void on_check(uv_timer_t *t) {
   struct worker *w = t->data;
-  if (w->http.nconns > 0 || w->waiting) return;
-  uv_close((uv_handle_t *)&w->check, NULL);
-  uv_close((uv_handle_t *)&w->wake, NULL);
-  uv_close((uv_handle_t *)&w->mail, NULL);
+  uv_mutex_lock(&w->mail_lock);   /* no hand-off in flight (see on_accepted) */
+  int idle = w->http.nconns == 0 && !w->waiting;
+  if (idle) {
+    uv_close((uv_handle_t *)&w->check, NULL);
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_close((uv_handle_t *)&w->mail, NULL);
+  }
+  uv_mutex_unlock(&w->mail_lock);
 }
 
 static void on_stop(uv_async_t *a) {
