@@ -132,15 +132,35 @@ static int fail(lua_State *L, int rc) {
   return 2;
 }
 
-/* A per-thread copy buffer for string values read from dicts. */
-static _Thread_local struct dict_buf scratch;
+/* A per-thread copy buffer for string values read from dicts, made on a
+ * thread's first get and freed by the key's destructor when the thread
+ * ends (background threads are one-shot: a plain thread-local would leak
+ * each one's buffer). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_free(void *p) {
+  struct dict_buf *b = p;
+  free(b->p);
+  free(b);
+}
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+static struct dict_buf *scratch(void) {
+  pthread_once(&scratch_once, scratch_init);
+  struct dict_buf *b = pthread_getspecific(scratch_key);
+  if (!b && (b = calloc(1, sizeof *b)) && pthread_setspecific(scratch_key, b) != 0) {
+    free(b);
+    b = NULL;
+  }
+  return b;
+}
 
 static int d_get(lua_State *L) {
   struct dict *d = check_dict(L);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   struct dict_val v;
-  if (dict_get(d, k, kl, &v, &scratch) != DICT_OK) return luaL_error(L, "not enough memory");
+  struct dict_buf *buf = scratch();
+  if (!buf || dict_get(d, k, kl, &v, buf) != DICT_OK) return luaL_error(L, "not enough memory");
   push_val(L, &v);
   return 1;
 }
@@ -167,10 +187,10 @@ static int d_incr(lua_State *L) {
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   struct dict_val n, init, out;
-  luaL_checknumber(L, 3);
+  luaL_checktype(L, 3, LUA_TNUMBER);   /* a numeric string is not a number here */
   check_val(L, 3, &n);
   if (!lua_isnoneornil(L, 4)) {
-    luaL_checknumber(L, 4);
+    luaL_checktype(L, 4, LUA_TNUMBER);
     check_val(L, 4, &init);
   }
   int rc = dict_incr(d, k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init, &out);
@@ -272,16 +292,15 @@ static int q_len(lua_State *L) {
 
 /* ---- module ----------------------------------------------------------- */
 
+/* __gc and __close of both proxy classes.  The argument is checked
+ * against the two metatables: Lua code can reach this function (through
+ * getmetatable) and hand it any value. */
 static int proxy_close(lua_State *L) {
-  struct proxy *p = lua_touserdata(L, 1);
-  if (p && p->obj) {
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "__name");
-    int is_dict = strcmp(lua_tostring(L, -1), DICT_MT) == 0;
-    lua_pop(L, 2);
-    if (is_dict) dict_release(p->obj); else queue_release(p->obj);
-    p->obj = NULL;
-  }
+  struct proxy *p;
+  if ((p = luaL_testudata(L, 1, DICT_MT)) && p->obj) dict_release(p->obj);
+  else if ((p = luaL_testudata(L, 1, QUEUE_MT)) && p->obj) queue_release(p->obj);
+  else return 0;
+  p->obj = NULL;
   return 0;
 }
 

@@ -67,6 +67,18 @@ function TestStart:test_values_cross_by_copy_with_handles()
   lu.assertTrue(shared.dict("btd"):get("from_thread"))
 end
 
+function TestStart:test_dict_strings_read_in_threads()
+  -- each one-shot thread's copy buffer is freed when it ends (LSan checks)
+  shared.dict("btd"):set("big", string.rep("s", 100000))
+  for _ = 1, 5 do
+    local ok, n = bt.join(bt.start_new_background_thread(function()
+      return #require("shared").dict("btd"):get("big")
+    end), 5)
+    lu.assertTrue(ok)
+    lu.assertEquals(n, 100000)
+  end
+end
+
 function TestStart:test_refusals_raise_bt_error_naming_the_path()
   local up = 1
   local ok, err = pcall(bt.start_new_background_thread, function() return up end)

@@ -104,7 +104,21 @@ function TestDict:test_argument_errors()
   lu.assertErrorMsgContains("string expected", d.get, d, 5 < 3)
   lu.assertErrorMsgContains("ttl must be", d.set, d, "k", 1, -1)
   lu.assertErrorMsgContains("number expected", d.incr, d, "k", "x")
+  lu.assertErrorMsgContains("number expected, got string", d.incr, d, "k", "5")
+  lu.assertErrorMsgContains("number expected, got string", d.incr, d, "k", 1, "5")
   lu.assertErrorMsgContains("luahost.shared.Dict expected", d.get, {}, "k")
+end
+
+function TestDict:test_proxy_metamethods_refuse_other_values()
+  local d, q = fresh("t8"), shared.queue("t8q")
+  for _, mt in ipairs { getmetatable(d), getmetatable(q) } do
+    mt.__gc(io.stdout)             -- not a proxy: left alone
+    mt.__gc(42)
+    mt.__close(setmetatable({}, {}))
+  end
+  io.stdout:write("")              -- the stream still works
+  lu.assertTrue(d:set("k", 1))
+  lu.assertEquals(q:len(), 0)
 end
 
 function TestDict:test_same_name_same_dict()
