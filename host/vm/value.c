@@ -40,6 +40,8 @@
 #include <assert.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +60,11 @@ enum {
 #define INLINE_SLOTS 32
 #define MAX_OBJECTS 0x7fffffffu
 
+/* Registered handle types: written under reg_lock, slot before count
+ * (release); read by any thread up to the count it loads (acquire). */
 static const struct value_handle_type *handle_types[MAX_HANDLE_TYPES];
-static int n_handle_types;
+static atomic_int n_handle_types;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- encoding -------------------------------------------------------- */
 
@@ -346,9 +351,10 @@ static int enc_function(struct enc *e, int idx) {
 
 /* The registered type whose metatable the userdata at idx has, or NULL. */
 static const struct value_handle_type *handle_type_of(lua_State *L, int idx) {
-  if (n_handle_types == 0 || !lua_getmetatable(L, idx)) return NULL;
+  int n = atomic_load_explicit(&n_handle_types, memory_order_acquire);
+  if (n == 0 || !lua_getmetatable(L, idx)) return NULL;
   const struct value_handle_type *found = NULL;
-  for (int i = 0; i < n_handle_types && !found; i++) {
+  for (int i = 0; i < n && !found; i++) {
     lua_getfield(L, LUA_REGISTRYINDEX, handle_types[i]->mt_name);
     if (lua_rawequal(L, -1, -2)) found = handle_types[i];
     lua_pop(L, 1);
@@ -653,11 +659,17 @@ int value_decode(lua_State *L, const struct value *v, int allow_functions) {
 /* ---- ownership -------------------------------------------------------- */
 
 int value_register_handle_type(const struct value_handle_type *t) {
-  for (int i = 0; i < n_handle_types; i++)
-    if (handle_types[i] == t) return 0;
-  if (n_handle_types == MAX_HANDLE_TYPES) return -1;
-  handle_types[n_handle_types++] = t;
-  return 0;
+  int rc = 0;
+  pthread_mutex_lock(&reg_lock);
+  int n = atomic_load_explicit(&n_handle_types, memory_order_relaxed);
+  for (int i = 0; i < n; i++)
+    if (handle_types[i] == t) goto done;
+  if (n == MAX_HANDLE_TYPES) { rc = -1; goto done; }
+  handle_types[n] = t;
+  atomic_store_explicit(&n_handle_types, n + 1, memory_order_release);
+done:
+  pthread_mutex_unlock(&reg_lock);
+  return rc;
 }
 
 static void release_refs(struct value *v) {

@@ -15,8 +15,8 @@
  * Threads: value_encode and value_decode run on the thread that owns the
  * lua_State they are given.  A struct value belongs to whoever holds it and
  * may move between threads; it is freed with value_free.  Handle types are
- * registered by the main thread before other threads start and are never
- * removed.  The byte format is in-process only (native byte order); it is
+ * registered by any thread (once each, e.g. by the first state that loads
+ * the module owning them) and are never removed.  The byte format is in-process only (native byte order); it is
  * described at the top of value.c.
  */
 #ifndef LUAHOST_VM_VALUE_H
@@ -27,7 +27,8 @@
 #include <lua.h>
 
 /* Host objects that cross states by reference (shared dicts and queues).
- * Registered once by the main thread before other threads start. */
+ * Registered by any thread; registration is locked and published
+ * atomically, so other threads may encode at the same time. */
 struct value_handle_type {
   const char *mt_name;                       /* metatable name of its proxy userdata */
   void *(*get)(lua_State *L, int idx);       /* the C object behind the proxy at idx */
