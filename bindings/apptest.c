@@ -4,6 +4,7 @@
  * headers, body, through the same routes, limits and error handling as
  * serve (dispatch.c).  Host calls that wait block here.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,28 +73,31 @@ static int request(lua_State *L) {
   r.remote = "127.0.0.1";
   r.start_ns = clock_now_ns();
   r.seq = instance_request_id(r.request_id);
-  /* headers: names lower-cased, kept as strings on the stack */
+  /* headers: names lower-cased, kept as strings on the stack; the array
+   * is a userdata in slot top + 1, so an error anywhere frees it */
   int nh = 0, top = lua_gettop(L);
   struct http_header *hs = NULL;
-  if (lua_getfield(L, 1, "headers") == LUA_TTABLE) {
+  lua_pushnil(L);
+  if (lua_getfield(L, 1, "headers") == LUA_TTABLE) {   /* slot top + 2 */
     int cap = 0;
     lua_pushnil(L);
-    while (lua_next(L, top + 1)) {   /* stack: ... k v */
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-        free(hs);
+    while (lua_next(L, top + 2)) {   /* stack: ... k v */
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
         return luaL_error(L, "apptest.request: headers must map strings to strings");
-      }
       if (nh == cap) {
         cap = cap ? cap * 2 : 8;
-        struct http_header *n = realloc(hs, (size_t)cap * sizeof *n);
-        if (!n || !lua_checkstack(L, 8)) { free(n ? n : hs); return luaL_error(L, "out of memory"); }
+        struct http_header *n = lua_newuserdatauv(L, (size_t)cap * sizeof *n, 0);
+        if (nh) memcpy(n, hs, (size_t)nh * sizeof *n);
+        lua_replace(L, top + 1);
         hs = n;
       }
-      lua_getglobal(L, "string");
-      lua_getfield(L, -1, "lower");
-      lua_remove(L, -2);
-      lua_pushvalue(L, -3);
-      lua_call(L, 1, 1);           /* stack: ... k v lname (v and lname stay) */
+      luaL_checkstack(L, 4, "apptest.request: too many headers");
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      luaL_Buffer lb;
+      char *low = luaL_buffinitsize(L, &lb, kl);
+      for (size_t i = 0; i < kl; i++) low[i] = (char)tolower((unsigned char)k[i]);
+      luaL_pushresultsize(&lb, kl);   /* stack: ... k v lname (v and lname stay) */
       hs[nh].name = lua_tolstring(L, -1, &hs[nh].name_len);
       hs[nh].value = lua_tolstring(L, -2, &hs[nh].value_len);
       nh++;
@@ -105,7 +109,6 @@ static int request(lua_State *L) {
   int status;
   const char *body;
   if (dispatch_reserved(&r, 0, &status, &body)) {
-    free(hs);
     lua_pushinteger(L, status);
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "text/plain; charset=utf-8");
@@ -116,7 +119,6 @@ static int request(lua_State *L) {
   struct dispatch_job j;
   memset(&j, 0, sizeof j);
   dispatch_start(d, &j, &r);   /* no waiter: waits block, so it is done */
-  free(hs);
   /* The answer is host bookkeeping: built with the memory limit off (the
    * handler may have left the heap full until dispatch_finish). */
   struct vm *vm = vm_of(L);

@@ -13,6 +13,14 @@ function TestAppTest:test_request_fields_reach_the_handler()
   lu.assertEquals(body, "POST /echo q=a=1&a=2&b=x%20y a=2 h=v body=data rid=true")
 end
 
+function TestAppTest:test_many_headers_lower_cased()
+  local headers = { ["X-Test"] = "last" }
+  for i = 1, 300 do headers["X-Extra-" .. i] = tostring(i) end
+  local status, _, body = apptest.request { path = "/echo", headers = headers }
+  lu.assertEquals(status, 200)
+  lu.assertStrContains(body, "h=last")
+end
+
 function TestAppTest:test_routes_in_order_with_captures()
   local status, _, body = apptest.request { path = "/users/42" }
   lu.assertEquals(status, 200)
