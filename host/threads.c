@@ -28,17 +28,19 @@ struct start_sync {
   pthread_cond_t cond;
 };
 
-/* One background thread.  Fields marked (tl) are guarded by `tl`. */
+/* One background thread.  Fields marked (tl) are guarded by `tl`; id,
+ * outcome and is_hook are set by the starter before the record is linked
+ * into `records` and read-only after. */
 struct bt {
   int64_t id;
   struct queue *outcome;        /* capacity 1; the record holds a reference */
-  atomic_int cancel;            /* read by the thread's count hook */
+  atomic_int cancel;            /* set by bt.cancel; read by the thread's count hook */
   int alive;                    /* (tl) */
   struct start_sync *sync;      /* (tl) the starter's, until the thread runs */
   int is_hook;                  /* the shutdown hook: no outcome kept */
-  pthread_cond_t cond;          /* (tl) wakes blocking sleeps and the starter */
+  pthread_cond_t cond;          /* (tl) wakes the thread's blocking sleeps */
   struct queue *blocked_q;      /* (tl) the queue wait a cancel interrupts */
-  struct queue_waiter *blocked_w;
+  struct queue_waiter *blocked_w;   /* (tl) */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
   struct bt *next;              /* (tl) all records, newest first */
   struct bt *next_done;         /* (tl) finished records, oldest first */
@@ -53,7 +55,9 @@ static int shutting_down;                  /* (tl) */
 static int64_t next_id;                    /* (tl) */
 static pthread_cond_t idle_cond;           /* (tl) signalled when active drops */
 static struct value hook;                  /* (tl) the shutdown hook's target */
-static struct threads_config cfg;          /* set once by threads_init */
+/* Set by threads_init on the main thread before any background thread
+ * starts; read-only after (app_dir is cfg.app_dir's own copy). */
+static struct threads_config cfg;
 static char *app_dir;
 
 
@@ -216,7 +220,8 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
   }
 }
 
-static void replace_spare(void);
+static int reserve_spare(void);
+static void start_spare(void);
 
 /* Runs b's target in L (its fresh state), closes L, then publishes the
  * outcome, releases the slot and starts a spare in its place. */
@@ -251,11 +256,12 @@ static void run_job(struct bt *b, lua_State *L) {
     done_tail = b;
     if (++ndone > MAX_KEPT_OUTCOMES) drop(done_head);
   }
+  int spare = reserve_spare();
   pthread_mutex_unlock(&tl);
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
   value_free(&outcome);
   queue_release(q);
-  replace_spare();
+  if (spare) start_spare();
 }
 
 /* A thread made for one target: builds its state, tells the starter it
@@ -283,7 +289,9 @@ static void *thread_main(void *arg) {
  * target, and each state is closed after it. */
 
 struct spare {
-  sem_t go;                     /* posted once: job is set, or shutdown */
+  sem_t go;                     /* posted once, by whoever took the spare off
+                                   the list (a starter, or threads_shutdown);
+                                   destroyed by the spare */
   struct bt *job;               /* set under tl while on the list; read by the
                                    spare after the post (NULL: shutdown) */
   struct spare *next;           /* (tl) idle spares */
@@ -291,7 +299,7 @@ struct spare {
 
 static struct spare *spares;    /* (tl) idle spares, ready */
 static int nspares, spares_making;   /* (tl) ready, and being made */
-static int spares_wanted;       /* set by threads_init */
+static int spares_wanted;       /* set by threads_init (main thread, first); read-only after */
 static pthread_cond_t replenish_cond;   /* (tl) */
 
 /* In a spare's state: `runtime` (a small C module nearly every target
@@ -373,18 +381,21 @@ static void *replenisher_main(void *arg) {
 /* A finishing thread starts the spare that replaces it, so that a start
  * wakes one thread (the spare), not the replenisher too: about a tenth
  * more starts per second with 2 in flight.  The replenisher fills in when
- * the last spare is taken (threads that run long) or a start fails. */
-static void replace_spare(void) {
+ * the last spare is taken (threads that run long) or a start fails.
+ * (tl) reserve_spare: 1 when a spare is to be made (counted as making). */
+static int reserve_spare(void) {
+  if (!spares_wanted || shutting_down || nspares + spares_making >= spares_wanted) return 0;
+  spares_making++;
+  return 1;
+}
+
+/* Starts the spare reserve_spare counted, outside tl. */
+static void start_spare(void) {
+  if (sync_spawn_detached(spare_main, NULL) == 0) return;
   pthread_mutex_lock(&tl);
-  int make = spares_wanted && !shutting_down && nspares + spares_making < spares_wanted;
-  if (make) spares_making++;
+  spares_making--;
+  pthread_cond_signal(&replenish_cond);   /* it retries later */
   pthread_mutex_unlock(&tl);
-  if (make && sync_spawn_detached(spare_main, NULL) != 0) {
-    pthread_mutex_lock(&tl);
-    spares_making--;
-    pthread_cond_signal(&replenish_cond);   /* it retries later */
-    pthread_mutex_unlock(&tl);
-  }
 }
 
 /* (tl) A ready spare takes b: the spare, to be woken (sem_post) once tl
