@@ -11,7 +11,8 @@
 #include "http/static.h"
 #include "vm/state.h"
 
-/* A request in flight.  Owner: the worker thread. */
+/* A request in flight.  Owner: the worker thread, except mail_next
+ * (written under w->mail_lock by whichever thread posts the job). */
 struct req_job {
   struct dispatch_job dj;
   struct worker *w;
@@ -19,7 +20,7 @@ struct req_job {
   uv_timer_t timer;             /* wakes a parked request */
   int timer_init;
   struct req_job *prev, *next;  /* w->waiting while parked */
-  struct req_job *mail_next;    /* w->mailbox once posted */
+  struct req_job *mail_next;    /* (w->mail_lock) w->mailbox once posted */
   int (*on_timeout)(void *);    /* parked on a waiter (queue) rather than a sleep */
   void *timeout_arg;
   struct http_request own;      /* the request of a host lifecycle job */

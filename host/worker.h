@@ -6,9 +6,11 @@
  *
  * Threads: worker_init and worker_free run on the main thread (before the
  * worker thread starts / after it is joined); everything else in struct
- * worker belongs to the worker thread, except `stop_phase` and `done`
- * (atomics written by the main thread / the worker) and `wake`
- * (uv_async_send may be called from any thread).
+ * worker belongs to the worker thread, except: `stop_phase`, `done`,
+ * `started`, `running`, `busy_since` and `http.nconns` (atomics, read by
+ * the main thread or other workers); `wake` and `mail` (uv_async_send from
+ * any thread); `mailbox` and `inbox` (under `mail_lock`, filled by other
+ * threads); `group`/`ngroup` (set before the threads start, read-only).
  */
 #ifndef LUAHOST_WORKER_H
 #define LUAHOST_WORKER_H
@@ -31,7 +33,8 @@ struct worker {
   uv_thread_t thread;
   uv_async_t wake;              /* main -> worker: look at stop_phase */
   uv_async_t mail;              /* any thread -> worker: mailbox has jobs */
-  uv_mutex_t mail_lock;         /* guards mailbox */
+  uv_mutex_t mail_lock;         /* guards mailbox and inbox; held by a
+                                   hand-off's send and by on_check's close */
   struct req_job *mailbox;      /* parked jobs posted for resumption */
   uv_timer_t check;             /* while draining: is everything done? */
   struct http_server http;

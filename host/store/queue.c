@@ -11,16 +11,17 @@
 #include <time.h>
 
 struct queue {
-  pthread_mutex_t lock;        /* guards everything below */
+  pthread_mutex_t lock;        /* guards ring to shutting_down */
   struct value *ring;          /* items [head, head + count) mod ring_cap */
-  size_t head, count, ring_cap, capacity;
+  size_t head, count, ring_cap;
+  size_t capacity;             /* set at creation, read-only after */
   struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
   struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
   int shutting_down;
-  int private_;                /* not in the registry: freed at refs 0 */
-  atomic_int refs;
+  int private_;                /* set at creation: not in the registry, freed at refs 0 */
+  atomic_int refs;             /* atomic, no lock */
   struct queue *next_queue;    /* registry list (registry lock) */
-  char name[];
+  char name[];                 /* set at creation, read-only after */
 };
 
 /* Registry of names and configured capacities, guarded by reg_lock. */
@@ -263,14 +264,10 @@ void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
   w->notify = signal_cond;
 }
 
-
 int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
   pthread_cond_t cond;
   struct queue_waiter w;
-  memset(&w, 0, sizeof w);
-  sync_cond_init(&cond);
-  w.cond = &cond;
-  w.notify = signal_cond;
+  queue_waiter_init_blocking(&w, &cond);
   if (!queue_wait_pop(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
   else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
   pthread_cond_destroy(&cond);
@@ -282,10 +279,7 @@ int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
 int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
   pthread_cond_t cond;
   struct queue_waiter w;
-  memset(&w, 0, sizeof w);
-  sync_cond_init(&cond);
-  w.cond = &cond;
-  w.notify = signal_cond;
+  queue_waiter_init_blocking(&w, &cond);
   w.val = *v;
   memset(v, 0, sizeof *v);
   if (!queue_wait_push(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
@@ -341,9 +335,7 @@ void queue_free_all(void) {
   while (all) {
     struct queue *q = all;
     all = q->next_queue;
-    free(q->ring);
-    pthread_mutex_destroy(&q->lock);
-    free(q);
+    queue_destroy(q);
   }
   pthread_mutex_unlock(&reg_lock);
   store_caps_free(&caps);

@@ -76,7 +76,7 @@ int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns);
 void queue_interrupt(struct queue *q, struct queue_waiter *w, int why);
 
 /* Blocking forms for threads without a loop.  timeout_ns UINT64_MAX: no
- * limit.  *stop (may be NULL) is checked on each wake-up (cancel). */
+ * limit. */
 int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns);
 int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns);
 
