@@ -81,7 +81,18 @@ int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
   d->pool = calloc(POOL_MAX, sizeof *d->pool);
   d->pool_refs = calloc(POOL_MAX, sizeof *d->pool_refs);
   if (!d->pool || !d->pool_refs) { snprintf(err, errlen, "out of memory"); return -1; }
-  lua_createtable(L, cfg->nroutes + K_COUNT, 0);
+  lua_createtable(L, 2 * cfg->nroutes + K_COUNT + 1, 0);
+  /* string.find as the fresh state has it (before any app code runs) and
+   * the route patterns, for match_route */
+  int tbl = lua_absindex(L, -1), find_at = cfg->nroutes + K_COUNT + 1;
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "find");
+  lua_rawseti(L, tbl, find_at);
+  lua_pop(L, 1);
+  for (int i = 0; i < cfg->nroutes; i++) {
+    lua_pushstring(L, cfg->routes[i].url);
+    lua_rawseti(L, tbl, find_at + 1 + i);
+  }
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
     if (!r->script) continue;
@@ -111,29 +122,35 @@ void dispatch_free(struct dispatch *d) {
 
 /* ---- inside the coroutine --------------------------------------------- */
 
-/* Index of the first matching route, or -1; *rest = end of the match. */
-static int match_route(lua_State *L, const struct config *cfg, const char *path,
+/* Index of the first matching route, or -1; *rest = end of the match.
+ * handlers: index of the handlers table (string.find and the patterns are
+ * kept there: no global lookups, and an app that replaces string.find
+ * does not change routing). */
+static int match_route(lua_State *L, int handlers, const struct config *cfg, const char *path,
                        size_t plen, size_t *rest) {
+  int find_at = cfg->nroutes + K_COUNT + 1, path_pushed = 0;
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
     if (r->literal) {
       if (plen >= r->literal_len && memcmp(path, r->literal, r->literal_len) == 0 &&
           (!r->exact || plen == r->literal_len)) {
         *rest = r->literal_len;
+        if (path_pushed) lua_pop(L, 1);
         return i;
       }
       continue;
     }
-    lua_getglobal(L, "string");
-    lua_getfield(L, -1, "find");
-    lua_pushlstring(L, path, plen);
-    lua_pushstring(L, r->url);
-    lua_call(L, 2, 2);                  /* stack: string start end */
+    if (!path_pushed) { lua_pushlstring(L, path, plen); path_pushed = 1; }
+    lua_rawgeti(L, handlers, find_at);
+    lua_pushvalue(L, -2);
+    lua_rawgeti(L, handlers, find_at + 1 + i);
+    lua_call(L, 2, 2);                  /* stack: path start end */
     int hit = !lua_isnil(L, -2);
     *rest = hit ? (size_t)lua_tointeger(L, -1) : 0;
-    lua_pop(L, 3);
-    if (hit) return i;
+    lua_pop(L, 2);
+    if (hit) { lua_pop(L, 1); return i; }
   }
+  if (path_pushed) lua_pop(L, 1);
   return -1;
 }
 
@@ -224,7 +241,8 @@ static int request_main(lua_State *L) {
   const struct http_request *r = j->req;
   const struct config *cfg = j->d->cfg;
   size_t rest = 0;
-  int i = match_route(L, cfg, r->path, r->path_len, &rest);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);   /* stack: job handlers */
+  int i = match_route(L, 2, cfg, r->path, r->path_len, &rest);
   if (i < 0) {
     lua_pushinteger(L, 404);
     lua_pushnil(L);
@@ -236,7 +254,6 @@ static int request_main(lua_State *L) {
     j->static_rest = rest;
     return 0;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);   /* stack: job handlers */
   if (lua_rawgeti(L, 2, i + 1) != LUA_TFUNCTION) {   /* it failed to load */
     lua_pop(L, 1);
     lua_pushcfunction(L, load_handler);

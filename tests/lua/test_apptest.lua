@@ -13,6 +13,16 @@ function TestAppTest:test_request_fields_reach_the_handler()
   lu.assertEquals(body, "POST /echo q=a=1&a=2&b=x%20y a=2 h=v body=data rid=true")
 end
 
+function TestAppTest:test_routing_does_not_use_the_global_string_find()
+  local find = string.find
+  string.find = function() return nil end   -- app code may do anything to it
+  local ok, status, _, body = pcall(apptest.request, { path = "/users/42" })
+  string.find = find
+  lu.assertTrue(ok, status)
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body, "user 42")
+end
+
 function TestAppTest:test_many_headers_lower_cased()
   local headers = { ["X-Test"] = "last" }
   for i = 1, 300 do headers["X-Extra-" .. i] = tostring(i) end
