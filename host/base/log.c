@@ -10,18 +10,10 @@
 
 /* Set once by the main thread before any worker starts; read-only after. */
 static int json_mode;
-static int min_level = LOG_DEBUG;
 
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
 void log_set_json(int on) { json_mode = on; }
-void log_set_min_level(int level) { min_level = level; }
-
-int log_level_parse(const char *name) {
-  for (int i = 0; i < 4; i++)
-    if (strcmp(name, level_names[i]) == 0) return i;
-  return -1;
-}
 
 /* A bounded line buffer; output past its end is cut, never overflows. */
 struct line { char buf[8192]; size_t n; };
@@ -92,7 +84,6 @@ static void emit(int fd, struct line *l) {
 void log_text(int level, const char *ctx_key, const char *ctx_val,
               const char *msg, size_t len) {
   struct line l;
-  if (level < min_level) return;
   l.n = 0;
   if (json_mode) {
     puts_(&l, "{\"time\":\""); put_time(&l);
@@ -120,7 +111,6 @@ void log_msg(int level, const char *ctx_key, const char *ctx_val,
              const char *fmt, ...) {
   char buf[4096];
   va_list ap;
-  if (level < min_level) return;
   va_start(ap, fmt);
   int k = vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);

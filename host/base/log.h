@@ -21,8 +21,6 @@ struct log_access_rec {
 };
 
 void log_set_json(int on);
-void log_set_min_level(int level);
-int log_level_parse(const char *name);          /* -1 when unknown */
 /* ctx_key/ctx_val name the context ("request_id", "thread_id"); may be NULL */
 void log_msg(int level, const char *ctx_key, const char *ctx_val,
              const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -58,7 +58,6 @@ static atomic_int total_conns;
 static int max_conns = 16384;   /* set by the main thread before workers start */
 
 void http_set_max_conns(int n) { max_conns = n; }
-int http_max_conns(void) { return max_conns; }
 
 static void process(struct http_conn *c);
 static void conn_close(struct http_conn *c);

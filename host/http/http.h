@@ -88,6 +88,5 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
 
 /* Process-wide cap on open connections (all workers). */
 void http_set_max_conns(int n);
-int http_max_conns(void);
 
 #endif

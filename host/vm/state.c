@@ -233,7 +233,6 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
   *(struct vm **)lua_getextraspace(L) = vm;
   lua_setwarnf(L, vm_warn, vm);
   vm->role = o->role;
-  vm->exit_mode = o->exit_mode;
   vm->base.vm = vm;
   vm->current = &vm->base;
   lua_pushcfunction(L, setup);

@@ -77,7 +77,6 @@ struct vm {
   size_t warn_len;        /* a warning being assembled from pieces */
   char *warn;             /* its buffer (VM_WARN_MAX), made on first use */
   int role;
-  int exit_mode;
   struct vm_task base;    /* the state's own code, outside any request */
   struct vm_task *current;   /* the task running now (base when none) */
   void *host_data;        /* the embedding layer's (e.g. apptest's config) */
