@@ -29,17 +29,6 @@ static void raise_class(lua_State *L, const char *cls, const char *msg) {
   lua_error(L);
 }
 
-/* "module:function" with a module path of name characters. */
-static int valid_target_name(const char *s) {
-  const char *colon = strchr(s, ':');
-  if (!colon || colon == s || !colon[1] || strchr(colon + 1, ':')) return 0;
-  for (const char *p = s; *p; p++)
-    if (p != colon && !(*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') ||
-                        (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
-      return 0;
-  return 1;
-}
-
 static void encode_arg(lua_State *L, int idx, const char *root, struct value *v,
                        struct value *others[2]) {
   char err[600];
@@ -58,7 +47,7 @@ static int start_new_background_thread(lua_State *L) {
                 "(set role = \"backend\" in app.lua or --role backend)");
   int tt = lua_type(L, 1);
   if (tt == LUA_TSTRING) {
-    if (!valid_target_name(lua_tostring(L, 1)))
+    if (!threads_valid_target(lua_tostring(L, 1)))
       raise_class(L, ERR, lua_pushfstring(L, "target '%s': expected \"module:function\"",
                                           lua_tostring(L, 1)));
   } else if (tt != LUA_TFUNCTION) {

@@ -14,13 +14,10 @@
 #include <lauxlib.h>
 
 #include "base/clock.h"
-#include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"
 
 /* timeout: nil waits without limit, 0 does not wait. */
-static int can_yield(lua_State *L);
-
 uint64_t qwait_check_timeout(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return UINT64_MAX;
   lua_Number t = luaL_checknumber(L, idx);
@@ -68,11 +65,7 @@ static int on_wait_timeout(void *arg) {
 }
 
 static void raise_if_past_deadline(lua_State *L, struct vm_task *t) {
-  if (t->deadline_ns && clock_now_ns() >= t->deadline_ns) {
-    vm_error_push(L, "runtime.DeadlineExceededError", NULL,
-                  "request deadline of %f s exceeded", t->deadline_s);
-    lua_error(L);
-  }
+  if (t->deadline_ns && clock_now_ns() >= t->deadline_ns) vm_raise_deadline(L);
 }
 
 /* Results of a finished wait (the qwait is at stack index idx). */
@@ -107,11 +100,6 @@ static int wait_for(lua_State *L, struct qwait *qw, uint64_t timeout, int done) 
     return luaL_error(L, "cannot wait: no timer");
   }
   return lua_yieldk(L, 0, idx, wait_cont);
-}
-
-static int can_yield(lua_State *L) {
-  struct vm_task *t = vm_of(L)->current;
-  return t->waiter && t->waiter->yields && t->co == L && lua_isyieldable(L);
 }
 
 /* Blocking: wait in slices, so a deadline passes through. */
@@ -153,7 +141,7 @@ static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout, int is_p
 
 int qwait_push(lua_State *L, struct queue *q, int idx, uint64_t timeout) {
   struct vm_task *t = vm_of(L)->current;
-  if (can_yield(L)) {
+  if (vm_can_yield(L)) {
     struct qwait *qw = new_qwait(L, q, 1);
     encode_or_raise(L, idx, &qw->w.val);
     qw->w.notify = notify_task;
@@ -182,7 +170,7 @@ int qwait_push(lua_State *L, struct queue *q, int idx, uint64_t timeout) {
 
 int qwait_pop(lua_State *L, struct queue *q, uint64_t timeout) {
   struct qwait *qw = new_qwait(L, q, 0);
-  if (can_yield(L) && timeout > 0) {
+  if (vm_can_yield(L) && timeout > 0) {
     qw->w.notify = notify_task;
     qw->w.ud = vm_of(L)->current;
     return wait_for(L, qw, timeout, queue_wait_pop(q, &qw->w));

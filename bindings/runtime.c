@@ -47,15 +47,10 @@ static int monotonic(lua_State *L) {
   return 1;
 }
 
-static void raise_deadline(lua_State *L, struct vm_task *t) {
-  vm_error_push(L, DEADLINE_CLASS, NULL, "request deadline of %f s exceeded", t->deadline_s);
-  lua_error(L);
-}
-
 static int sleep_done(lua_State *L, int status, lua_KContext k) {
   struct vm_task *t = vm_of(L)->current;
   if (t->deadline_ns && clock_now_ns() >= t->deadline_ns && !t->woken_early)
-    raise_deadline(L, t);
+    vm_raise_deadline(L);
   lua_pushboolean(L, !t->woken_early);
   t->woken_early = 0;
   return 1;
@@ -69,7 +64,7 @@ static int sleep_(lua_State *L) {
   struct vm_task *t = vm_of(L)->current;
   uint64_t ns = (uint64_t)(s * 1e9);
   if (instance_shutting_down()) { lua_pushboolean(L, 0); return 1; }
-  if (t->waiter && t->waiter->yields && t->co == L && lua_isyieldable(L)) {
+  if (vm_can_yield(L)) {
     if (t->waiter->sleep(t, ns) < 0) return luaL_error(L, "runtime.sleep: cannot arm a timer");
     return lua_yieldk(L, 0, 0, sleep_done);
   }
@@ -82,7 +77,7 @@ static int sleep_(lua_State *L) {
   uint64_t end = clock_now_ns() + ns;
   for (;;) {
     uint64_t now = clock_now_ns();
-    if (t->deadline_ns && now >= t->deadline_ns) raise_deadline(L, t);
+    if (t->deadline_ns && now >= t->deadline_ns) vm_raise_deadline(L);
     if (instance_shutting_down()) { lua_pushboolean(L, 0); return 1; }
     if (now >= end) break;
     uint64_t step = end - now < 10000000 ? end - now : 10000000;
@@ -135,8 +130,8 @@ static int set_shutdown_hook(lua_State *L) {
   char err[600];
   int t = lua_type(L, 1);
   if (t == LUA_TSTRING) {
-    const char *s = lua_tostring(L, 1), *colon = strchr(s, ':');
-    if (!colon || colon == s || !colon[1]) {
+    const char *s = lua_tostring(L, 1);
+    if (!threads_valid_target(s)) {
       vm_error_push(L, "background_thread.Error", NULL,
                     "target '%s': expected \"module:function\"", s);
       return lua_error(L);

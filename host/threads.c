@@ -486,6 +486,16 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   return id;
 }
 
+int threads_valid_target(const char *s) {
+  const char *colon = strchr(s, ':');
+  if (!colon || colon == s || !colon[1] || strchr(colon + 1, ':')) return 0;
+  for (const char *p = s; *p; p++)
+    if (p != colon && !(*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') ||
+                        (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+      return 0;
+  return 1;
+}
+
 void threads_init(const struct threads_config *c) {
   cfg = *c;
   free(app_dir);

@@ -37,6 +37,10 @@ struct threads_config {
 
 void threads_init(const struct threads_config *c);   /* main thread, first */
 
+/* 1 when s is a "module:function" target: one colon, a module path and a
+ * function name of name characters (letters, digits, '_', '.'). */
+int threads_valid_target(const char *s);
+
 /* Starts target(args[1..n], kwargs) on a new thread and returns its ID
  * once the thread runs, or BT_* with a message.  target is an encoded
  * function or "module:function" string; args/kwargs encoded (len 0: none).

@@ -39,13 +39,22 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
  * re-arms to run on every instruction, so the first instruction after a
  * pcall that caught the error raises again, one level further out: a pcall
  * in the handler cannot absorb it. */
+int vm_raise_deadline(lua_State *L) {
+  vm_error_push(L, "runtime.DeadlineExceededError", NULL, "request deadline of %f s exceeded",
+                vm_of(L)->current->deadline_s);
+  return lua_error(L);
+}
+
+int vm_can_yield(lua_State *L) {
+  struct vm_task *t = vm_of(L)->current;
+  return t->waiter && t->waiter->yields && t->co == L && lua_isyieldable(L);
+}
+
 static void vm_hook(lua_State *L, lua_Debug *ar) {
   struct vm_task *t = vm_of(L)->current;
   if (t->deadline_ns && clock_coarse_ns() >= t->deadline_ns) {
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
-    vm_error_push(L, "runtime.DeadlineExceededError", NULL,
-                  "request deadline of %f s exceeded", t->deadline_s);
-    lua_error(L);
+    vm_raise_deadline(L);
   }
   if (t->cancel && atomic_load_explicit(t->cancel, memory_order_relaxed)) {
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);

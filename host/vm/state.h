@@ -106,6 +106,11 @@ int vm_load_script(lua_State *L, const char *name);
 
 /* (Re)arms the deadline hook of L (a state or a coroutine of it). */
 void vm_arm_hook(lua_State *L);
+/* Raises runtime.DeadlineExceededError for the task running in L. */
+int vm_raise_deadline(lua_State *L);
+/* 1 when a host call made here may yield: L is the coroutine of a task
+ * whose waiter resumes it (a request) and Lua allows the yield. */
+int vm_can_yield(lua_State *L);
 
 static inline struct vm *vm_of(lua_State *L) {
   return *(struct vm **)lua_getextraspace(L);

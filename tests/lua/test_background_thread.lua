@@ -232,4 +232,13 @@ function TestRuntimeHook:test_set_shutdown_hook_returns_previous()
   lu.assertNil(runtime.set_shutdown_hook(nil))
   local up = 1
   lu.assertErrorMsgContains("upvalue 'up'", runtime.set_shutdown_hook, function() return up end)
+  -- the same target names as start_new_background_thread
+  for _, bad in ipairs { "a:b:c", "mod-x:f", ":f", "m:" } do
+    local ok, err = pcall(runtime.set_shutdown_hook, bad)
+    lu.assertFalse(ok)
+    lu.assertTrue(bt.Error:is_instance(err), bad)
+    lu.assertStrContains(tostring(err), 'expected "module:function"')
+    lu.assertErrorMsgContains('expected "module:function"', bt.start_new_background_thread, bad)
+  end
+  lu.assertNil(runtime.set_shutdown_hook(nil))
 end
