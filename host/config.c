@@ -179,7 +179,7 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
         if (t != LUA_TSTRING || lua_rawlen(L, -1) == 0 ||
             strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
           return fail(err, n, &o, "a non-empty string without NUL bytes", L, -1);
-        *vals[f] = dupstr(lua_tostring(L, -1));
+        if (!(*vals[f] = dupstr(lua_tostring(L, -1)))) return fail(err, n, &o, "memory", NULL, 0);
       }
       lua_pop(L, 1);
     }
@@ -212,7 +212,7 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
         return fail(err, n, &o, what, NULL, 0);
       }
       free(r->static_dir);
-      r->static_dir = dupstr(real);
+      if (!(r->static_dir = dupstr(real))) return fail(err, n, &o, "memory", NULL, 0);
     }
     lua_pop(L, 1);
   }
@@ -241,7 +241,7 @@ static int get_caps(lua_State *L, const char *kind, struct config_cap **out, int
       return fail(err, n, &o, "names without NUL bytes", NULL, 0);
     }
     struct config_cap *cap = &(*out)[(*nout)++];
-    cap->name = dupstr(lua_tostring(L, -2));
+    if (!(cap->name = dupstr(lua_tostring(L, -2)))) return fail(err, n, &o, "memory", NULL, 0);
     snprintf(o.text, sizeof o.text, "app.lua key 'shared.%s.%s'", kind, cap->name);
     if (!strcmp(kind, "dicts")) {
       if (get_size(L, &o, 4096, &cap->size, err, n) < 0) return -1;
@@ -430,7 +430,10 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
     snprintf(err, n, "APP_DIR '%s': expected an existing directory", app_dir);
     return -1;
   }
-  c->app_dir = dupstr(real);
+  if (!(c->app_dir = dupstr(real))) {
+    snprintf(err, n, "out of memory");
+    return CONFIG_SYSTEM;
+  }
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL};
   lua_State *L = vm_new(&vo, err, n);
   if (!L) return CONFIG_SYSTEM;
