@@ -272,6 +272,17 @@ static int request_main(lua_State *L) {
 
 /* Collects the handler's headers table into j->headers (skipping invalid
  * ones with a log line).  Runs with the limit off; values stay on co. */
+/* Doubles j's header array (the first growth leaves hbuf): 0, or -1. */
+static int grow_headers(struct dispatch_job *j, int *cap) {
+  struct http_header *h = malloc((size_t)*cap * 2 * sizeof *h);
+  if (!h) return -1;
+  memcpy(h, j->headers, (size_t)*cap * sizeof *h);
+  if (j->headers != j->hbuf) free(j->headers);
+  j->headers = h;
+  *cap *= 2;
+  return 0;
+}
+
 static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
   int cap = (int)(sizeof j->hbuf / sizeof j->hbuf[0]), has_type = 0;
   j->headers = j->hbuf;
@@ -285,15 +296,7 @@ static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
         lua_pop(co, 1);
         continue;
       }
-      if (j->nheaders == cap) {
-        int ncap = cap * 2;
-        struct http_header *h = malloc((size_t)ncap * sizeof *h);
-        if (!h) { lua_pop(co, 2); break; }
-        memcpy(h, j->headers, (size_t)cap * sizeof *h);
-        if (j->headers != j->hbuf) free(j->headers);
-        j->headers = h;
-        cap = ncap;
-      }
+      if (j->nheaders == cap && grow_headers(j, &cap) < 0) { lua_pop(co, 2); break; }
       struct http_header *h = &j->headers[j->nheaders];
       lua_tolstring(co, -1, NULL);   /* number values become strings in place */
       h->name = lua_tolstring(co, -2, &h->name_len);
@@ -310,7 +313,7 @@ static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
     }
   }
   if (!has_type) {
-    if (j->nheaders == cap) j->nheaders--;   /* keep room (only with 16+ invalid) */
+    if (j->nheaders == cap && grow_headers(j, &cap) < 0) j->nheaders--;   /* out of memory */
     j->headers[j->nheaders++] =
         (struct http_header){"Content-Type", 12, "text/plain; charset=utf-8", 25};
   }

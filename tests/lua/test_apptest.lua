@@ -23,6 +23,14 @@ function TestAppTest:test_routing_does_not_use_the_global_string_find()
   lu.assertEquals(body, "user 42")
 end
 
+function TestAppTest:test_sixteen_response_headers_and_the_default_type()
+  local status, headers, body = apptest.request { path = "/16headers" }
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body, "many")
+  for i = 1, 16 do lu.assertEquals(headers["x-h" .. i], tostring(i)) end
+  lu.assertEquals(headers["content-type"], "text/plain; charset=utf-8")
+end
+
 function TestAppTest:test_many_headers_lower_cased()
   local headers = { ["X-Test"] = "last" }
   for i = 1, 300 do headers["X-Extra-" .. i] = tostring(i) end

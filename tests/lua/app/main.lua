@@ -12,6 +12,10 @@ return function(req)
     os.exit(3)
   elseif req.path == "/headers" then
     return 201, { ["x-custom"] = "yes", ["content-type"] = "application/json" }, "{}"
+  elseif req.path == "/16headers" then   -- fills the host's inline header array
+    local h = {}
+    for i = 1, 16 do h["x-h" .. i] = tostring(i) end
+    return 200, h, "many"
   elseif req.path == "/bad-status" then
     return "abc", "body"
   end
