@@ -96,9 +96,10 @@ class BackendLifecycle(harness.ServerTestCase):
 
     def test_worker_thread_fed_by_requests_stops_cleanly(self):
         srv = self.start_server(app())
-        # /_ah/start ran before the host took traffic
-        self.assertTrue(any("START-HOOK thread 1" in l for l in srv.stdout_lines()),
-                        srv.stdout_lines())
+        # /_ah/start ran before the host took traffic (its line may reach
+        # the reader of the server's stdout a little after the port opens)
+        self.assertIsNotNone(srv.wait_stdout(lambda l: "START-HOOK thread 1" in l, 3),
+                             srv.stdout_lines())
         for i in range(5):
             self.assertOK(srv.get("/enqueue?v=%d" % i), b"true")
         deadline = time.monotonic() + harness.scaled(3)
