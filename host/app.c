@@ -112,7 +112,7 @@ int app_run(const char *script, int argc, char **argv) {
   }
   configure_threads(max_threads, memory_limit, dir, VM_BACKEND);
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_ALLOW, memory_limit, {dir, NULL, NULL},
-                       serve_modules};
+                       serve_modules, NULL};
   lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
   lua_createtable(L, argc, 1);
@@ -180,7 +180,7 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
   struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : 128u << 20,
-                       {dir, cfg ? cfg->app_dir : NULL, NULL}, test_modules};
+                       {dir, cfg ? cfg->app_dir : NULL, NULL}, test_modules, NULL};
   lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
   vm_of(L)->host_data = (void *)cfg;

@@ -434,7 +434,7 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
     snprintf(err, n, "out of memory");
     return CONFIG_SYSTEM;
   }
-  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL};
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL, NULL};
   lua_State *L = vm_new(&vo, err, n);
   if (!L) return CONFIG_SYSTEM;
   /* Everything runs in one protected call: whatever app.lua's values do

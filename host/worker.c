@@ -72,7 +72,7 @@ static void unpark(struct req_job *j) {
 static struct dispatch *state_new(struct worker *w, char *err, size_t errlen) {
   const struct config *cfg = w->cfg;
   struct vm_opts vo = {cfg->role, VM_EXIT_REFUSE, cfg->memory_limit,
-                       {cfg->app_dir, NULL, NULL}, w->preload};
+                       {cfg->app_dir, NULL, NULL}, w->preload, NULL};
   struct dispatch *d = calloc(1, sizeof *d);
   if (!d) { snprintf(err, errlen, "out of memory"); return NULL; }
   lua_State *L = vm_new(&vo, err, errlen);

@@ -23,6 +23,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "base/arena.h"
+
 enum vm_role { VM_FRONTEND = 0, VM_BACKEND = 1 };
 enum vm_exit { VM_EXIT_REFUSE, VM_EXIT_ALLOW, VM_EXIT_CATCH };
 
@@ -69,6 +71,7 @@ struct vm_task {
 };
 
 struct vm {
+  struct arena arena;     /* the state's small blocks */
   size_t used;            /* bytes allocated by the state now */
   size_t limit;           /* memory_limit; 0 = none */
   int limit_on;           /* off while the host itself works in the state */
@@ -88,6 +91,9 @@ struct vm_opts {
   size_t memory_limit;
   const char *path_dirs[3];      /* directories put first on package.path */
   const luaL_Reg *preload;       /* host modules, NULL-terminated */
+  /* The whole package.path, as vm_package_path made it for path_dirs
+   * (states built often skip rebuilding it); NULL: built from path_dirs. */
+  const char *package_path;
 };
 
 /* Logs msg tagged with the task running in vm (its request or thread ID). */
@@ -98,6 +104,9 @@ void vm_log(struct vm *vm, int level, const char *msg, size_t len);
  * vm_log until the state's code says warn("@off"). */
 lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen);
 void vm_close(lua_State *L);
+/* The package.path a state built with o gets (malloc'd; NULL when out of
+ * memory), for o->package_path of states built later in this process. */
+char *vm_package_path(const struct vm_opts *o);
 /* Pushes the embedded script `name` (scripts/<name>.lua) as a function:
  * compiled from text once per process, then loaded from that bytecode (the
  * host's own chunks are the only binary ones a state ever loads).
