@@ -262,7 +262,12 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
     vm_close(L);
     return NULL;
   }
+  /* The first cycle waits until the heap has grown by its built size, as
+   * it would after a full collection (a negative step credits the
+   * collector; restarted with no credit, its first step was a whole cycle
+   * over the fresh state). */
   lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCSTEP, -lua_gc(L, LUA_GCCOUNT));
   vm_arm_hook(L);
   vm->limit = o->memory_limit;
   vm->building = 0;
