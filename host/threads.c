@@ -42,8 +42,8 @@ struct bt {
   struct queue *blocked_q;      /* (tl) the queue wait a cancel interrupts */
   struct queue_waiter *blocked_w;   /* (tl) */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
-  struct bt *next;              /* (tl) all records, newest first */
-  struct bt *next_done;         /* (tl) finished records, oldest first */
+  struct bt *next, *prev;       /* (tl) all records, newest first */
+  struct bt *next_done, *prev_done;   /* (tl) finished records, oldest first */
 };
 
 static pthread_mutex_t tl = PTHREAD_MUTEX_INITIALIZER;
@@ -69,16 +69,18 @@ static struct bt *find(int64_t id) {
   return NULL;
 }
 
+/* (tl) takes b off the records list */
+static void unlink_record(struct bt *b) {
+  if (b->prev) b->prev->next = b->next; else records = b->next;
+  if (b->next) b->next->prev = b->prev;
+}
+
 /* (tl) unlinks and frees a finished record */
 static void drop(struct bt *b) {
-  struct bt **p = &records;
-  while (*p && *p != b) p = &(*p)->next;
-  if (*p) *p = b->next;
-  struct bt **d = &done_head, *prev = NULL;
-  while (*d && *d != b) { prev = *d; d = &(*d)->next_done; }
-  if (*d) {
-    *d = b->next_done;
-    if (done_tail == b) done_tail = prev;
+  unlink_record(b);
+  if (b->prev_done || done_head == b) {   /* on the finished list */
+    if (b->prev_done) b->prev_done->next_done = b->next_done; else done_head = b->next_done;
+    if (b->next_done) b->next_done->prev_done = b->prev_done; else done_tail = b->prev_done;
     ndone--;
   }
   queue_release(b->outcome);
@@ -253,6 +255,7 @@ static void run_job(struct bt *b, lua_State *L) {
     drop(b);
   } else {
     b->next_done = NULL;
+    b->prev_done = done_tail;
     if (done_tail) done_tail->next_done = b; else done_head = b;
     done_tail = b;
     if (++ndone > MAX_KEPT_OUTCOMES) drop(done_head);
@@ -457,6 +460,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   b->id = ++next_id;
   b->alive = 1;
   b->next = records;
+  if (records) records->prev = b;
   records = b;
   int64_t id = b->id;
   struct spare *sp = hand_to_spare(b);
@@ -474,9 +478,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   else while (!sync.state) pthread_cond_wait(&sync.cond, &tl);
   if (rc == 0 && sync.state < 0) snprintf(err, errlen, "%s", sync.err);
   if (rc != 0 || sync.state < 0) {   /* never ran: undo the reservation */
-    struct bt **p = &records;
-    while (*p != b) p = &(*p)->next;
-    *p = b->next;
+    unlink_record(b);
     active--;
     pthread_cond_broadcast(&idle_cond);
     id = BT_SYSTEM;

@@ -139,6 +139,27 @@ function TestJoin:test_unknown_and_joined_ids()
   lu.assertEquals({ bt.join(id, 5) }, { nil, "unknown thread" })
 end
 
+function TestJoin:test_outcomes_kept_for_the_1000_last_finished()
+  local deadline = runtime.monotonic() + 10   -- earlier tests' threads end first
+  while bt.active_count() > 0 and runtime.monotonic() < deadline do runtime.sleep(0.005) end
+  lu.assertEquals(bt.active_count(), 0)
+  local ids = {}
+  local function run_one(i)   -- one at a time: they finish in order
+    ids[i] = bt.start_new_background_thread(function(x) return x end, { i })
+    while bt.is_alive(ids[i]) do end
+  end
+  for i = 1, 1010 do run_one(i) end
+  for i = 1, 10 do lu.assertEquals({ bt.join(ids[i], 0) }, { nil, "unknown thread" }) end
+  -- taken from the middle and the newest end, then two more pushed out
+  lu.assertEquals({ bt.join(ids[500], 0) }, { true, 500 })
+  lu.assertEquals({ bt.join(ids[1010], 0) }, { true, 1010 })
+  for i = 1011, 1014 do run_one(i) end
+  for i = 11, 12 do lu.assertEquals({ bt.join(ids[i], 0) }, { nil, "unknown thread" }) end
+  for i = 13, 1014 do
+    if i ~= 500 and i ~= 1010 then lu.assertEquals({ bt.join(ids[i], 0) }, { true, i }) end
+  end
+end
+
 TestCancel = {}
 
 function TestCancel:test_blocking_calls_return_at_once()
