@@ -16,6 +16,13 @@
  *       already holds its fresh state sleeps on a semaphore; the creator
  *       reads the clock and posts; latency as above.  (Not a pool: each
  *       thread still runs one chunk.)
+ *   raw_wake_same_p50_us, raw_wake_cross_p50_us (and _p99_us)
+ *       what waking a sleeping thread costs on this machine, for reference:
+ *       a thread sleeps on a semaphore; the creator reads the clock, posts
+ *       and waits; the woken thread reads the clock.  "same": both pinned
+ *       to CPU 0 (the post hands the CPU over when the creator waits);
+ *       "cross": the sleeper pinned to CPU 1 (an IPI, and on a virtual
+ *       machine the waking of an idle vCPU).  Absent on one CPU.
  *   raw_tpK_jobs, raw_tpK_s, raw_tpK_jobs_s, raw_tpK_us_per_job
  *       throughput with K spawns in flight (a counting semaphore: the creator
  *       takes a slot before pthread_create, the detached thread gives it back
@@ -206,6 +213,65 @@ static void bench_prebuilt(int n, int warmup) {
   report_latency("raw_pre_lat", v, n);
 }
 
+/* ---- the cost of a wake-up ---- */
+struct waker { sem_t go, done; double t1; int cpu; };
+
+static void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  if (rc) die("pthread_setaffinity_np", rc);
+}
+
+static void *sleeper_main(void *arg) {
+  struct waker *w = arg;
+  pin(w->cpu);
+  for (;;) {
+    while (sem_wait(&w->go) != 0) {}
+    if (w->cpu < 0) return NULL;
+    w->t1 = mono();
+    sem_post(&w->done);
+  }
+}
+
+static void bench_wake(const char *key, int sleeper_cpu, int n, int warmup) {
+  double *v = malloc(sizeof *v * (size_t)n);
+  if (!v) die("malloc", ENOMEM);
+  struct waker w = {.cpu = sleeper_cpu};
+  sem_init(&w.go, 0, 0);
+  sem_init(&w.done, 0, 0);
+  pthread_t th;
+  int rc = pthread_create(&th, NULL, sleeper_main, &w);
+  if (rc) die("pthread_create", rc);
+  for (int i = -warmup; i < n; i++) {
+    usleep(200);   /* the sleeper sleeps, its CPU idles */
+    double t0 = mono();
+    sem_post(&w.go);
+    while (sem_wait(&w.done) != 0) {}
+    if (i >= 0) v[i] = (w.t1 - t0) * 1e6;
+  }
+  w.cpu = -1;
+  sem_post(&w.go);
+  pthread_join(th, NULL);
+  sem_destroy(&w.go);
+  sem_destroy(&w.done);
+  char name[64];
+  snprintf(name, sizeof name, "raw_wake_%s", key);
+  report_latency(name, v, n);
+}
+
+static void bench_wakes(int n, int warmup) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) return;
+  pin(0);
+  bench_wake("same", 0, n, warmup);
+  bench_wake("cross", 1, n, warmup);
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; c++) CPU_SET(c, &all);
+  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+}
+
 static void bench_throughput(int jobs, int k) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -284,6 +350,7 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   bench_latency(lat, warmup);
   bench_prebuilt(lat, warmup);
+  bench_wakes(lat < 1000 ? lat : 1000, warmup);
   for (char *save = NULL, *tok = strtok_r(inflight, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
     bench_throughput(jobs, posint("--inflight", tok));
   bench_idle(idle);
