@@ -80,7 +80,8 @@ static int wait_result(lua_State *L, struct qwait *qw) {
   if (state == QW_TIMEOUT) raise_if_past_deadline(L, vm_of(L)->current);
   if (qw->is_push) lua_pushboolean(L, 0); else lua_pushnil(L);
   lua_pushstring(L, state == QW_TIMEOUT ? (qw->is_push ? "full" : "timeout")
-                    : state == QW_SHUTDOWN ? "shutting down" : "cancelled");
+                    : state == QW_SHUTDOWN ? "shutting down"
+                    : state == QW_CLOSED ? "closed" : "cancelled");
   return 2;
 }
 

@@ -83,6 +83,7 @@ static void drop(struct bt *b) {
     if (b->next_done) b->next_done->prev_done = b->prev_done; else done_tail = b->prev_done;
     ndone--;
   }
+  queue_close(b->outcome, QW_CLOSED);   /* joiners still waiting: already taken */
   queue_release(b->outcome);
   pthread_cond_destroy(&b->cond);
   free(b);

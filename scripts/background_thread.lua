@@ -7,10 +7,11 @@ local pack, unpack = table.pack, table.unpack
 
 -- bt.join(id, timeout) -> true, results... | false, err | nil, "timeout" |
 -- nil, "unknown thread".  Joining takes the outcome: a second join of the
--- same ID answers "unknown thread".
+-- same ID answers "unknown thread", also one that was waiting beside the
+-- first (the record's outcome queue is closed when it is dropped).
 function M.join(id, timeout)
   local outcome, reason = join_raw(id, timeout)
-  if outcome == nil then return nil, reason end
+  if outcome == nil then return nil, reason == "closed" and "unknown thread" or reason end
   forget(id)
   if outcome.ok then return true, unpack(outcome, 1, outcome.n) end
   return false, outcome.err
@@ -56,6 +57,7 @@ function BackgroundThread:join(timeout)
   if self._outcome then return unpack(self._outcome, 1, self._outcome.n) end
   local r = pack(M.join(self.ident, timeout))
   if r[1] ~= nil then self._outcome = r end
+  if r[1] == nil and self._outcome then r = self._outcome end   -- joined beside us
   return unpack(r, 1, r.n)
 end
 

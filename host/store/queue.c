@@ -11,13 +11,14 @@
 #include <time.h>
 
 struct queue {
-  pthread_mutex_t lock;        /* guards ring to shutting_down */
+  pthread_mutex_t lock;        /* guards ring to closed */
   struct value *ring;          /* items [head, head + count) mod ring_cap */
   size_t head, count, ring_cap;
   size_t capacity;             /* set at creation, read-only after */
   struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
   struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
-  int shutting_down;
+  int closed;                  /* 0, or the final state every wait now ends
+                                  with: QW_SHUTDOWN, QW_CLOSED */
   int private_;                /* set at creation: not in the registry, freed at refs 0 */
   atomic_int refs;             /* atomic, no lock */
   struct queue *next_queue;    /* registry list (registry lock) */
@@ -44,7 +45,7 @@ struct queue *queue_open(const char *name, size_t len) {
     memcpy(q->name, name, len);
     pthread_mutex_init(&q->lock, NULL);
     atomic_init(&q->refs, 1);   /* the registry's */
-    q->shutting_down = all_shutting_down;
+    q->closed = all_shutting_down ? QW_SHUTDOWN : 0;
     q->next_queue = all;
     all = q;
   }
@@ -185,7 +186,7 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
   pthread_mutex_lock(&q->lock);
   value_reset(&w->val);
   if (pop_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
-  else if (q->shutting_down) w->state = QW_SHUTDOWN;
+  else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
     list_append(&q->pops, &q->pops_tail, w);
@@ -198,7 +199,7 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
 int queue_wait_push(struct queue *q, struct queue_waiter *w) {
   int done = 1;
   pthread_mutex_lock(&q->lock);
-  if (q->shutting_down) w->state = QW_SHUTDOWN;
+  if (q->closed) w->state = q->closed;
   else if (push_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
   else {
     w->state = QW_WAITING;
@@ -253,6 +254,7 @@ static int state_rc(int state) {
     case QW_DONE: return QUEUE_OK;
     case QW_TIMEOUT: return QUEUE_TIMEOUT;
     case QW_SHUTDOWN: return QUEUE_SHUTDOWN;
+    case QW_CLOSED: return QUEUE_CLOSED;
     default: return QUEUE_CANCELLED;
   }
 }
@@ -289,24 +291,26 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
   return state_rc(w.state);
 }
 
+void queue_close(struct queue *q, int why) {
+  pthread_mutex_lock(&q->lock);
+  q->closed = why;
+  while (q->pops) {
+    struct queue_waiter *w = q->pops;
+    list_remove(&q->pops, &q->pops_tail, w);
+    finish(w, why);
+  }
+  while (q->pushes) {
+    struct queue_waiter *w = q->pushes;
+    list_remove(&q->pushes, &q->pushes_tail, w);
+    finish(w, why);
+  }
+  pthread_mutex_unlock(&q->lock);
+}
+
 void queue_shutdown_all(void) {
   pthread_mutex_lock(&reg_lock);
   all_shutting_down = 1;
-  for (struct queue *q = all; q; q = q->next_queue) {
-    pthread_mutex_lock(&q->lock);
-    q->shutting_down = 1;
-    while (q->pops) {
-      struct queue_waiter *w = q->pops;
-      list_remove(&q->pops, &q->pops_tail, w);
-      finish(w, QW_SHUTDOWN);
-    }
-    while (q->pushes) {
-      struct queue_waiter *w = q->pushes;
-      list_remove(&q->pushes, &q->pushes_tail, w);
-      finish(w, QW_SHUTDOWN);
-    }
-    pthread_mutex_unlock(&q->lock);
-  }
+  for (struct queue *q = all; q; q = q->next_queue) queue_close(q, QW_SHUTDOWN);
   pthread_mutex_unlock(&reg_lock);
 }
 

@@ -24,9 +24,10 @@
 #define QUEUE_DEFAULT_CAPACITY 1000
 
 enum { QUEUE_OK = 0, QUEUE_FULL = -1, QUEUE_EMPTY = -2, QUEUE_TIMEOUT = -3,
-       QUEUE_SHUTDOWN = -4, QUEUE_CANCELLED = -5 };
+       QUEUE_SHUTDOWN = -4, QUEUE_CANCELLED = -5, QUEUE_CLOSED = -6 };
 
-enum queue_wait_state { QW_IDLE, QW_WAITING, QW_DONE, QW_TIMEOUT, QW_SHUTDOWN, QW_CANCELLED };
+enum queue_wait_state { QW_IDLE, QW_WAITING, QW_DONE, QW_TIMEOUT, QW_SHUTDOWN, QW_CANCELLED,
+                        QW_CLOSED };
 
 struct queue_waiter {
   int state;                  /* enum queue_wait_state */
@@ -80,8 +81,13 @@ void queue_interrupt(struct queue *q, struct queue_waiter *w, int why);
 int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns);
 int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns);
 
-/* Shutdown: every waiting pop and push ends with QW_SHUTDOWN, and later
- * waits end at once. */
+/* Every waiting pop and push on q ends with `why` (a final state), and
+ * later waits end at once with it; what q holds can still be popped.  A
+ * thread's outcome queue is closed (QW_CLOSED) when its record is dropped,
+ * so that a second joiner is not left waiting for an outcome already
+ * taken. */
+void queue_close(struct queue *q, int why);
+/* Shutdown: queue_close(QW_SHUTDOWN) on every named queue, now and later. */
 void queue_shutdown_all(void);
 void queue_free_all(void);
 

@@ -178,6 +178,36 @@ TEST(queue_shutdown_wakes_waiters) {
   queue_free_all();
 }
 
+static void *close_later(void *p) {
+  usleep(50000);
+  queue_close(p, QW_CLOSED);
+  return NULL;
+}
+
+TEST(queue_close_ends_waits_and_keeps_items) {
+  struct queue *q = queue_new_private(1);
+  pthread_t t;
+  pthread_create(&t, NULL, close_later, q);
+  struct value out, v = bytes("kept");
+  uint64_t t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_CLOSED);
+  ASSERT(clock_now_ns() - t0 < 2000000000u);
+  pthread_join(t, NULL);
+  ASSERT_INT_EQ(queue_push(q, &v), QUEUE_OK);   /* the owner may still put one in */
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_OK);
+  ASSERT_MEM_EQ(out.data, out.len, "kept");
+  value_free(&out);
+  t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_CLOSED);   /* at once */
+  ASSERT(clock_now_ns() - t0 < 2000000000u);
+  v = bytes("more");
+  ASSERT_INT_EQ(queue_push(q, &v), QUEUE_OK);
+  struct value over = bytes("over");   /* full: a waiting push ends as closed */
+  ASSERT_INT_EQ(queue_push_wait(q, &over, 5000000000u), QUEUE_CLOSED);
+  value_free(&over);
+  queue_release(q);
+}
+
 TEST_LIST(T(dict_basics), T(dict_capacity_never_evicts), T(dict_incr_exact_under_threads),
           T(queue_fifo_capacity), T(queue_handoff_between_threads),
-          T(queue_shutdown_wakes_waiters));
+          T(queue_shutdown_wakes_waiters), T(queue_close_ends_waits_and_keeps_items));

@@ -160,6 +160,24 @@ function TestJoin:test_outcomes_kept_for_the_1000_last_finished()
   end
 end
 
+function TestJoin:test_two_joiners_one_takes_the_outcome()
+  local target = bt.start_new_background_thread(function()
+    require("runtime").sleep(0.2)
+    return "r"
+  end)
+  local function joiner(id) return require("background_thread").join(id, 5) end
+  local t0 = runtime.monotonic()
+  local j1 = bt.start_new_background_thread(joiner, { target })
+  local j2 = bt.start_new_background_thread(joiner, { target })
+  local a, b = table.pack(bt.join(j1, 10)), table.pack(bt.join(j2, 10))
+  lu.assertTrue(a[1] and b[1])
+  -- one took the outcome; the other was told so at once, not at its timeout
+  local got = { a[3], b[3] }   -- (true, "r") or (nil, "unknown thread")
+  table.sort(got)
+  lu.assertEquals(got, { "r", "unknown thread" })
+  lu.assertTrue(runtime.monotonic() - t0 < 3)
+end
+
 TestCancel = {}
 
 function TestCancel:test_blocking_calls_return_at_once()
