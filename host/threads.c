@@ -306,31 +306,16 @@ static struct spare *spares;    /* (tl) idle spares, ready */
 static int nspares, spares_making;   /* (tl) ready, and being made */
 static int spares_wanted;       /* set by threads_init (main thread, first); read-only after */
 static pthread_cond_t replenish_cond;   /* (tl) */
-
-/* In a spare's state: `runtime` (a small C module nearly every target
- * uses) loaded ahead, as part of the state built before it is needed; the
- * other host modules load on require (measured: loading them all ahead
- * cost 25% of throughput for no latency gain). */
-static int preload_modules(lua_State *L) {
-  for (const luaL_Reg *r = cfg.preload; r && r->name; r++) {
-    if (strcmp(r->name, "runtime")) continue;
-    lua_getglobal(L, "require");
-    lua_pushstring(L, r->name);
-    lua_call(L, 1, 0);
-  }
-  return 0;
-}
+static pthread_cond_t spare_cond;       /* (tl) a spare is ready, or one in the making failed */
 
 /* A spare's state, or NULL (the spare then ends).  Not inlined: its
- * buffer is off the stack while the spare waits and runs. */
+ * buffer is off the stack while the spare waits and runs.  Host modules
+ * load on require, as in any state (measured: loading `runtime` ahead
+ * cost 4 KiB per idle thread and a tenth of the starts per second, for no
+ * gain in latency). */
 static __attribute__((noinline)) lua_State *spare_state(void) {
   char err[512];
-  lua_State *L = new_state(err, sizeof err);
-  if (L) {
-    lua_pushcfunction(L, preload_modules);
-    if (vm_pcall(L, 0, 0) != LUA_OK) { vm_close(L); L = NULL; }
-  }
-  return L;
+  return new_state(err, sizeof err);
 }
 
 static void *spare_main(void *arg) {
@@ -341,6 +326,7 @@ static void *spare_main(void *arg) {
   pthread_mutex_lock(&tl);
   spares_making--;
   if (!L || shutting_down) {   /* cannot serve: leave the start path alone */
+    pthread_cond_broadcast(&spare_cond);
     pthread_mutex_unlock(&tl);
     sem_destroy(&sp.go);
     if (L) vm_close(L);
@@ -349,6 +335,7 @@ static void *spare_main(void *arg) {
   sp.next = spares;
   spares = &sp;
   nspares++;
+  pthread_cond_signal(&spare_cond);
   pthread_mutex_unlock(&tl);
   /* A semaphore, not a condition variable: the post (made after whoever
    * took us off the list set job) wakes us without our having to take
@@ -372,6 +359,7 @@ static void *replenisher_main(void *arg) {
       pthread_mutex_lock(&tl);
       if (rc != 0) {
         spares_making--;
+        pthread_cond_broadcast(&spare_cond);
         struct timespec ts = sync_deadline(100000000u);   /* retry later */
         pthread_cond_timedwait(&replenish_cond, &tl, &ts);
       }
@@ -399,6 +387,7 @@ static void start_spare(void) {
   if (sync_spawn_detached(spare_main, NULL) == 0) return;
   pthread_mutex_lock(&tl);
   spares_making--;
+  pthread_cond_broadcast(&spare_cond);
   pthread_cond_signal(&replenish_cond);   /* it retries later */
   pthread_mutex_unlock(&tl);
 }
@@ -464,7 +453,12 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   if (records) records->prev = b;
   records = b;
   int64_t id = b->id;
-  struct spare *sp = hand_to_spare(b);
+  /* None ready but some in the making (starts outrun their replacement):
+   * wait for the first, which is less work than a thread and a state of
+   * our own and comes sooner. */
+  struct spare *sp;
+  while (!(sp = hand_to_spare(b)) && spares_making > 0 && !shutting_down)
+    pthread_cond_wait(&spare_cond, &tl);
   if (sp) {   /* the spare runs: its ID can be returned now */
     pthread_mutex_unlock(&tl);
     sem_post(&sp->go);
@@ -511,6 +505,7 @@ void threads_init(const struct threads_config *c) {
   package_path = vm_package_path(&vo);   /* NULL: each state builds its own */
   sync_cond_init(&idle_cond);
   pthread_cond_init(&replenish_cond, NULL);
+  pthread_cond_init(&spare_cond, NULL);
   spares_wanted = c->spares;
   if (spares_wanted > 0) {
     if (sync_spawn_detached(replenisher_main, NULL) != 0) spares_wanted = 0;
