@@ -28,7 +28,10 @@
 #define CLASS(n) (((n) + 15) / 16 - 1)        /* n in 1..ARENA_SMALL_MAX */
 #define CLASS_SIZE(c) (16 * ((size_t)(c) + 1))
 
+/* p, a small block, came from the chunks (until one spilled to malloc,
+ * every small block did) */
 static int in_chunks(const struct arena *a, const void *p) {
+  if (!a->spilled) return 1;
   for (int i = a->nchunks - 1; i >= 0; i--)
     if ((uintptr_t)p - (uintptr_t)a->chunk[i] < ARENA_CHUNK) return 1;
   return 0;
@@ -76,8 +79,10 @@ static void *take(struct arena *a, int c) {
 }
 
 void *arena_alloc(struct arena *a, size_t n) {
-  void *p = SMALL(n) ? take(a, CLASS(n)) : NULL;
-  return p ? p : malloc(n);
+  if (!SMALL(n)) return malloc(n);
+  void *p = take(a, CLASS(n));
+  if (!p && (p = malloc(n))) a->spilled = 1;
+  return p;
 }
 
 void arena_free(struct arena *a, void *p, size_t n) {
@@ -86,6 +91,7 @@ void arena_free(struct arena *a, void *p, size_t n) {
     free(p);
     return;
   }
+  if (a->closing) return;
   int c = CLASS(n);
   *(void **)p = a->free[c];
   a->free[c] = p;
@@ -103,6 +109,8 @@ void *arena_realloc(struct arena *a, void *p, size_t o, size_t n) {
   arena_free(a, p, o);
   return q;
 }
+
+void arena_closing(struct arena *a) { a->closing = 1; }
 
 void arena_release(struct arena *a) {
   for (int i = 0; i < a->nchunks; i++) {

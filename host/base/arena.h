@@ -34,6 +34,8 @@ struct arena {
   void *free[ARENA_CLASSES];        /* class c: blocks of 16 * (c + 1) bytes */
   char *chunk[ARENA_CHUNKS];        /* made so far, oldest first */
   int nchunks;
+  int spilled;                      /* some small blocks are malloc's */
+  int closing;                      /* set by arena_closing */
 };
 
 /* An all-zero struct arena is empty and ready. */
@@ -42,6 +44,9 @@ void arena_free(struct arena *a, void *p, size_t n);          /* p NULL or of si
 /* As realloc, for p of size o (p NULL: o ignored), n > 0.  NULL (p still
  * valid) when out of memory. */
 void *arena_realloc(struct arena *a, void *p, size_t o, size_t n);
+/* From now on freeing a block of the chunks does nothing: they all go at
+ * arena_release (the owner is tearing down, as lua_close does). */
+void arena_closing(struct arena *a);
 void arena_release(struct arena *a);                          /* empty again */
 
 #endif

@@ -352,6 +352,7 @@ void vm_close(lua_State *L) {
   if (!L) return;
   struct vm *vm = vm_of(L);
   vm->limit_on = 0;
+  arena_closing(&vm->arena);
   lua_close(L);
   arena_release(&vm->arena);
   free(vm->warn);

@@ -5,6 +5,8 @@
 #include "base/arena.h"
 #include "runner.h"
 
+#define CLASS_OF(n) (((n) + 15) / 16 - 1)
+
 static int in_arena(const struct arena *a, const void *p) {
   for (int i = 0; i < a->nchunks; i++)
     if ((uintptr_t)p - (uintptr_t)a->chunk[i] < ARENA_CHUNK) return 1;
@@ -135,7 +137,20 @@ TEST(a_released_arena_is_empty_and_reusable) {
   arena_release(&a);
 }
 
+TEST(closing_drops_chunk_frees_and_still_frees_mallocs) {
+  struct arena a = {0};
+  char *small = arena_alloc(&a, 40), *big = arena_alloc(&a, 4000);
+  ASSERT(small && big);
+  arena_closing(&a);
+  arena_free(&a, small, 40);                  /* dropped: goes with the chunks */
+  ASSERT(a.free[CLASS_OF(40)] == NULL);
+  ASSERT(arena_alloc(&a, 40) != small);       /* not handed out again */
+  arena_free(&a, big, 4000);                  /* malloc's: freed (LSan checks) */
+  arena_release(&a);
+}
+
 TEST_LIST(T(a_freed_block_serves_the_next_request_of_its_class), T(large_blocks_are_mallocs),
           T(realloc_keeps_contents_across_classes_and_sizes),
           T(past_the_chunk_cap_small_blocks_come_from_malloc), T(random_use_against_a_shadow),
-          T(a_released_arena_is_empty_and_reusable));
+          T(a_released_arena_is_empty_and_reusable),
+          T(closing_drops_chunk_frees_and_still_frees_mallocs));
