@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "base/clock.h"
 #include "base/instance.h"
@@ -88,15 +89,15 @@ static int sleep_(lua_State *L) {
   return 1;
 }
 
-/* runtime.log(level, fmt, ...): a line tagged with the request ID. */
+/* runtime.log(level, fmt, ...): a line tagged with the request ID.
+ * Upvalue: string.format as the module found it (an app that replaces the
+ * global changes nothing here). */
 static int log_(lua_State *L) {
   static const char *const levels[] = {"debug", "info", "warning", "error", NULL};
   int level = luaL_checkoption(L, 1, NULL, levels);
   luaL_checkstring(L, 2);
-  lua_getglobal(L, "string");
-  lua_getfield(L, -1, "format");
-  lua_replace(L, 1);     /* stack: format fmt ... string */
-  lua_pop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_replace(L, 1);     /* stack: format fmt ... */
   lua_call(L, lua_gettop(L) - 1, 1);
   size_t len;
   const char *msg = lua_tolstring(L, -1, &len);
@@ -165,7 +166,7 @@ static const luaL_Reg funcs[] = {
   {"request_id", request_id},
   {"is_shutting_down", is_shutting_down},
   {"sleep", sleep_},
-  {"log", log_},
+  {"log", NULL},          /* a closure: see luaopen_runtime */
   {"monotonic", monotonic},
   {"memory_usage", memory_usage},
   {NULL, NULL}
@@ -173,6 +174,13 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_runtime(lua_State *L) {
   luaL_newlib(L, funcs);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_STRLIBNAME);
+  if (lua_getfield(L, -1, "format") != LUA_TFUNCTION)
+    return luaL_error(L, "runtime: the string library is not loaded");
+  lua_pushcclosure(L, log_, 1);
+  lua_setfield(L, -4, "log");
+  lua_pop(L, 2);
   vm_error_class(L, DEADLINE_CLASS, NULL);
   lua_setfield(L, -2, "DeadlineExceededError");
   return 1;

@@ -54,6 +54,12 @@ function TestRuntime:test_log_accepts_levels_and_formats()
   end
   lu.assertErrorMsgContains("invalid option 'loud'", runtime.log, "loud", "x")
   lu.assertErrorMsgContains("bad argument", runtime.log, "info", "%d", "notanumber")
+  -- the app's own string.format (or none) does not change runtime.log
+  local saved = string.format
+  string.format = function() error("the app's format was called") end
+  local ok, err = pcall(runtime.log, "info", "still %s", "formatted")
+  string.format = saved
+  lu.assertTrue(ok, err)
 end
 
 function TestRuntime:test_deadline_error_class()
