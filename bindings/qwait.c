@@ -176,8 +176,9 @@ int qwait_pop(lua_State *L, struct queue *q, uint64_t timeout) {
     qw->w.ud = vm_of(L)->current;
     return wait_for(L, qw, timeout, queue_wait_pop(q, &qw->w));
   }
-  if (queue_pop(q, &qw->w.val) == QUEUE_OK) {
-    qw->w.state = QW_DONE;
+  int rc = queue_pop(q, &qw->w.val);
+  if (rc == QUEUE_OK || rc == QUEUE_SHUTDOWN || rc == QUEUE_CLOSED) {
+    qw->w.state = rc == QUEUE_OK ? QW_DONE : rc == QUEUE_SHUTDOWN ? QW_SHUTDOWN : QW_CLOSED;
     return wait_result(L, qw);
   }
   if (timeout == 0) {

@@ -244,10 +244,10 @@ static void run_job(struct bt *b, lua_State *L) {
   value_free(&b->args);
   value_free(&b->kwargs);
   /* The state is closed: release the slot, then publish the outcome (so a
-   * joiner that starts a new thread at once finds the slot free). */
-  struct queue *q = b->outcome;
+   * joiner that starts a new thread at once finds the slot free), both
+   * under tl, so that no drop (an eviction, the exit) closes the outcome
+   * queue before the outcome is in it. */
   int keep = !b->is_hook;
-  queue_retain(q);
   pthread_mutex_lock(&tl);
   b->alive = 0;
   active--;
@@ -261,11 +261,10 @@ static void run_job(struct bt *b, lua_State *L) {
     done_tail = b;
     if (++ndone > MAX_KEPT_OUTCOMES) drop(done_head);
   }
+  if (keep && outcome.len) queue_push(b->outcome, &outcome);
   int spare = reserve_spare();
-  pthread_mutex_unlock(&tl);
-  if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
+  pthread_mutex_unlock(&tl);   /* b may be gone from here on */
   value_free(&outcome);
-  queue_release(q);
   if (spare) start_spare();
 }
 
@@ -335,7 +334,9 @@ static void *spare_main(void *arg) {
   sp.next = spares;
   spares = &sp;
   nspares++;
-  pthread_cond_signal(&spare_cond);
+  /* all waiters: with none left in the making, the others must go on to
+   * make their own rather than wait for a spare that never comes */
+  pthread_cond_broadcast(&spare_cond);
   pthread_mutex_unlock(&tl);
   /* A semaphore, not a condition variable: the post (made after whoever
    * took us off the list set job) wakes us without our having to take
@@ -575,6 +576,7 @@ void threads_shutdown(void) {
     sem_post(&sp->go);
   }
   pthread_cond_signal(&replenish_cond);
+  pthread_cond_broadcast(&spare_cond);   /* starts waiting for a spare go on */
   pthread_mutex_unlock(&tl);
 }
 

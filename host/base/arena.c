@@ -62,7 +62,7 @@ static void *take(struct arena *a, int c) {
     a->free[c] = *(void **)p;
     return p;
   }
-  if ((size_t)(a->end - a->next) < size) {
+  if (!a->next || (size_t)(a->end - a->next) < size) {
     if (a->nchunks == ARENA_CHUNKS) return NULL;
     char *chunk = malloc(ARENA_CHUNK);
     if (!chunk) return NULL;
@@ -91,8 +91,11 @@ void arena_free(struct arena *a, void *p, size_t n) {
     free(p);
     return;
   }
-  if (a->closing) return;
   int c = CLASS(n);
+  if (a->closing) {   /* goes with its chunk */
+    POISON(p, CLASS_SIZE(c));
+    return;
+  }
   *(void **)p = a->free[c];
   a->free[c] = p;
   POISON(p, CLASS_SIZE(c));
@@ -104,7 +107,14 @@ void *arena_realloc(struct arena *a, void *p, size_t o, size_t n) {
   if (mine && SMALL(n) && CLASS(n) == CLASS(o)) return p;
   if (!mine && !SMALL(n)) return realloc(p, n);
   void *q = arena_alloc(a, n);
-  if (!q) return NULL;
+  if (!q) {
+    if (n > o) return NULL;
+    /* A shrink keeps its block rather than fail: it is later freed as
+     * size n (a chunk block goes to a smaller class; one of malloc's must
+     * then be told from the chunks' by address). */
+    if (!mine) a->spilled = 1;
+    return p;
+  }
   memcpy(q, p, o < n ? o : n);
   arena_free(a, p, o);
   return q;

@@ -174,9 +174,12 @@ int queue_push(struct queue *q, struct value *v) {
   return rc;
 }
 
+static int state_rc(int state);
+
 int queue_pop(struct queue *q, struct value *out) {
   pthread_mutex_lock(&q->lock);
   int rc = pop_locked(q, out);
+  if (rc == QUEUE_EMPTY && q->closed) rc = state_rc(q->closed);
   pthread_mutex_unlock(&q->lock);
   return rc;
 }

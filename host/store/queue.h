@@ -53,7 +53,8 @@ const char *queue_name(const struct queue *q);
 size_t queue_len(struct queue *q);
 
 /* Non-waiting: push moves *v in (QUEUE_OK) or leaves it (QUEUE_FULL);
- * pop moves the head into *out (QUEUE_OK) or QUEUE_EMPTY. */
+ * pop moves the head into *out (QUEUE_OK), or QUEUE_EMPTY (QUEUE_SHUTDOWN,
+ * QUEUE_CLOSED once the queue is closed). */
 int queue_push(struct queue *q, struct value *v);
 int queue_pop(struct queue *q, struct value *out);
 

@@ -175,6 +175,7 @@ TEST(queue_shutdown_wakes_waiters) {
   ASSERT(clock_now_ns() - t0 < 2000000000u);
   pthread_join(t, NULL);
   ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_SHUTDOWN);   /* at once */
+  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_SHUTDOWN);   /* and without waiting */
   queue_free_all();
 }
 
@@ -200,6 +201,7 @@ TEST(queue_close_ends_waits_and_keeps_items) {
   t0 = clock_now_ns();
   ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_CLOSED);   /* at once */
   ASSERT(clock_now_ns() - t0 < 2000000000u);
+  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_CLOSED);
   v = bytes("more");
   ASSERT_INT_EQ(queue_push(q, &v), QUEUE_OK);
   struct value over = bytes("over");   /* full: a waiting push ends as closed */
