@@ -83,7 +83,6 @@ static void drop(struct bt *b) {
     if (b->next_done) b->next_done->prev_done = b->prev_done; else done_tail = b->prev_done;
     ndone--;
   }
-  queue_close(b->outcome, QW_CLOSED);   /* joiners still waiting: already taken */
   queue_release(b->outcome);
   pthread_cond_destroy(&b->cond);
   free(b);
@@ -244,10 +243,11 @@ static void run_job(struct bt *b, lua_State *L) {
   value_free(&b->args);
   value_free(&b->kwargs);
   /* The state is closed: release the slot, then publish the outcome (so a
-   * joiner that starts a new thread at once finds the slot free), both
-   * under tl, so that no drop (an eviction, the exit) closes the outcome
-   * queue before the outcome is in it. */
+   * joiner that starts a new thread at once finds the slot free).  The
+   * outcome queue is only closed once a joiner took the outcome. */
+  struct queue *q = b->outcome;
   int keep = !b->is_hook;
+  queue_retain(q);
   pthread_mutex_lock(&tl);
   b->alive = 0;
   active--;
@@ -261,10 +261,11 @@ static void run_job(struct bt *b, lua_State *L) {
     done_tail = b;
     if (++ndone > MAX_KEPT_OUTCOMES) drop(done_head);
   }
-  if (keep && outcome.len) queue_push(b->outcome, &outcome);
   int spare = reserve_spare();
-  pthread_mutex_unlock(&tl);   /* b may be gone from here on */
+  pthread_mutex_unlock(&tl);
+  if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
   value_free(&outcome);
+  queue_release(q);
   if (spare) start_spare();
 }
 
@@ -530,7 +531,11 @@ struct queue *threads_outcome(int64_t id) {
 void threads_forget(int64_t id) {
   pthread_mutex_lock(&tl);
   struct bt *b = find(id);
-  if (b && !b->alive) drop(b);
+  if (b && !b->alive) {
+    /* a joiner took the outcome: others waiting for it are told now */
+    queue_close(b->outcome, QW_CLOSED);
+    drop(b);
+  }
   pthread_mutex_unlock(&tl);
 }
 

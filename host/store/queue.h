@@ -84,9 +84,8 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns);
 
 /* Every waiting pop and push on q ends with `why` (a final state), and
  * later waits end at once with it; what q holds can still be popped.  A
- * thread's outcome queue is closed (QW_CLOSED) when its record is dropped,
- * so that a second joiner is not left waiting for an outcome already
- * taken. */
+ * thread's outcome queue is closed (QW_CLOSED) once a joiner took the
+ * outcome, so that a second joiner is not left waiting for it. */
 void queue_close(struct queue *q, int why);
 /* Shutdown: queue_close(QW_SHUTDOWN) on every named queue, now and later. */
 void queue_shutdown_all(void);
