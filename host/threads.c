@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/fault.h"
 #include "base/sync.h"
 #include "base/instance.h"
 #include "base/log.h"
@@ -207,6 +208,12 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
                                                      struct value *outcome) {
   char err[1024], tid[24];
   snprintf(tid, sizeof tid, "%lld", (long long)b->id);
+  if (fault_hit(FAULT_OUTCOME)) {   /* as if not even a failure could be copied */
+    log_msg(LOG_ERROR, "thread_id", tid, "background thread outcome cannot be copied "
+            "(injected fault)");
+    value_reset(outcome);
+    return;
+  }
   if (st == LUA_OK) {
     if (value_encode(L, -1, "result", outcome, err, sizeof err) < 0) {
       log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
@@ -264,6 +271,8 @@ static void run_job(struct bt *b, lua_State *L) {
   int spare = reserve_spare();
   pthread_mutex_unlock(&tl);
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
+  else if (keep) queue_close(q, QW_CLOSED);   /* no memory to copy even a failure:
+                                                 joiners are not left waiting */
   value_free(&outcome);
   queue_release(q);
   if (spare) start_spare();

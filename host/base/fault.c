@@ -15,6 +15,7 @@ static struct {
   [FAULT_THREAD_CREATE] = {"thread_create", 0, 0},
   [FAULT_STATE_ALLOC] = {"state_alloc", 0, 0},
   [FAULT_ACCEPT] = {"accept", 0, 0},
+  [FAULT_OUTCOME] = {"outcome", 0, 0},
 };
 
 int fault_hit(enum fault_point p) {
@@ -43,7 +44,7 @@ int fault_arm_spec(const char *spec, char *err, size_t errlen) {
           strncmp(spec, points[i].name, (size_t)(eq - spec)) == 0) p = i;
     if (p < 0) {
       snprintf(err, errlen, "LUAHOST_FAULTS: unknown fault point in '%s' "
-               "(expected thread_create, state_alloc or accept)", spec);
+               "(expected thread_create, state_alloc, accept or outcome)", spec);
       return -1;
     }
     char *end;

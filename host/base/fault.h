@@ -5,7 +5,9 @@
  *
  * Points: thread_create (starting a host thread fails with EAGAIN),
  * state_alloc (an allocation made while building a Lua state fails),
- * accept (accepting a connection fails with EMFILE).
+ * accept (accepting a connection fails with EMFILE), outcome (a
+ * background thread's outcome cannot be copied out, not even as a
+ * failure).
  *
  * In a normal build fault_hit is the constant 0 and nothing is compiled
  * in.  Any thread: the counters are atomic.
@@ -15,7 +17,8 @@
 
 #include <stddef.h>
 
-enum fault_point { FAULT_THREAD_CREATE, FAULT_STATE_ALLOC, FAULT_ACCEPT, FAULT_NPOINTS };
+enum fault_point { FAULT_THREAD_CREATE, FAULT_STATE_ALLOC, FAULT_ACCEPT, FAULT_OUTCOME,
+                   FAULT_NPOINTS };
 
 #ifdef LUAHOST_FAULT_INJECTION
 /* 1 when this call at point p is to fail. */

@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 
+#include "base/clock.h"
 #include "base/fault.h"
 #include "runner.h"
 #include "store/queue.h"
@@ -132,6 +133,25 @@ TEST(spares_that_cannot_be_made_leave_starts_working) {
   threads_free_all();
 }
 
+TEST(an_outcome_that_cannot_be_copied_does_not_leave_joiners_waiting) {
+  char err[512];
+  init_threads(2, 0);
+  fault_arm(FAULT_OUTCOME, 0, 1);
+  int64_t id = start(err, sizeof err);
+  if (id <= 0) FAIL_AT("start: %s", err);
+  struct queue *q = threads_outcome(id);
+  ASSERT(q != NULL);
+  struct value out = {0};
+  uint64_t t0 = clock_now_ns();
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 10000000000u), QUEUE_CLOSED);   /* not the timeout */
+  ASSERT(clock_now_ns() - t0 < 5000000000u);
+  queue_release(q);
+  fault_arm(FAULT_OUTCOME, 0, 0);
+  expect_42(start(err, sizeof err));   /* the next thread's outcome arrives */
+  ASSERT_INT_EQ(threads_wait_idle(10000000000u), 0);
+  threads_free_all();
+}
+
 TEST(fault_spec_is_checked) {
   char err[256];
   ASSERT_INT_EQ(fault_arm_spec("accept=2:3,thread_create=0:-1", err, sizeof err), 0);
@@ -151,4 +171,5 @@ TEST_LIST(T(state_build_fails_cleanly_at_every_allocation),
           T(thread_create_failure_is_a_clean_error_and_frees_the_slot),
           T(state_failure_in_a_new_thread_is_a_clean_error_and_frees_the_slot),
           T(spares_that_cannot_be_made_leave_starts_working),
+          T(an_outcome_that_cannot_be_copied_does_not_leave_joiners_waiting),
           T(fault_spec_is_checked));
