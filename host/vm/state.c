@@ -83,24 +83,15 @@ static int caught_exit(lua_State *L) {
   return lua_error(L);
 }
 
-/* load(chunk [, name [, mode [, env]]]) with mode forced to "t". */
-static int text_load(lua_State *L) {
+/* load(chunk [, name [, mode [, env]]]) and loadfile(name [, mode [, env]])
+ * with mode forced to "t".  Upvalues: the original function, and the
+ * position of its mode argument. */
+static int text_only(lua_State *L) {
+  int at = (int)lua_tointeger(L, lua_upvalueindex(2));
   int n = lua_gettop(L);
-  if (n < 3) lua_settop(L, n = 3);
+  if (n < at) lua_settop(L, n = at);
   lua_pushliteral(L, "t");
-  lua_replace(L, 3);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, n, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-/* loadfile(name [, mode [, env]]) with mode forced to "t". */
-static int text_loadfile(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n < 2) lua_settop(L, n = 2);
-  lua_pushliteral(L, "t");
-  lua_replace(L, 2);
+  lua_replace(L, at);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, n, LUA_MULTRET);
@@ -142,9 +133,10 @@ static int text_searcher(lua_State *L) {
   return 2;
 }
 
-static void replace_global(lua_State *L, const char *name, lua_CFunction f) {
+static void text_only_global(lua_State *L, const char *name, int mode_at) {
   lua_getglobal(L, name);
-  lua_pushcclosure(L, f, 1);
+  lua_pushinteger(L, mode_at);
+  lua_pushcclosure(L, text_only, 2);
   lua_setglobal(L, name);
 }
 
@@ -174,8 +166,8 @@ static __attribute__((noinline)) void set_path(lua_State *L, const struct vm_opt
 static int setup(lua_State *L) {
   const struct vm_opts *o = lua_touserdata(L, 1);
   luaL_openlibs(L);
-  replace_global(L, "load", text_load);
-  replace_global(L, "loadfile", text_loadfile);
+  text_only_global(L, "load", 3);
+  text_only_global(L, "loadfile", 2);
   lua_pushcfunction(L, text_dofile);
   lua_setglobal(L, "dofile");
   if (o->exit_mode != VM_EXIT_ALLOW) {
