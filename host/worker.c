@@ -134,6 +134,14 @@ static void complete(struct req_job *j) {
   else job_release(j);
 }
 
+/* Runs request r's handler in job j until it answers or waits. */
+static void start_job(struct worker *w, struct req_job *j, const struct http_request *r) {
+  lua_begin(w, r->seq);
+  int st = dispatch_start(w->d, &j->dj, r);
+  lua_end(w);
+  if (st == DISPATCH_DONE) complete(j);
+}
+
 static void resume_job(struct req_job *j) {
   struct worker *w = j->w;
   unpark(j);
@@ -291,10 +299,7 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
     return;
   }
   j->conn = c;
-  lua_begin(w, r->seq);
-  int st = dispatch_start(w->d, &j->dj, r);
-  lua_end(w);
-  if (st == DISPATCH_DONE) complete(j);
+  start_job(w, j, r);
 }
 
 /* ---- stopping --------------------------------------------------------- */
@@ -306,10 +311,7 @@ static void send_stop_request(struct worker *w) {
   if (!j) return;
   struct http_request *r = &j->own;
   dispatch_internal_request(r, "/_ah/stop");
-  lua_begin(w, r->seq);
-  int st = dispatch_start(w->d, &j->dj, r);
-  lua_end(w);
-  if (st == DISPATCH_DONE) complete(j);
+  start_job(w, j, r);
 }
 
 static void on_check(uv_timer_t *t) {
