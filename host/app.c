@@ -96,8 +96,8 @@ static void dir_of(const char *file, char out[PATH_MAX]) {
 int app_run(const char *script, int argc, char **argv) {
   char err[2048], dir[PATH_MAX], app_lua[PATH_MAX + 16];
   struct config cfg;
-  size_t memory_limit = 128u << 20;
-  int max_threads = 10;
+  size_t memory_limit = CONFIG_DEFAULT_MEMORY_LIMIT;
+  int max_threads = CONFIG_DEFAULT_MAX_THREADS;
   dir_of(script, dir);
   snprintf(app_lua, sizeof app_lua, "%s/app.lua", dir);
   if (access(app_lua, F_OK) == 0) {
@@ -179,7 +179,7 @@ static void collect(struct files *f, const char *dir) {
 static int run_test_file(const char *path, int role, const struct config *cfg) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
-  struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : 128u << 20,
+  struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : CONFIG_DEFAULT_MEMORY_LIMIT,
                        {dir, cfg ? cfg->app_dir : NULL, NULL}, test_modules, NULL};
   lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
@@ -238,7 +238,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     collect(&files, app_dir ? app_dir : ".");
     qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
   }
-  if (!cfgp) configure_threads(10, 128u << 20, NULL, role);
+  if (!cfgp) configure_threads(CONFIG_DEFAULT_MAX_THREADS, CONFIG_DEFAULT_MEMORY_LIMIT, NULL, role);
   int failed = 0;
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);

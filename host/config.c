@@ -313,8 +313,8 @@ static void defaults(struct config *c) {
   c->listen_host = dupstr("127.0.0.1");
   c->listen_port = 8080;
   c->workers = cpus > 0 ? (int)(cpus > 64 ? 64 : cpus) : 1;
-  c->max_background_threads = 10;
-  c->memory_limit = 128u << 20;
+  c->max_background_threads = CONFIG_DEFAULT_MAX_THREADS;
+  c->memory_limit = CONFIG_DEFAULT_MEMORY_LIMIT;
   c->request_deadline = -1;   /* by role, once the role is known */
   c->shutdown_grace = 30;
   c->max_body = 32u << 20;

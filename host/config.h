@@ -20,6 +20,10 @@ struct route {
 
 struct config_cap { char *name; size_t size; };
 
+/* Defaults that hold without an app.lua too (luahost run, luahost test). */
+#define CONFIG_DEFAULT_MAX_THREADS 10
+#define CONFIG_DEFAULT_MEMORY_LIMIT ((size_t)128 << 20)
+
 struct config {
   char *app_dir;               /* realpath */
   int role;                    /* VM_FRONTEND / VM_BACKEND */
