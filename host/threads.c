@@ -44,11 +44,14 @@ struct bt {
   struct queue_waiter *blocked_w;   /* (tl) */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
   struct bt *next, *prev;       /* (tl) all records, newest first */
+  struct bt *hnext;             /* (tl) the next record in its by_id bucket */
   struct bt *next_done, *prev_done;   /* (tl) finished records, oldest first */
 };
 
 static pthread_mutex_t tl = PTHREAD_MUTEX_INITIALIZER;
 static struct bt *records;                 /* (tl) */
+#define ID_BUCKETS 1024
+static struct bt *by_id[ID_BUCKETS];       /* (tl) records by id % ID_BUCKETS */
 static struct bt *done_head, *done_tail;   /* (tl) finished, oldest first */
 static int ndone;                          /* (tl) */
 static int active;                         /* (tl) reserved or running threads */
@@ -63,17 +66,31 @@ static char *app_dir;
 static char *package_path;      /* every thread state's, made once */
 
 
+static struct bt **bucket(int64_t id) { return &by_id[(uint64_t)id % ID_BUCKETS]; }
+
 /* (tl) */
 static struct bt *find(int64_t id) {
-  for (struct bt *b = records; b; b = b->next)
+  for (struct bt *b = *bucket(id); b; b = b->hnext)
     if (b->id == id) return b;
   return NULL;
 }
 
-/* (tl) takes b off the records list */
+/* (tl) b (its id set) on the records list and in its bucket */
+static void link_record(struct bt *b) {
+  b->next = records;
+  if (records) records->prev = b;
+  records = b;
+  b->hnext = *bucket(b->id);
+  *bucket(b->id) = b;
+}
+
+/* (tl) takes b off the records list and out of its bucket */
 static void unlink_record(struct bt *b) {
   if (b->prev) b->prev->next = b->next; else records = b->next;
   if (b->next) b->next->prev = b->prev;
+  struct bt **p = bucket(b->id);
+  while (*p != b) p = &(*p)->hnext;
+  *p = b->hnext;
 }
 
 /* (tl) unlinks and frees a finished record */
@@ -460,9 +477,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   active++;   /* the reservation, released when the thread's state is closed */
   b->id = ++next_id;
   b->alive = 1;
-  b->next = records;
-  if (records) records->prev = b;
-  records = b;
+  link_record(b);
   int64_t id = b->id;
   /* None ready but some in the making (starts outrun their replacement):
    * wait for the first, which is less work than a thread and a state of
