@@ -268,7 +268,8 @@ static void run_job(struct bt *b, lua_State *L) {
   value_free(&b->kwargs);
   /* The state is closed: release the slot, then publish the outcome (so a
    * joiner that starts a new thread at once finds the slot free).  The
-   * outcome queue is only closed once a joiner took the outcome. */
+   * outcome queue is closed once a joiner took the outcome, or here when
+   * there is none to publish. */
   struct queue *q = b->outcome;
   int keep = !b->is_hook;
   queue_retain(q);
