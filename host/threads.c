@@ -31,7 +31,7 @@ struct start_sync {
 
 /* One background thread.  Fields marked (tl) are guarded by `tl`; id,
  * outcome and is_hook are set by the starter before the record is linked
- * into `records` and read-only after. */
+ * into `by_id` and read-only after. */
 struct bt {
   int64_t id;
   struct queue *outcome;        /* capacity 1; the record holds a reference */
@@ -43,15 +43,13 @@ struct bt {
   struct queue *blocked_q;      /* (tl) the queue wait a cancel interrupts */
   struct queue_waiter *blocked_w;   /* (tl) */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
-  struct bt *next, *prev;       /* (tl) all records, newest first */
   struct bt *hnext;             /* (tl) the next record in its by_id bucket */
   struct bt *next_done, *prev_done;   /* (tl) finished records, oldest first */
 };
 
 static pthread_mutex_t tl = PTHREAD_MUTEX_INITIALIZER;
-static struct bt *records;                 /* (tl) */
 #define ID_BUCKETS 1024
-static struct bt *by_id[ID_BUCKETS];       /* (tl) records by id % ID_BUCKETS */
+static struct bt *by_id[ID_BUCKETS];       /* (tl) all records, by id % ID_BUCKETS */
 static struct bt *done_head, *done_tail;   /* (tl) finished, oldest first */
 static int ndone;                          /* (tl) */
 static int active;                         /* (tl) reserved or running threads */
@@ -63,7 +61,7 @@ static struct value hook;                  /* (tl) the shutdown hook's target */
  * starts; read-only after (app_dir is cfg.app_dir's own copy). */
 static struct threads_config cfg;
 static char *app_dir;
-static char *package_path;      /* every thread state's, made once */
+static char *package_path;      /* every thread state's: made by threads_init, as cfg */
 
 
 static struct bt **bucket(int64_t id) { return &by_id[(uint64_t)id % ID_BUCKETS]; }
@@ -75,19 +73,19 @@ static struct bt *find(int64_t id) {
   return NULL;
 }
 
-/* (tl) b (its id set) on the records list and in its bucket */
+/* (tl) every record, in ID buckets */
+#define FOR_EACH_RECORD(b) \
+  for (int i_ = 0; i_ < ID_BUCKETS; i_++) \
+    for (struct bt *b = by_id[i_], *n_; b && (n_ = b->hnext, 1); b = n_)
+
+/* (tl) b (its id set) in its bucket */
 static void link_record(struct bt *b) {
-  b->next = records;
-  if (records) records->prev = b;
-  records = b;
   b->hnext = *bucket(b->id);
   *bucket(b->id) = b;
 }
 
-/* (tl) takes b off the records list and out of its bucket */
+/* (tl) takes b out of its bucket */
 static void unlink_record(struct bt *b) {
-  if (b->prev) b->prev->next = b->next; else records = b->next;
-  if (b->next) b->next->prev = b->prev;
   struct bt **p = bucket(b->id);
   while (*p != b) p = &(*p)->hnext;
   *p = b->hnext;
@@ -345,15 +343,22 @@ static __attribute__((noinline)) lua_State *spare_state(void) {
   return new_state(err, sizeof err);
 }
 
+/* (tl) A spare counted as making is ready or failed.  Every start waiting
+ * for one is woken: with none left in the making, they go on to make their
+ * own rather than wait for a spare that never comes. */
+static void made_spare(void) {
+  spares_making--;
+  pthread_cond_broadcast(&spare_cond);
+}
+
 static void *spare_main(void *arg) {
   struct spare sp;
   lua_State *L = spare_state();
   sem_init(&sp.go, 0, 0);
   sp.job = NULL;
   pthread_mutex_lock(&tl);
-  spares_making--;
+  made_spare();
   if (!L || shutting_down) {   /* cannot serve: leave the start path alone */
-    pthread_cond_broadcast(&spare_cond);
     pthread_mutex_unlock(&tl);
     sem_destroy(&sp.go);
     if (L) vm_close(L);
@@ -362,9 +367,6 @@ static void *spare_main(void *arg) {
   sp.next = spares;
   spares = &sp;
   nspares++;
-  /* all waiters: with none left in the making, the others must go on to
-   * make their own rather than wait for a spare that never comes */
-  pthread_cond_broadcast(&spare_cond);
   pthread_mutex_unlock(&tl);
   /* A semaphore, not a condition variable: the post (made after whoever
    * took us off the list set job) wakes us without our having to take
@@ -387,8 +389,7 @@ static void *replenisher_main(void *arg) {
       int rc = sync_spawn_detached(spare_main, NULL);
       pthread_mutex_lock(&tl);
       if (rc != 0) {
-        spares_making--;
-        pthread_cond_broadcast(&spare_cond);
+        made_spare();
         struct timespec ts = sync_deadline(100000000u);   /* retry later */
         pthread_cond_timedwait(&replenish_cond, &tl, &ts);
       }
@@ -415,8 +416,7 @@ static int reserve_spare(void) {
 static void start_spare(void) {
   if (sync_spawn_detached(spare_main, NULL) == 0) return;
   pthread_mutex_lock(&tl);
-  spares_making--;
-  pthread_cond_broadcast(&spare_cond);
+  made_spare();
   pthread_cond_signal(&replenish_cond);   /* it retries later */
   pthread_mutex_unlock(&tl);
 }
@@ -597,7 +597,7 @@ int threads_cancel(int64_t id) {
 void threads_shutdown(void) {
   pthread_mutex_lock(&tl);
   shutting_down = 1;
-  for (struct bt *b = records; b; b = b->next)
+  FOR_EACH_RECORD(b)
     if (b->alive) pthread_cond_broadcast(&b->cond);
   while (spares) {   /* off the list, then woken with no job: they end */
     struct spare *sp = spares;
@@ -624,7 +624,7 @@ int threads_wait_idle(uint64_t timeout_ns) {
 
 void threads_log_running(void) {
   pthread_mutex_lock(&tl);
-  for (struct bt *b = records; b; b = b->next)
+  FOR_EACH_RECORD(b)
     if (b->alive) {
       char tid[24];
       snprintf(tid, sizeof tid, "%lld", (long long)b->id);
@@ -656,12 +656,8 @@ void threads_run_hook(void) {
 
 void threads_free_all(void) {
   pthread_mutex_lock(&tl);
-  struct bt *b = records;
-  while (b) {   /* only finished records are freed; running threads own theirs */
-    struct bt *n = b->next;
+  FOR_EACH_RECORD(b)   /* only finished records are freed; running threads own theirs */
     if (!b->alive) drop(b);
-    b = n;
-  }
   value_free(&hook);
   pthread_mutex_unlock(&tl);
 }
