@@ -141,6 +141,13 @@ static long rss_kib(void) {
 }
 
 /* Prints the sample's n, p50, p90, p99 and max as `<key>_...` lines; frees v. */
+/* Room for n latency samples, freed by report_latency. */
+static double *new_samples(int n) {
+  double *v = malloc(sizeof *v * (size_t)n);
+  if (!v) die("malloc", ENOMEM);
+  return v;
+}
+
 static void report_latency(const char *key, double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_double);
   printf("%s_n %d\n", key, n);
@@ -156,8 +163,7 @@ static const char TP_CHUNK[] = "return 1";
 static const char IDLE_CHUNK[] = "park() return 0";
 
 static void bench_latency(int n, int warmup) {
-  double *v = malloc(sizeof *v * (size_t)n);
-  if (!v) die("malloc", ENOMEM);
+  double *v = new_samples(n);
   for (int i = -warmup; i < n; i++) {
     struct job j = {0};
     pthread_t th;
@@ -191,8 +197,7 @@ static void *pre_main(void *arg) {
 }
 
 static void bench_prebuilt(int n, int warmup) {
-  double *v = malloc(sizeof *v * (size_t)n);
-  if (!v) die("malloc", ENOMEM);
+  double *v = new_samples(n);
   for (int i = -warmup; i < n; i++) {
     struct pre p = {0};
     pthread_t th;
@@ -236,8 +241,7 @@ static void *sleeper_main(void *arg) {
 }
 
 static void bench_wake(const char *key, int sleeper_cpu, int n, int warmup) {
-  double *v = malloc(sizeof *v * (size_t)n);
-  if (!v) die("malloc", ENOMEM);
+  double *v = new_samples(n);
   struct waker w = {.cpu = sleeper_cpu};
   sem_init(&w.go, 0, 0);
   sem_init(&w.done, 0, 0);
