@@ -120,9 +120,10 @@ static void encode_or_raise(lua_State *L, int idx, struct value *v) {
   }
 }
 
-/* Waits in place (no loop to resume us): a background thread's waiter
- * makes the wait cancellable; elsewhere a plain condition variable.  The
- * deadline, if any, bounds the wait.  Leaves the final state in qw. */
+/* Tries, then waits in place (no loop to resume us): a background
+ * thread's waiter makes the wait cancellable; elsewhere a plain condition
+ * variable.  Timeout 0 does not wait; the deadline, if any, bounds the
+ * wait.  Leaves the final state in qw. */
 static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout, int is_push) {
   struct vm_task *t = vm_of(L)->current;
   pthread_cond_t cond;
@@ -132,7 +133,9 @@ static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout, int is_p
   int done = is_push ? queue_wait_push(qw->q, &qw->w) : queue_wait_pop(qw->q, &qw->w);
   if (!done) {
     uint64_t slice = blocking_slice(L, timeout);
-    if (t->waiter && t->waiter->block) t->waiter->block(t, qw->q, &qw->w, slice);
+    if (slice == 0) queue_cancel(qw->q, &qw->w, QW_TIMEOUT);   /* no wait wanted, or past
+                                                                  the deadline */
+    else if (t->waiter && t->waiter->block) t->waiter->block(t, qw->q, &qw->w, slice);
     else queue_block(qw->q, &qw->w, slice);
   }
   pthread_cond_destroy(&cond);
@@ -140,33 +143,18 @@ static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout, int is_p
   return qw->w.state;
 }
 
+/* Both: a request coroutine that may wait yields; anything else (no
+ * wait wanted, or no loop to resume it) goes through block_wait. */
 int qwait_push(lua_State *L, struct queue *q, int idx, uint64_t timeout) {
-  struct vm_task *t = vm_of(L)->current;
-  if (vm_can_yield(L)) {
-    struct qwait *qw = new_qwait(L, q, 1);
-    encode_or_raise(L, idx, &qw->w.val);
-    qw->w.notify = notify_task;
-    qw->w.ud = t;
-    if (timeout == 0) {
-      int rc = queue_push(q, &qw->w.val);
-      lua_pushboolean(L, rc == QUEUE_OK);
-      if (rc == QUEUE_OK) return 1;
-      lua_pushstring(L, "full");
-      return 2;
-    }
-    return wait_for(L, qw, timeout, queue_wait_push(q, &qw->w));
-  }
   struct qwait *qw = new_qwait(L, q, 1);   /* owns the value until it is queued */
   encode_or_raise(L, idx, &qw->w.val);
-  int rc = queue_push(q, &qw->w.val);
-  if (rc == QUEUE_FULL && timeout > 0) {
-    block_wait(L, qw, timeout, 1);
-    return wait_result(L, qw);
+  if (vm_can_yield(L) && timeout > 0) {
+    qw->w.notify = notify_task;
+    qw->w.ud = vm_of(L)->current;
+    return wait_for(L, qw, timeout, queue_wait_push(q, &qw->w));
   }
-  if (rc == QUEUE_OK) { lua_pushboolean(L, 1); return 1; }
-  lua_pushboolean(L, 0);
-  lua_pushstring(L, "full");
-  return 2;
+  block_wait(L, qw, timeout, 1);
+  return wait_result(L, qw);
 }
 
 int qwait_pop(lua_State *L, struct queue *q, uint64_t timeout) {
@@ -175,16 +163,6 @@ int qwait_pop(lua_State *L, struct queue *q, uint64_t timeout) {
     qw->w.notify = notify_task;
     qw->w.ud = vm_of(L)->current;
     return wait_for(L, qw, timeout, queue_wait_pop(q, &qw->w));
-  }
-  int rc = queue_pop(q, &qw->w.val);
-  if (rc == QUEUE_OK || rc == QUEUE_SHUTDOWN || rc == QUEUE_CLOSED) {
-    qw->w.state = rc == QUEUE_OK ? QW_DONE : rc == QUEUE_SHUTDOWN ? QW_SHUTDOWN : QW_CLOSED;
-    return wait_result(L, qw);
-  }
-  if (timeout == 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, "timeout");
-    return 2;
   }
   block_wait(L, qw, timeout, 0);
   return wait_result(L, qw);

@@ -202,8 +202,8 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
 int queue_wait_push(struct queue *q, struct queue_waiter *w) {
   int done = 1;
   pthread_mutex_lock(&q->lock);
-  if (q->closed) w->state = q->closed;
-  else if (push_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  if (push_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
     list_append(&q->pushes, &q->pushes_tail, w);

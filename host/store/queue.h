@@ -83,7 +83,8 @@ int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns);
 int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns);
 
 /* Every waiting pop and push on q ends with `why` (a final state), and
- * later waits end at once with it; what q holds can still be popped.  A
+ * later waits end at once with it; a pop or push that need not wait (an
+ * item is there, there is room) still goes through.  A
  * thread's outcome queue is closed (QW_CLOSED) once a joiner took the
  * outcome, so that a second joiner is not left waiting for it. */
 void queue_close(struct queue *q, int why);

@@ -176,6 +176,13 @@ TEST(queue_shutdown_wakes_waiters) {
   pthread_join(t, NULL);
   ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_SHUTDOWN);   /* at once */
   ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_SHUTDOWN);   /* and without waiting */
+  /* a push with room, waiting allowed or not, still goes in: every path
+   * gives the same answer (a request's push said "shutting down") */
+  struct value late = bytes("late");
+  ASSERT_INT_EQ(queue_push_wait(q, &late, 1000000000u), QUEUE_OK);
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 0), QUEUE_OK);
+  ASSERT_MEM_EQ(out.data, out.len, "late");
+  value_free(&out);
   queue_free_all();
 }
 
