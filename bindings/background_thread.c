@@ -39,24 +39,29 @@ static void encode_arg(lua_State *L, int idx, const char *root, struct value *v,
   }
 }
 
+void bindings_check_target(lua_State *L, int idx, int nil_ok) {
+  int tt = lua_type(L, idx);
+  if (tt == LUA_TSTRING) {
+    if (!threads_valid_target(lua_tostring(L, idx)))
+      raise_class(L, ERR, lua_pushfstring(L, "target '%s': expected \"module:function\"",
+                                          lua_tostring(L, idx)));
+  } else if (tt == LUA_TFUNCTION) {
+    if (lua_iscfunction(L, idx))
+      raise_class(L, ERR, "target: a C function cannot cross to another state");
+  } else if (!(nil_ok && (tt == LUA_TNIL || tt == LUA_TNONE))) {
+    raise_class(L, ERR, lua_pushfstring(L, "target: expected a function%s \"module:function\" "
+                                           "string%s, got %s", nil_ok ? "," : " or a",
+                                        nil_ok ? " or nil" : "", luaL_typename(L, idx)));
+  }
+}
+
 /* start_new_background_thread(target, args, kwargs) -> id */
 static int start_new_background_thread(lua_State *L) {
   if (vm_of(L)->role != VM_BACKEND)
     raise_class(L, "background_thread.FrontendsNotSupported",
                 "background threads are not supported on frontend instances "
                 "(set role = \"backend\" in app.lua or --role backend)");
-  int tt = lua_type(L, 1);
-  if (tt == LUA_TSTRING) {
-    if (!threads_valid_target(lua_tostring(L, 1)))
-      raise_class(L, ERR, lua_pushfstring(L, "target '%s': expected \"module:function\"",
-                                          lua_tostring(L, 1)));
-  } else if (tt != LUA_TFUNCTION) {
-    raise_class(L, ERR, lua_pushfstring(L, "target: expected a function or a "
-                                           "\"module:function\" string, got %s",
-                                        luaL_typename(L, 1)));
-  } else if (lua_iscfunction(L, 1)) {
-    raise_class(L, ERR, "target: a C function cannot cross to another state");
-  }
+  bindings_check_target(L, 1, 0);
   if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
     raise_class(L, ERR, lua_pushfstring(L, "args: expected an array or nil, got %s",
                                         luaL_typename(L, 2)));
@@ -143,14 +148,6 @@ static int cancel(lua_State *L) {
   return 1;
 }
 
-/* _error(class, message) -> a new error object (for the Lua part) */
-static int make_error(lua_State *L) {
-  char cls[96];
-  snprintf(cls, sizeof cls, "background_thread.%s", luaL_checkstring(L, 1));
-  vm_error_push(L, cls, strcmp(cls, ERR) ? ERR : NULL, "%s", luaL_checkstring(L, 2));
-  return 1;
-}
-
 /* Default thread names: one counter for the process, any thread (atomic). */
 static atomic_int names;
 static int next_name(lua_State *L) {
@@ -167,7 +164,6 @@ static const luaL_Reg funcs[] = {
   {"cancel", cancel},
   {"_join_raw", join_raw},
   {"_forget", forget},
-  {"_error", make_error},
   {"_next_name", next_name},
   {NULL, NULL}
 };

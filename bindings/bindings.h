@@ -13,4 +13,9 @@ int luaopen_apptest(lua_State *L);
 int luaopen_shared(lua_State *L);
 int luaopen_background_thread(lua_State *L);
 
+/* Checks the thread target at idx (a Lua function or "module:function";
+ * nil too when nil_ok), raising background_thread.Error naming what is
+ * wrong.  For start_new_background_thread and runtime.set_shutdown_hook. */
+void bindings_check_target(lua_State *L, int idx, int nil_ok);
+
 #endif

@@ -129,21 +129,8 @@ static int memory_usage(lua_State *L) {
 static int set_shutdown_hook(lua_State *L) {
   struct value v = {0}, prev = {0};
   char err[600];
-  int t = lua_type(L, 1);
-  if (t == LUA_TSTRING) {
-    const char *s = lua_tostring(L, 1);
-    if (!threads_valid_target(s)) {
-      vm_error_push(L, "background_thread.Error", NULL,
-                    "target '%s': expected \"module:function\"", s);
-      return lua_error(L);
-    }
-  } else if (t != LUA_TFUNCTION && t != LUA_TNIL && t != LUA_TNONE) {
-    vm_error_push(L, "background_thread.Error", NULL,
-                  "target: expected a function, a \"module:function\" string or nil, got %s",
-                  luaL_typename(L, 1));
-    return lua_error(L);
-  }
-  if (t == LUA_TSTRING || t == LUA_TFUNCTION) {
+  bindings_check_target(L, 1, 1);
+  if (!lua_isnoneornil(L, 1)) {
     if (value_encode(L, 1, "target", &v, err, sizeof err) < 0) {
       value_free(&v);
       vm_error_push(L, "background_thread.Error", NULL, "%s", err);

@@ -2,7 +2,7 @@
 -- threading.Thread-like BackgroundThread class.  Run once when the module
 -- loads, with the module table M (host/threads does the work).
 local M = ...
-local join_raw, forget, new_error = M._join_raw, M._forget, M._error
+local join_raw, forget, Error = M._join_raw, M._forget, M.Error
 local pack, unpack = table.pack, table.unpack
 
 -- bt.join(id, timeout) -> true, results... | false, err | nil, "timeout" |
@@ -25,7 +25,7 @@ BackgroundThread.__name = "background_thread.BackgroundThread"
 local function new(_, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
-    error(new_error("Error", "BackgroundThread expects a table of options"), 2)
+    error(Error("BackgroundThread expects a table of options"), 2)
   end
   return setmetatable({
     target = opts.target,
@@ -38,7 +38,7 @@ setmetatable(BackgroundThread, { __call = new })
 
 function BackgroundThread:start()
   if self.ident ~= nil then
-    error(new_error("Error", "thread " .. self.name .. " was already started"), 2)
+    error(Error("thread " .. self.name .. " was already started"), 2)
   end
   self.ident = M.start_new_background_thread(self.target, self.args, self.kwargs)
   return self.ident
@@ -52,7 +52,7 @@ end
 -- that joining again gives it again.
 function BackgroundThread:join(timeout)
   if self.ident == nil then
-    error(new_error("Error", "cannot join thread " .. self.name .. " before it is started"), 2)
+    error(Error("cannot join thread " .. self.name .. " before it is started"), 2)
   end
   if self._outcome then return unpack(self._outcome, 1, self._outcome.n) end
   local r = pack(M.join(self.ident, timeout))

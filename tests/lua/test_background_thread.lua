@@ -279,5 +279,14 @@ function TestRuntimeHook:test_set_shutdown_hook_returns_previous()
     lu.assertStrContains(tostring(err), 'expected "module:function"')
     lu.assertErrorMsgContains('expected "module:function"', bt.start_new_background_thread, bad)
   end
+  -- and the same checks of kind, with the same words
+  for _, bad in ipairs { print, 42, {} } do
+    local ok, err = pcall(runtime.set_shutdown_hook, bad)
+    local ok2, err2 = pcall(bt.start_new_background_thread, bad)
+    lu.assertFalse(ok or ok2)
+    lu.assertTrue(bt.Error:is_instance(err) and bt.Error:is_instance(err2))
+    lu.assertStrContains(tostring(err), "target: ")
+    if type(bad) == "function" then lu.assertEquals(tostring(err), tostring(err2)) end
+  end
   lu.assertNil(runtime.set_shutdown_hook(nil))
 end
