@@ -244,7 +244,18 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;   /* one request at a time: process() dispatches it */
 }
 
-static llhttp_settings_t settings;   /* filled once by http_server_init */
+/* The parser callbacks: constant, shared by every worker's parsers (the
+ * fields not named are NULL, as llhttp_settings_init would leave them). */
+static const llhttp_settings_t settings = {
+  .on_message_begin = on_message_begin,
+  .on_url = on_url,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_chunk_header = on_chunk_header,
+  .on_message_complete = on_message_complete,
+};
 
 /* ---- requests --------------------------------------------------------- */
 
@@ -481,19 +492,6 @@ void http_server_init(struct http_server *s, uv_loop_t *loop,
   s->lim = *lim;
   s->dispatch = fn;
   s->ud = ud;
-  if (!settings.on_message_begin) {   /* same values from every thread */
-    llhttp_settings_t st;
-    llhttp_settings_init(&st);
-    st.on_message_begin = on_message_begin;
-    st.on_url = on_url;
-    st.on_header_field = on_header_field;
-    st.on_header_value = on_header_value;
-    st.on_headers_complete = on_headers_complete;
-    st.on_body = on_body;
-    st.on_chunk_header = on_chunk_header;
-    st.on_message_complete = on_message_complete;
-    settings = st;
-  }
 }
 
 int http_conn_open(struct http_server *s, int fd) {
