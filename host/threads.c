@@ -246,7 +246,7 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
 }
 
 static int reserve_spare(void);
-static void start_spare(void);
+static int start_spare(void);
 
 /* Runs b's target in L (its fresh state), closes L, then publishes the
  * outcome, releases the slot and starts a spare in its place. */
@@ -383,13 +383,11 @@ static void *spare_main(void *arg) {
 static void *replenisher_main(void *arg) {
   pthread_mutex_lock(&tl);
   while (!shutting_down) {
-    if (nspares + spares_making < spares_wanted) {
-      spares_making++;
+    if (reserve_spare()) {
       pthread_mutex_unlock(&tl);
-      int rc = sync_spawn_detached(spare_main, NULL);
+      int rc = start_spare();
       pthread_mutex_lock(&tl);
       if (rc != 0) {
-        made_spare();
         struct timespec ts = sync_deadline(100000000u);   /* retry later */
         pthread_cond_timedwait(&replenish_cond, &tl, &ts);
       }
@@ -412,13 +410,16 @@ static int reserve_spare(void) {
   return 1;
 }
 
-/* Starts the spare reserve_spare counted, outside tl. */
-static void start_spare(void) {
-  if (sync_spawn_detached(spare_main, NULL) == 0) return;
+/* Starts the spare reserve_spare counted, outside tl: 0, or -1 when no
+ * thread could be made (then no longer counted; the replenisher retries
+ * later). */
+static int start_spare(void) {
+  if (sync_spawn_detached(spare_main, NULL) == 0) return 0;
   pthread_mutex_lock(&tl);
   made_spare();
-  pthread_cond_signal(&replenish_cond);   /* it retries later */
+  pthread_cond_signal(&replenish_cond);
   pthread_mutex_unlock(&tl);
+  return -1;
 }
 
 /* (tl) A ready spare takes b: the spare, to be woken (sem_post) once tl
