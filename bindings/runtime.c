@@ -20,7 +20,6 @@
 #include "vm/state.h"
 #include "vm/value.h"
 
-#define DEADLINE_CLASS "runtime.DeadlineExceededError"
 
 static int role(lua_State *L) {
   lua_pushstring(L, vm_of(L)->role == VM_BACKEND ? "backend" : "frontend");
@@ -168,7 +167,7 @@ int luaopen_runtime(lua_State *L) {
   lua_pushcclosure(L, log_, 1);
   lua_setfield(L, -4, "log");
   lua_pop(L, 2);
-  vm_error_class(L, DEADLINE_CLASS, NULL);
+  vm_error_class(L, VM_DEADLINE_CLASS, NULL);
   lua_setfield(L, -2, "DeadlineExceededError");
   return 1;
 }

@@ -270,8 +270,6 @@ static int request_main(lua_State *L) {
 
 /* ---- outside: results and errors -------------------------------------- */
 
-/* Collects the handler's headers table into j->headers (skipping invalid
- * ones with a log line).  Runs with the limit off; values stay on co. */
 /* Doubles j's header array (the first growth leaves hbuf): 0, or -1. */
 static int grow_headers(struct dispatch_job *j, int *cap) {
   struct http_header *h = malloc((size_t)*cap * 2 * sizeof *h);
@@ -283,6 +281,8 @@ static int grow_headers(struct dispatch_job *j, int *cap) {
   return 0;
 }
 
+/* Collects the handler's headers table into j->headers (skipping invalid
+ * ones with a log line).  Runs with the limit off; values stay on co. */
 static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
   int cap = (int)(sizeof j->hbuf / sizeof j->hbuf[0]), has_type = 0;
   j->headers = j->hbuf;

@@ -139,6 +139,13 @@ static const struct vm_waiter thread_waiter = {0, bt_sleep, NULL, NULL, bt_block
 
 /* ---- the thread ------------------------------------------------------- */
 
+/* Frees b's encoded target, args and kwargs (each may already be). */
+static void free_call(struct bt *b) {
+  value_free(&b->target);
+  value_free(&b->args);
+  value_free(&b->kwargs);
+}
+
 /* In the thread's state, protected: pushes the target function, its
  * arguments, and calls it.  Upvalue-free: all data comes from the record. */
 static int run_target(lua_State *L) {
@@ -177,10 +184,7 @@ static int run_target(lua_State *L) {
     if (value_decode(L, &b->kwargs, 1) < 0) return luaL_error(L, "corrupt thread kwargs");
     nargs++;
   }
-  /* rebuilt in L: the bytes are not kept while the target runs */
-  value_free(&b->target);
-  value_free(&b->args);
-  value_free(&b->kwargs);
+  free_call(b);   /* rebuilt in L: the bytes are not kept while the target runs */
   lua_call(L, nargs, LUA_MULTRET);
   /* stack: results...: pack them as {ok = true, n = N, ...} */
   int n = lua_gettop(L);
@@ -261,9 +265,7 @@ static void run_job(struct bt *b, lua_State *L) {
   lua_pushlightuserdata(L, b);
   encode_outcome(b, L, vm_pcall(L, 1, 1), &outcome);
   vm_close(L);
-  value_free(&b->target);   /* run_target freed them, unless it failed first */
-  value_free(&b->args);
-  value_free(&b->kwargs);
+  free_call(b);   /* run_target freed them, unless it failed first */
   /* The state is closed: release the slot, then publish the outcome (so a
    * joiner that starts a new thread at once finds the slot free).  The
    * outcome queue is closed once a joiner took the outcome, or here when
@@ -437,9 +439,7 @@ static struct spare *hand_to_spare(struct bt *b) {
 
 /* Frees a record whose thread never ran, with its values and queue. */
 static void discard(struct bt *b) {
-  value_free(&b->target);
-  value_free(&b->args);
-  value_free(&b->kwargs);
+  free_call(b);
   pthread_cond_destroy(&b->cond);
   queue_release(b->outcome);
   free(b);

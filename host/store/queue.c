@@ -317,13 +317,18 @@ void queue_shutdown_all(void) {
   pthread_mutex_unlock(&reg_lock);
 }
 
-/* Frees q and what it holds (no waiter may be registered). */
-static void queue_destroy(struct queue *q) {
+/* Frees the values q holds. */
+static void drain(struct queue *q) {
   while (q->count) {
     struct value v;
     ring_take(q, &v);
     value_free(&v);
   }
+}
+
+/* Frees q and what it holds (no waiter may be registered). */
+static void queue_destroy(struct queue *q) {
+  drain(q);
   free(q->ring);
   pthread_mutex_destroy(&q->lock);
   free(q);
@@ -332,13 +337,7 @@ static void queue_destroy(struct queue *q) {
 void queue_free_all(void) {
   pthread_mutex_lock(&reg_lock);
   /* Values first (they may hold references to other queues), then queues. */
-  for (struct queue *q = all; q; q = q->next_queue) {
-    while (q->count) {
-      struct value v;
-      ring_take(q, &v);
-      value_free(&v);
-    }
-  }
+  for (struct queue *q = all; q; q = q->next_queue) drain(q);
   while (all) {
     struct queue *q = all;
     all = q->next_queue;

@@ -37,12 +37,8 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-/* Deadline check every HOOK_COUNT instructions.  Once past the deadline it
- * re-arms to run on every instruction, so the first instruction after a
- * pcall that caught the error raises again, one level further out: a pcall
- * in the handler cannot absorb it. */
 int vm_raise_deadline(lua_State *L) {
-  vm_error_push(L, "runtime.DeadlineExceededError", NULL, "request deadline of %f s exceeded",
+  vm_error_push(L, VM_DEADLINE_CLASS, NULL, "request deadline of %f s exceeded",
                 vm_of(L)->current->deadline_s);
   return lua_error(L);
 }
@@ -52,6 +48,10 @@ int vm_can_yield(lua_State *L) {
   return t->waiter && t->waiter->yields && t->co == L && lua_isyieldable(L);
 }
 
+/* Deadline check every HOOK_COUNT instructions.  Once past the deadline it
+ * re-arms to run on every instruction, so the first instruction after a
+ * pcall that caught the error raises again, one level further out: a pcall
+ * in the handler cannot absorb it. */
 static void vm_hook(lua_State *L, lua_Debug *ar) {
   struct vm_task *t = vm_of(L)->current;
   if (t->deadline_ns && clock_coarse_ns() >= t->deadline_ns) {
