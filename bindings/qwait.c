@@ -124,13 +124,18 @@ static void encode_or_raise(lua_State *L, int idx, struct value *v) {
  * thread's waiter makes the wait cancellable; elsewhere a plain condition
  * variable.  Timeout 0 does not wait; the deadline, if any, bounds the
  * wait.  Leaves the final state in qw. */
-static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout, int is_push) {
+/* Tries qw's pop or push, registering it to wait: 1 when already final. */
+static int try_or_register(struct qwait *qw) {
+  return qw->is_push ? queue_wait_push(qw->q, &qw->w) : queue_wait_pop(qw->q, &qw->w);
+}
+
+static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout) {
   struct vm_task *t = vm_of(L)->current;
   pthread_cond_t cond;
   struct value v = qw->w.val;
   queue_waiter_init_blocking(&qw->w, &cond);
   qw->w.val = v;
-  int done = is_push ? queue_wait_push(qw->q, &qw->w) : queue_wait_pop(qw->q, &qw->w);
+  int done = try_or_register(qw);
   if (!done) {
     uint64_t slice = blocking_slice(L, timeout);
     if (slice == 0) queue_cancel(qw->q, &qw->w, QW_TIMEOUT);   /* no wait wanted, or past
@@ -143,27 +148,24 @@ static int block_wait(lua_State *L, struct qwait *qw, uint64_t timeout, int is_p
   return qw->w.state;
 }
 
-/* Both: a request coroutine that may wait yields; anything else (no
- * wait wanted, or no loop to resume it) goes through block_wait. */
-int qwait_push(lua_State *L, struct queue *q, int idx, uint64_t timeout) {
-  struct qwait *qw = new_qwait(L, q, 1);   /* owns the value until it is queued */
-  encode_or_raise(L, idx, &qw->w.val);
+/* A pop or push: a request coroutine that may wait yields; anything else
+ * (no wait wanted, or no loop to resume it) goes through block_wait. */
+static int wait_any(lua_State *L, struct qwait *qw, uint64_t timeout) {
   if (vm_can_yield(L) && timeout > 0) {
     qw->w.notify = notify_task;
     qw->w.ud = vm_of(L)->current;
-    return wait_for(L, qw, timeout, queue_wait_push(q, &qw->w));
+    return wait_for(L, qw, timeout, try_or_register(qw));
   }
-  block_wait(L, qw, timeout, 1);
+  block_wait(L, qw, timeout);
   return wait_result(L, qw);
 }
 
+int qwait_push(lua_State *L, struct queue *q, int idx, uint64_t timeout) {
+  struct qwait *qw = new_qwait(L, q, 1);   /* owns the value until it is queued */
+  encode_or_raise(L, idx, &qw->w.val);
+  return wait_any(L, qw, timeout);
+}
+
 int qwait_pop(lua_State *L, struct queue *q, uint64_t timeout) {
-  struct qwait *qw = new_qwait(L, q, 0);
-  if (vm_can_yield(L) && timeout > 0) {
-    qw->w.notify = notify_task;
-    qw->w.ud = vm_of(L)->current;
-    return wait_for(L, qw, timeout, queue_wait_pop(q, &qw->w));
-  }
-  block_wait(L, qw, timeout, 0);
-  return wait_result(L, qw);
+  return wait_any(L, new_qwait(L, q, 0), timeout);
 }
