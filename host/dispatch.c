@@ -21,6 +21,9 @@
  * pushing a C string, which hashes it and compares it in the API cache). */
 enum { K_METHOD, K_PATH, K_QUERY, K_ARGS, K_HEADERS, K_BODY, K_REMOTE, K_VERSION,
        K_RID, K_V11, K_GET, K_POST, K_COUNT };
+/* The handlers table: [1..nroutes] handlers, then the K_* strings, then
+ * string.find at find_slot and route i's pattern at find_slot + 1 + i. */
+static int find_slot(const struct config *cfg) { return cfg->nroutes + K_COUNT + 1; }
 static const char *const key_names[K_COUNT] = {
   "method", "path", "query", "args", "headers", "body", "remote_addr", "http_version",
   "request_id", "1.1", "GET", "POST"};
@@ -81,10 +84,10 @@ int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
   d->pool = calloc(POOL_MAX, sizeof *d->pool);
   d->pool_refs = calloc(POOL_MAX, sizeof *d->pool_refs);
   if (!d->pool || !d->pool_refs) { snprintf(err, errlen, "out of memory"); return -1; }
-  lua_createtable(L, 2 * cfg->nroutes + K_COUNT + 1, 0);
+  lua_createtable(L, find_slot(cfg) + cfg->nroutes, 0);
   /* string.find as the fresh state has it (before any app code runs) and
    * the route patterns, for match_route */
-  int tbl = lua_absindex(L, -1), find_at = cfg->nroutes + K_COUNT + 1;
+  int tbl = lua_absindex(L, -1), find_at = find_slot(cfg);
   lua_getglobal(L, "string");
   lua_getfield(L, -1, "find");
   lua_rawseti(L, tbl, find_at);
@@ -128,7 +131,7 @@ void dispatch_free(struct dispatch *d) {
  * does not change routing). */
 static int match_route(lua_State *L, int handlers, const struct config *cfg, const char *path,
                        size_t plen, size_t *rest) {
-  int find_at = cfg->nroutes + K_COUNT + 1, path_pushed = 0;
+  int find_at = find_slot(cfg), path_pushed = 0;
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
     if (r->literal) {
