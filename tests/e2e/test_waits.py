@@ -42,7 +42,7 @@ FILES = {
         end
         function M.thread(kind)
           require("runtime").log("info", "WAITING thread " .. kind)
-          local a = M.answer(require("wait_kinds").run(kind, 60))
+          local a = M.answer(require("wait_kinds").run(kind, 60, 120))
           print("THREAD " .. kind .. " " .. a)
         end
         function M.hook()
@@ -70,7 +70,7 @@ FILES = {
         local waits = require "wait_kinds"
         return function(req)
           require("runtime").log("info", "WAITING request " .. req.args.kind)
-          local f = function() return report.answer(waits.run(req.args.kind, 60)) end
+          local f = function() return report.answer(waits.run(req.args.kind, 60, 120)) end
           if req.args.nested then
             local co = coroutine.create(f)
             local ok, a = coroutine.resume(co)

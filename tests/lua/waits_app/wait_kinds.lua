@@ -7,8 +7,10 @@ local M = {}
 
 function M.sleeper(secs) runtime.sleep(secs) end
 
--- Returns what the wait returned.
-function M.run(kind, secs)
+-- Returns what the wait returned.  A join waits for a thread that sleeps
+-- `sleeper` seconds (default: a little past the join's timeout, at most 3 s,
+-- so a test run does not wait long for it at its end).
+function M.run(kind, secs, sleeper)
   if kind == "sleep" then
     return runtime.sleep(secs)
   elseif kind == "pop" then
@@ -18,7 +20,8 @@ function M.run(kind, secs)
     if q:len() == 0 then q:push("filler") end
     return q:push("more", secs)
   elseif kind == "join" then
-    local id = bt.start_new_background_thread("wait_kinds:sleeper", { secs * 4 + 2 })
+    local id = bt.start_new_background_thread("wait_kinds:sleeper",
+                                              { sleeper or math.min(secs * 2 + 1, 3) })
     return bt.join(id, secs)
   end
   error("unknown wait kind " .. tostring(kind))
