@@ -145,7 +145,7 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
   if (!strncmp(url, "unix://", 7)) return parse_unix(url + 7, out, err, errlen);
   if (!strncmp(url, "rediss://", 9)) FAIL("TLS (rediss://) is not supported");
   size_t sl = strcspn(url, ":");
-  if (url[sl] == ':')
+  if (!strncmp(url + sl, "://", 3))
     FAIL("unknown scheme '%.*s' (want redis:// or unix://)", (int)(sl > 32 ? 32 : sl), url);
   FAIL("no scheme (want redis://HOST[:PORT][/DB] or unix:///PATH)");
 }
