@@ -24,8 +24,8 @@
  * MONITOR, SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE and their UN- forms (pub/sub
  * needs a streaming API: not offered yet), CLIENT REPLY, and MULTI, EXEC,
  * DISCARD, WATCH, UNWATCH outside a batch.  A batch (redis_batch_*) is
- * written contiguously, so MULTI ... EXEC inside ONE batch is fine (it
- * must end with EXEC or DISCARD once it holds MULTI or WATCH).
+ * written contiguously, so MULTI ... EXEC inside ONE batch is fine (a
+ * MULTI or WATCH must be closed by an EXEC or DISCARD of the same batch).
  *
  * Completion.  redis_send returns 0 and later calls its callback exactly
  * once on the loop thread, or returns a negative REDIS_E_* and never calls
@@ -35,7 +35,7 @@
  *                     server, connect or login timed out) before all the
  *                     replies came; the command may or may not have run.
  *   REDIS_E_AUTH      AUTH/SELECT/PING at login was refused (wrong password,
- *                     db out of range, NOAUTH).
+ *                     db out of range, NOAUTH, LOADING); retried with backoff.
  *   REDIS_E_PROTOCOL  the server sent bytes that are not RESP2, or more
  *                     replies than commands; the connection is dropped.
  *   REDIS_E_TIMEOUT   no reply within timeout_ms (see "Timeouts").
@@ -68,6 +68,10 @@
  * timeout_ms a little longer, so Redis answers first; if timeout_ms fires
  * first, an element Redis popped in that instant is lost with the closed
  * connection.
+ *
+ * Addresses: a host name is resolved with uv_getaddrinfo at each attempt
+ * and the first IPv4 address is used (else the first one); numeric
+ * addresses and unix sockets skip the lookup.
  *
  * Threads: everything but redis_strerror and the batch builder runs on the
  * loop thread of the client's loop.  The batch builder touches no client
@@ -138,7 +142,8 @@ struct redis_client *redis_client_new(uv_loop_t *loop, const struct redis_url *u
 /* Ends the client: every command still pending completes with
  * REDIS_E_CLOSED before this returns (cancelled ones stay silent); then
  * the handles close and closed_cb(ud) runs from the loop once the client's
- * memory is freed (closed_cb may be NULL).  Later calls on c are misuse;
+ * memory is freed (closed_cb may be NULL; a name lookup under way may keep
+ * the loop busy a moment longer).  Later calls on c are misuse;
  * redis_send on a closing client (say, from a callback) returns
  * REDIS_E_CLOSED.  May be called from a callback. */
 void redis_client_close(struct redis_client *c, void (*closed_cb)(void *ud), void *ud);
@@ -165,6 +170,9 @@ struct redis_batch *redis_batch_new(void);              /* NULL: no memory */
 int redis_batch_add(struct redis_batch *b, int argc, const char *const *argv,
                     const size_t *argvlen);
 size_t redis_batch_count(const struct redis_batch *b);
+/* 1 when b holds a blocking command (it will wait on its own connection:
+ * the kind of wait that shutdown ends early, see SPEC §9). */
+int redis_batch_blocking(const struct redis_batch *b);
 /* Why the last add or send of b was refused: a sentence, or "". */
 const char *redis_batch_error(const struct redis_batch *b);
 void redis_batch_free(struct redis_batch *b);

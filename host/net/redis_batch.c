@@ -48,6 +48,8 @@ void redis_batch_free(struct redis_batch *b) {
 
 size_t redis_batch_count(const struct redis_batch *b) { return b->n; }
 
+int redis_batch_blocking(const struct redis_batch *b) { return b->blocking; }
+
 const char *redis_batch_error(const struct redis_batch *b) { return b->why; }
 
 int redis_batch_add(struct redis_batch *b, int argc, const char *const *argv,

@@ -1061,6 +1061,7 @@ TEST(batches) {
   add(b, "LPUSH a x");
   add(b, "GET a");
   ASSERT_INT_EQ(redis_batch_count(b), 4);
+  ASSERT_INT_EQ(redis_batch_blocking(b), 0);
   ASSERT_INT_EQ(redis_send(c, b, 5000, on_done, &r, NULL), 0);
   ASSERT_INT_EQ(redis_batch_count(b), 0);          /* moved out */
   ASSERT(wait_for(&r.called, 1, 5000));
@@ -1086,9 +1087,11 @@ TEST(batches) {
   /* refusals */
   add(b, "MULTI");
   add(b, "INCR t");
+  add(b, "BRPOP l 1");
+  ASSERT_INT_EQ(redis_batch_blocking(b), 1);
   ASSERT_INT_EQ(redis_send(c, b, 5000, on_done, &r, NULL), REDIS_E_REFUSED);
   ASSERT(strstr(redis_batch_error(b), "EXEC"));
-  ASSERT_INT_EQ(redis_batch_count(b), 2);         /* unchanged */
+  ASSERT_INT_EQ(redis_batch_count(b), 3);         /* unchanged */
   redis_batch_free(b);
   b = redis_batch_new();
   add(b, "EXEC");
