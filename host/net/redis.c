@@ -124,12 +124,17 @@ void rcmd_fail_list(struct cmd_list *l, int err, const char *msg) {
 
 /* ---- the client ---- */
 
+/* Writes what was sent since the last iteration, one write per connection. */
 static void on_flush(uv_prepare_t *p) {
   struct redis_client *c = p->data;
   uv_prepare_stop(p);
   if (c->shared) rconn_flush(c->shared);
+  struct rconn *k = c->bconns, *next;
+  for (; k; k = next) {
+    next = k->next;              /* a failed write unlinks k */
+    rconn_flush(k);
+  }
 }
-
 
 struct redis_client *redis_client_new(uv_loop_t *loop, const struct redis_url *url,
                                       const struct redis_options *opts) {
@@ -191,13 +196,14 @@ void redis_client_stats(const struct redis_client *c, struct redis_stats *st) {
 
 /* ---- sending, deadlines, cancelling ---- */
 
-/* A blocking connection for one command: an idle one or a new one. */
+/* A blocking connection for one command: an idle one or a new one.
+ * NULL: no memory, or the new one failed at once (c->err says why). */
 static struct rconn *bconn_take(struct redis_client *c) {
   struct rconn *k;
   for (k = c->bconns; k; k = k->next)
     if (!k->busy && k->state == C_READY) break;
   if (k) c->bidle--;
-  else if (!(k = rconn_open(c, 1))) return NULL;
+  else if (!(k = rconn_open(c, 1)) || k->state == C_CLOSED) return NULL;
   k->busy = 1;
   c->bbusy++;
   return k;
@@ -227,18 +233,19 @@ int redis_send(struct redis_client *c, struct redis_batch *b, unsigned timeout_m
     if (heap_add(c, m) < 0) { rcmd_free(m); return REDIS_E_NOMEM; }
   }
   struct rconn *k = b->blocking ? bconn_take(c) : c->shared;
-  if (!k) { heap_del(c, m); rcmd_free(m); return REDIS_E_NOMEM; }
+  if (!k) {
+    heap_del(c, m);
+    rcmd_free(m);
+    return REDIS_E_UNAVAILABLE;
+  }
   m->buf = b->buf;
   m->len = b->len;
-  int blocking = b->blocking;
   memset(b, 0, sizeof *b);
   m->conn = k;
   m->where = W_OUT;
   rlist_push(&k->out, m);
-  if (k->state == C_READY) {
-    if (blocking) rconn_flush(k);
-    else if (!uv_is_active((uv_handle_t *)&c->flush)) uv_prepare_start(&c->flush, on_flush);
-  }
+  if (k->state == C_READY && !uv_is_active((uv_handle_t *)&c->flush))
+    uv_prepare_start(&c->flush, on_flush);      /* written later: no callback in here */
   if (out) *out = m;
   return 0;
 }

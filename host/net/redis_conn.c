@@ -12,6 +12,9 @@ struct resolve { uv_getaddrinfo_t req; struct rconn *conn; };
 struct wbatch { uv_write_t req; struct rconn *conn; size_t n; char *bufs[]; };
 
 static void on_backoff(uv_timer_t *t);
+
+/* One of the client's handles or connections is gone; the last one of a
+ * closing client frees it. */
 void rclient_unlive(struct redis_client *c) {
   if (--c->live > 0 || !c->closing) return;
   void (*cb)(void *) = c->closed_cb;
@@ -29,8 +32,6 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   free(k);
   rclient_unlive(c);
 }
-
-static void on_backoff(uv_timer_t *t);
 
 /* The shared connection's attempt failed: try again after a delay. */
 void rclient_back_off(struct redis_client *c) {
@@ -74,9 +75,9 @@ void rconn_fail(struct rconn *k, int err, const char *fmt, ...) {
   struct cmd_list fifo = k->fifo, out = k->out;
   memset(&k->fifo, 0, sizeof k->fifo);
   memset(&k->out, 0, sizeof k->out);
+  if (err != REDIS_E_CLOSED) snprintf(c->err, sizeof c->err, "%s", msg);
   if (k == c->shared) {
     c->shared = NULL;
-    snprintf(c->err, sizeof c->err, "%s", msg);
     /* rconn_open sets c->shared, or backs off itself if it fails at once */
     if (!c->closing && (!was_ready || !rconn_open(c, 0))) rclient_back_off(c);
     if (c->shared) {
@@ -247,7 +248,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
               k->reader->errstr);
     return;
   }
-  while (k->state != C_CLOSED && k->state != C_CONNECTING) {
+  while (k->state != C_CLOSED) {
     void *r = NULL;
     if (redisReaderGetReply(k->reader, &r) != REDIS_OK) {
       rconn_fail(k, REDIS_E_PROTOCOL, "protocol error from %s: %s", k->c->where,
@@ -299,6 +300,10 @@ static void on_connect(uv_connect_t *req, int status) {
     k->login_step[n] = "PING";
     long long len = redisFormatCommandArgv(&bufs[n], 1, argv, NULL);
     if (len >= 0) lens[n++] = (size_t)len;
+  }
+  if (n == 0) {
+    rconn_fail(k, REDIS_E_CONN, "login to %s: out of memory", c->where);
+    return;
   }
   k->login_left = n;
   k->state = C_LOGIN;
