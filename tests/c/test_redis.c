@@ -826,6 +826,29 @@ TEST(cancel_blocking) {
   client_done(c);
 }
 
+TEST(blocking_limit) {
+  server_start(NULL);
+  loop_init();
+  char url[128];
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", srv.port);
+  struct redis_options o = {.max_blocking = 1, .max_idle_blocking = 1};
+  struct redis_client *c = client_for(url, &o);
+  struct rec a = {0}, b = {0}, r = {0};
+  ASSERT_INT_EQ(issue(c, "BLPOP q 0", 0, &a, NULL), 0);
+  ASSERT_INT_EQ(issue(c, "BLPOP q2 0", 0, &b, NULL), REDIS_E_BUSY);
+  ASSERT(reply_is(call(c, "GET k", &r), REDIS_REPLY_NIL, NULL));   /* shared one unaffected */
+  ASSERT_INT_EQ(call(c, "RPUSH q x", &r)->integer, 1);
+  ASSERT(wait_for(&a.called, 1, 5000));
+  ASSERT_INT_EQ(a.err, 0);
+  ASSERT_INT_EQ(issue(c, "BLPOP q2 0.05", 5000, &b, NULL), 0);    /* the slot is free again */
+  ASSERT(wait_for(&b.called, 1, 5000));
+  ASSERT(reply_is(b.r[0], REDIS_REPLY_NIL, NULL));
+  rec_clear(&a);
+  rec_clear(&b);
+  rec_clear(&r);
+  client_done(c);
+}
+
 /* ---- shared-connection cancel and timeouts ---- */
 
 TEST(cancel_shared_keeps_sync) {
@@ -1157,7 +1180,7 @@ TEST_LIST(T(url_parse), T(reply_types), T(pipelining_one_connection),
           T(pipelining_writes_before_replies), T(hostile_garbage), T(hostile_close_mid_reply),
           T(hostile_extra_reply), T(hostile_deep_nesting), T(hostile_garbage_at_login),
           T(auth_password), T(select_db), T(unix_socket), T(blocking_own_connection),
-          T(cancel_blocking), T(cancel_shared_keeps_sync), T(timeout_keeps_sync),
+          T(cancel_blocking), T(blocking_limit), T(cancel_shared_keeps_sync), T(timeout_keeps_sync),
           T(stall_resets_connection), T(paused_redis_times_out),
           T(killed_mid_traffic_then_restarted), T(down_at_start), T(batches),
           T(close_with_pending));
