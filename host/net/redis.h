@@ -22,8 +22,8 @@
  * Commands that would change the shared connection's state for everyone
  * are refused (REDIS_E_REFUSED): SELECT, AUTH, HELLO, QUIT, RESET,
  * MONITOR, SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE and their UN- forms (pub/sub
- * needs a streaming API: not offered yet), CLIENT REPLY, and MULTI, EXEC,
- * DISCARD, WATCH, UNWATCH outside a batch.  A batch (redis_batch_*) is
+ * needs a streaming API: not offered yet), SYNC, PSYNC, REPLCONF, CLIENT
+ * REPLY, and MULTI, EXEC, DISCARD, WATCH outside a batch.  A batch (redis_batch_*) is
  * written contiguously, so MULTI ... EXEC inside ONE batch is fine (a
  * MULTI or WATCH must be closed by an EXEC or DISCARD of the same batch).
  *
@@ -95,7 +95,7 @@
 enum {
   /* 0: success (REDIS_OK in hiredis) */
   REDIS_E_NOMEM = -1,
-  REDIS_E_INVAL = -2,        /* no command, argc < 1, too many in a batch */
+  REDIS_E_INVAL = -2,        /* argc < 1, an empty batch */
   REDIS_E_REFUSED = -3,      /* a command that would break the shared connection */
   REDIS_E_UNAVAILABLE = -4,  /* Redis down: backing off (redis_client_error says why) */
   REDIS_E_CONN = -5,
@@ -103,7 +103,7 @@ enum {
   REDIS_E_PROTOCOL = -7,
   REDIS_E_TIMEOUT = -8,
   REDIS_E_CLOSED = -9,
-  REDIS_E_BUSY = -10,        /* opts.max_blocking blocking commands already in flight */
+  REDIS_E_BUSY = -10,        /* opts.max_blocking blocking commands in flight already */
 };
 
 /* A fixed sentence for a code ("connection error", "timeout", ...). */
@@ -135,7 +135,8 @@ struct redis_done {
 typedef void (*redis_cb)(void *ud, struct redis_done *d);
 
 /* Starts connecting at once.  opts may be NULL (defaults; a 0 field takes
- * its default too).  The URL is copied.  NULL: no memory. */
+ * its default too).  The URL is copied.  Like any libuv handle, the
+ * client keeps its loop alive until it is closed.  NULL: no memory. */
 struct redis_client *redis_client_new(uv_loop_t *loop, const struct redis_url *url,
                                       const struct redis_options *opts);
 
@@ -182,8 +183,9 @@ void redis_batch_free(struct redis_batch *b);
  * *out (if out) names the command for redis_cancel until then.  <0, no
  * callback, b unchanged: REDIS_E_INVAL (empty batch), REDIS_E_REFUSED
  * (MULTI or WATCH not closed by a final EXEC/DISCARD, EXEC or DISCARD
- * without MULTI: redis_batch_error says so), REDIS_E_UNAVAILABLE,
- * REDIS_E_BUSY, REDIS_E_CLOSED, REDIS_E_NOMEM. */
+ * without MULTI: redis_batch_error says so), REDIS_E_UNAVAILABLE
+ * (redis_client_error says why), REDIS_E_BUSY (redis_batch_error),
+ * REDIS_E_CLOSED, REDIS_E_NOMEM. */
 int redis_send(struct redis_client *c, struct redis_batch *b, unsigned timeout_ms,
                redis_cb cb, void *ud, struct redis_cmd **out);
 
