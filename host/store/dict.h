@@ -18,7 +18,7 @@
 #define DICT_DEFAULT_CAPACITY (1u << 20)
 
 enum { DICT_OK = 0, DICT_NOMEM = -1, DICT_EXISTS = -2, DICT_NOTFOUND = -3,
-       DICT_NOTNUM = -4 };
+       DICT_NOTNUM = -4, DICT_OVERFLOW = -5 };
 enum dict_type { DV_NIL, DV_BOOL, DV_INT, DV_FLOAT, DV_STR };
 
 struct dict_val {
@@ -53,7 +53,8 @@ int dict_set(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
 int dict_add(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
              uint64_t ttl_ms);
 /* Adds n to a number; a missing key starts at *init (DICT_NOTFOUND when
- * init is NULL).  Integers stay integers when n and the value are. */
+ * init is NULL).  Integers stay integers when n and the value are; an
+ * integer result outside int64 is DICT_OVERFLOW and changes nothing. */
 int dict_incr(struct dict *d, const char *k, size_t kl, const struct dict_val *n,
               const struct dict_val *init, struct dict_val *out);
 int dict_delete(struct dict *d, const char *k, size_t kl);
