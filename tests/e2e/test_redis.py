@@ -41,6 +41,7 @@ APP = {
             { url = "^/fill$", script = "fill" },
             { url = "^/blpop$", script = "blpop" },
             { url = "^/calls$", script = "calls" },
+            { url = "^/waitforever$", script = "waitforever" },
             { url = "^/", script = "hello" },
           },
         }
@@ -80,6 +81,18 @@ APP = {
             for i = 1, 5 do p:call("GET", "e2e:k" .. i) end
           end)
           return 200, {}, table.concat(res, ",") .. ";" .. tostring(d:get("k5"))
+        end
+    """,
+    "waitforever.lua": """
+        -- ?kind=blpop: a blocking command without limit; ?kind=pop: a
+        -- shared pop without limit
+        local r = require("redis").client("main", { timeout = 0 })
+        local q = require("shared").queue("forever")
+        return function(req)
+          local v, err
+          if req.args.kind == "blpop" then v, err = r:call("BLPOP", "e2e:forever", 0)
+          else v, err = q:pop() end
+          return 200, {}, tostring(v) .. " " .. tostring(err)
         end
     """,
     "hello.lua": """
@@ -245,6 +258,44 @@ class TestOneInstance(ServerTestCase):
             self.redis.signal(signal.SIGCONT)
         self.assertTrue(wait_until(lambda: request(srv.port, "GET", "/incr")[0] == 200,
                                    scaled(10)))
+
+    def test_deadline_ends_waits_and_loses_no_item(self):
+        srv = self.start_server(APP, ["--workers", "1", "--request-deadline", "0.5"],
+                                env={"LUAHOST_REDIS_URL": self.redis.url})
+        for kind in ("blpop", "pop"):
+            st, _, took = request(srv.port, "GET", "/waitforever?kind=" + kind)
+            self.assertEqual(st, 500)
+            self.assertLess(took, scaled(2.5))
+        self.assertTrue(srv.wait_stderr("DeadlineExceededError", 5))
+        # the given-up pop left nothing behind: a pushed item is still there
+        qkey = "e2e:q:7:forever"
+        self.redis.call("RPUSH", qkey, b"\x01\x05\x02hi")   # version 1, the string "hi"
+        st, body, _ = request(srv.port, "GET", "/waitforever?kind=pop")
+        self.assertEqual((st, body), (200, b"hi nil"))
+        self.assertEqual(self.redis.call("LLEN", qkey), 0)
+        self.assertEqual(request(srv.port, "GET", "/")[:2], (200, b"hello"))
+
+    def test_shutdown_ends_blocking_waits(self):
+        srv = self.serve(workers=2)
+        res = []
+
+        def go(kind):
+            res.append((kind, request(srv.port, "GET", "/waitforever?kind=" + kind)))
+
+        threads = [threading.Thread(target=go, args=(k,)) for k in ("blpop", "pop")]
+        for t in threads:
+            t.start()
+        # both waits are in Redis: their two blocking connections, a shared one, ours
+        self.assertTrue(wait_until(lambda: self.clients() >= 4, scaled(5)))
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(15)
+        self.assertEqual(srv.wait(scaled(10)), 0)
+        self.assertLess(time.monotonic() - t0, scaled(3))
+        got = dict((k, r[:2]) for k, r in res)
+        self.assertEqual(got, {"blpop": (200, b"nil shutting down"),
+                               "pop": (200, b"nil shutting down")})
 
     def test_maxmemory_answers_no_memory(self):
         srv = self.serve(workers=1)
