@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs a command with a redis-server of its own: a temp dir, a free port,
-# persistence off.  Exports LUAHOST_TEST_REDIS_URL (redis://127.0.0.1:PORT/0)
-# and LUAHOST_TEST_REDIS_PORT, runs "$@", stops redis by its PID and exits
-# with the command's status.
+# persistence off, and a unix socket.  Exports LUAHOST_TEST_REDIS_URL
+# (redis://127.0.0.1:PORT/0), LUAHOST_TEST_REDIS_PORT and
+# LUAHOST_TEST_REDIS_SOCK (the socket's path), runs "$@", stops redis by
+# its PID and exits with the command's status.
 set -u
 dir=$(mktemp -d "${TMPDIR:-/tmp}/luahost-redis.XXXXXX") || exit 1
 pid=
@@ -16,6 +17,7 @@ while :; do
   # a port the kernel gives out now (python binds port 0 and reports it)
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
+    --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
     --daemonize no --logfile "$dir/redis.log" &
   pid=$!
   n=0
@@ -31,6 +33,7 @@ while :; do
 done
 export LUAHOST_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 export LUAHOST_TEST_REDIS_PORT="$port"
+export LUAHOST_TEST_REDIS_SOCK="$dir/redis.sock"
 "$@"
 status=$?
 exit $status

@@ -140,6 +140,25 @@ function TestRedisCalls:test_blocking_command_cancelled_in_a_thread()
   lu.assertEquals({ r1[1], r1[2], r1[3] }, { true, nil, "cancelled" })
 end
 
+function TestRedisCalls:test_unix_socket_and_select()
+  local s = redis.client("sock")
+  lu.assertEquals(s:call("SET", "rt:sock", "via socket"), "OK")
+  lu.assertStrContains(s:call("CLIENT", "INFO"), "db=3")
+  lu.assertNil(r:call("GET", "rt:sock"))   -- db 0 is another keyspace
+end
+
+function TestRedisCalls:test_auth_user_password_and_db()
+  lu.assertEquals(r:call("ACL", "SETUSER", "tester", "on", ">s@cret", "~*", "&*", "+@all"), "OK")
+  local a = redis.client("acl")
+  lu.assertEquals(a:call("PING"), "PONG")
+  local info = a:call("CLIENT", "INFO")
+  lu.assertStrContains(info, "user=tester")
+  lu.assertStrContains(info, "db=2")
+  local v, err = redis.client("badpw"):call("PING")
+  lu.assertNil(v)
+  lu.assertTrue(redis.ConnectionError:is_instance(err))
+end
+
 function TestRedisCalls:test_waits_in_place_in_a_coroutine()
   local co = coroutine.wrap(function() return r:call("ECHO", "in place") end)
   lu.assertEquals(co(), "in place")
