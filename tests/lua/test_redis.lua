@@ -342,6 +342,23 @@ function TestRedisStore:test_pop_cancelled_in_a_thread_answers_cancelled()
   lu.assertEquals({ res[1], res[2], res[3] }, { true, nil, "cancelled" })
 end
 
+function TestRedisStore:test_waiting_push_cancelled_in_a_thread()
+  local q = empty_queue("tiny")
+  q:push(1)
+  q:push(2)
+  local id = bt.start_new_background_thread(function()
+    return require("shared").queue("tiny"):push(3, 30)
+  end)
+  runtime.sleep(0.1)
+  local t0 = runtime.monotonic()
+  bt.cancel(id)
+  local res = table.pack(bt.join(id, 5))
+  lu.assertTrue(runtime.monotonic() - t0 < 2)
+  lu.assertEquals({ res[1], res[2], res[3] }, { true, false, "cancelled" })
+  lu.assertEquals(q:len(), 2)
+  lu.assertEquals({ q:pop(0), q:pop(0), (q:pop(0)) }, { 1, 2, nil })
+end
+
 function TestRedisStore:test_no_memory_at_maxmemory()
   local d = fresh("oom")
   local used = tonumber(r:call("INFO", "memory"):match("used_memory:(%d+)"))
