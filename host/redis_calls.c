@@ -60,6 +60,10 @@ static void clients_close(void *p) {
 struct redis_client *redis_calls_client(struct task_loop *tl, int server) {
   struct clients *cs = task_loop_client(tl, TASK_CLIENT_REDIS, clients_make, clients_close);
   if (!cs || server < 0 || server >= nservers) return NULL;
-  if (!cs->c[server]) cs->c[server] = redis_client_new(cs->uv, &servers[server].url, NULL);
+  if (!cs->c[server]) {
+    /* every waiting pop of the shared store holds a blocking connection */
+    struct redis_options o = {.max_blocking = REDIS_CALLS_MAX_BLOCKING};
+    cs->c[server] = redis_client_new(cs->uv, &servers[server].url, &o);
+  }
   return cs->c[server];
 }

@@ -17,6 +17,9 @@
 #include "task.h"
 
 #define REDIS_CALLS_MAX 32
+/* Blocking commands (and waiting pops of a Redis store) in flight per
+ * loop per server; past it a call answers REDIS_E_BUSY. */
+#define REDIS_CALLS_MAX_BLOCKING 256
 
 /* Main thread, before workers start: the servers, name -> URL (already
  * validated by config).  0, or -1 (too many, or a URL that does not
