@@ -25,6 +25,8 @@ struct fetch_sock {
   uv_poll_t poll;
   struct fetch_client *c;
   curl_socket_t fd;
+  int events;                       /* UV_READABLE | UV_WRITABLE, as curl asked */
+  int closed;                       /* uv_close called */
   struct fetch_sock *prev, *next;   /* the client's watched sockets */
 };
 
@@ -55,6 +57,7 @@ static void sock_close(struct fetch_sock *s) {
   if (s->prev) s->prev->next = s->next;
   else c->socks = s->next;
   if (s->next) s->next->prev = s->prev;
+  s->closed = 1;
   uv_poll_stop(&s->poll);
   uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
@@ -79,14 +82,26 @@ static void drain(struct fetch_client *c) {
   }
 }
 
+/* An error on the socket (status < 0: POLLERR, e.g. a reset) is passed
+ * as CURL_CSELECT_ERR together with the directions curl watches: with
+ * CURL_CSELECT_ERR alone curl fails the transfer at once ("select/poll
+ * returned error"), while reading the socket lets it see the reset and,
+ * on a reused keep-alive connection the server had dropped, retry on a
+ * fresh one.  libuv has stopped the handle then: re-armed if curl still
+ * wants the socket. */
 static void on_poll(uv_poll_t *h, int status, int events) {
   struct fetch_sock *s = h->data;
   struct fetch_client *c = s->c;
   int flags = 0, running;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+    events = s->events;
+  }
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   curl_multi_socket_action(c->multi, s->fd, flags, &running);
+  if (status < 0 && !s->closed && !uv_is_active((uv_handle_t *)h))
+    uv_poll_start(h, s->events, on_poll);
   drain(c);
 }
 
@@ -127,6 +142,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
   int events = 0;
   if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
   if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
+  s->events = events;
   if (uv_poll_start(&s->poll, events, on_poll) != 0) return -1;
   return 0;
 }

@@ -548,7 +548,7 @@ TEST(connection_close_each_time) {
   rq.nheaders = 1;
   for (int i = 0; i < 30; i++) {
     fetch_wait(&rq, &g);
-    ASSERT_INT_EQ(g.status, 200);
+    if (g.status != 200) FAIL_AT("fetch %d: %d %s", i, g.error, g.msg);
   }
   ASSERT(stat_of("connections") >= 30);
   teardown();
