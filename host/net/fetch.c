@@ -184,8 +184,11 @@ int fetch_setup(struct fetch *f, const struct fetch_request *rq) {
   ok &= curl_easy_setopt(e, CURLOPT_WRITEDATA, f) == CURLE_OK;
   ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf) == CURLE_OK;
   ok &= set_method(e, method, rq->body, rq->body_len);
-  /* a libcurl without HTTP/2 refuses this one: HTTP/1.1 then */
+  /* a libcurl without HTTP/2 refuses these: HTTP/1.1 then.  PIPEWAIT:
+   * a fetch to an https origin with a connection still being set up waits
+   * to learn whether it speaks HTTP/2 and can carry this one too */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  if (strncasecmp(rq->url, "https", 5) == 0) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   return ok ? 0 : FETCH_ENOMEM;
 }
 

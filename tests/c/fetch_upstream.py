@@ -2,7 +2,9 @@
 """Upstream for tests/c/test_fetch.c: a threaded HTTP/1.1 server on
 127.0.0.1 (an ephemeral port), printed as "PORT <n>" on stdout once it
 listens.  --tls serves HTTPS with a self-signed certificate made by the
-openssl command into a temporary directory.
+openssl command into a temporary directory; it offers HTTP/2 by ALPN
+(Debian's python3-h2), where /stats answers as below and any other path
+with "PROTO h2", "PATH <path>" and "BODY <len>" lines.
 
 Paths (any method):
   /plain                 "hello", with repeated and folded headers
@@ -30,6 +32,16 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+try:
+    import h2.config
+    import h2.connection
+    import h2.events
+except ImportError:   # a python3 outside Debian's (pyenv): use Debian's copy
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import h2.config
+    import h2.connection
+    import h2.events
 
 
 class Server(ThreadingHTTPServer):
@@ -71,6 +83,47 @@ class Handler(BaseHTTPRequestHandler):
             self.request = self.server.tls_ctx.wrap_socket(self.request, server_side=True)
             self.connection = self.request
         super().setup()
+
+    def handle(self):
+        if self.server.tls_ctx and self.connection.selected_alpn_protocol() == "h2":
+            self.serve_h2()
+        else:
+            super().handle()
+
+    def serve_h2(self):
+        sock = self.connection
+        conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        streams = {}
+        while True:
+            data = sock.recv(65535)
+            if not data:
+                return
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    streams[ev.stream_id] = [dict(ev.headers), b""]
+                elif isinstance(ev, h2.events.DataReceived):
+                    streams[ev.stream_id][1] += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    headers, body = streams.pop(ev.stream_id)
+                    with self.server.lock:
+                        self.server.requests += 1
+                    if headers[":path"].startswith("/stats"):
+                        out = self.stats_text().encode()
+                    else:
+                        out = b"PROTO h2\nPATH %s\nBODY %d\n%s" % (
+                            headers[":path"].encode(), len(body), body)
+                    conn.send_headers(ev.stream_id, [(":status", "200"),
+                                                     ("content-length", str(len(out))),
+                                                     ("X-Proto", "h2")])
+                    conn.send_data(ev.stream_id, out, end_stream=True)
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    sock.sendall(conn.data_to_send())
+                    return
+            sock.sendall(conn.data_to_send())
 
     def log_message(self, fmt, *args):
         pass
@@ -209,12 +262,14 @@ class Handler(BaseHTTPRequestHandler):
         out.append(b"BODY %d" % len(body))
         self.send(200, b"\n".join(out) + b"\n" + body)
 
-    def r_stats(self, parts, q, body):
+    def stats_text(self):
         with self.server.lock:
-            s = "connections=%d requests=%d huge_sent=%d huge_done=%d" % (
+            return "connections=%d requests=%d huge_sent=%d huge_done=%d" % (
                 self.server.connections, self.server.requests, self.server.huge_sent,
                 self.server.huge_done)
-        self.send(200, s.encode())
+
+    def r_stats(self, parts, q, body):
+        self.send(200, self.stats_text().encode())
 
 
 def make_tls():
@@ -228,7 +283,7 @@ def make_tls():
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
-        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
         return ctx
     finally:
         shutil.rmtree(d, ignore_errors=True)

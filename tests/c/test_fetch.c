@@ -503,23 +503,67 @@ TEST(timeouts) {
   teardown();
 }
 
+static const char *tls_url(const char *path) {
+  snprintf(urlbuf, sizeof urlbuf, "https://127.0.0.1:%d%s", port, path);
+  return urlbuf;
+}
+
 TEST(tls_self_signed) {
   struct got g;
   setup(1);
-  char u[128];
-  snprintf(u, sizeof u, "https://127.0.0.1:%d/plain", port);
   struct fetch_request rq;
   fetch_request_init(&rq);
-  rq.url = u;
+  rq.url = tls_url("/plain");
   fetch_wait(&rq, &g);
   ASSERT_INT_EQ(g.error, FETCH_ESSLCERT);
+  ASSERT(g.msg[0] != '\0');
   rq.validate_certificate = 0;
+  rq.method = "POST";
+  rq.body = "abc";
+  rq.body_len = 3;
   fetch_wait(&rq, &g);
   ASSERT_INT_EQ(g.error, 0);
   ASSERT_INT_EQ(g.status, 200);
-  ASSERT_MEM_EQ(g.body, g.body_len, "hello");
-  fetch_wait(&rq, &g);   /* the TLS connection is reused */
-  ASSERT_INT_EQ(g.status, 200);
+  /* HTTP/2, offered by the upstream, was used */
+  ASSERT_MEM_EQ(g.body, g.body_len, "PROTO h2\nPATH /plain\nBODY 3\nabc");
+  ASSERT_HAS(g.headers, "x-proto: h2\n");
+  ASSERT_HAS(g.headers, "content-length: 31\n");
+  teardown();
+}
+
+#define NH2 20
+static struct got h2s[NH2];
+static int h2_calls;
+static void on_h2(void *ud, const struct fetch_result *r) {
+  on_done(ud, r);
+  h2_calls++;
+}
+
+TEST(http2_multiplexed) {
+  setup(1);
+  for (int i = 0; i < NH2; i++) {
+    struct fetch_request rq;
+    char path[32];
+    fetch_request_init(&rq);
+    snprintf(path, sizeof path, "/m?i=%d", i);
+    rq.url = tls_url(path);
+    rq.validate_certificate = 0;
+    ASSERT_INT_EQ(fetch_start(client, &rq, on_h2, &h2s[i], NULL), 0);
+  }
+  wait_for(&h2_calls, NH2);
+  for (int i = 0; i < NH2; i++) {
+    char want[64];
+    if (h2s[i].error) FAIL_AT("fetch %d: %s", i, h2s[i].msg);
+    snprintf(want, sizeof want, "PROTO h2\nPATH /m?i=%d\n", i);
+    ASSERT_HAS(h2s[i].body, want);
+  }
+  struct got g;
+  struct fetch_request rq;
+  fetch_request_init(&rq);
+  rq.url = tls_url("/stats");
+  rq.validate_certificate = 0;
+  fetch_wait(&rq, &g);
+  ASSERT_HAS(g.body, "connections=1 requests=21 ");   /* all on one connection */
   teardown();
 }
 
@@ -734,7 +778,7 @@ TEST(start_from_callback) {
 TEST_LIST(T(get_plain), T(post_body_and_headers), T(status_is_a_result), T(redirects),
           T(refused_at_start), T(too_large_while_streaming), T(too_large_by_content_length),
           T(allow_truncated), T(reset_and_refused), T(dns_failure), T(timeouts),
-          T(tls_self_signed), T(connection_reuse), T(connection_close_each_time),
+          T(tls_self_signed), T(http2_multiplexed), T(connection_reuse), T(connection_close_each_time),
           T(concurrent_100), T(cancel_in_flight), T(close_with_fetches_in_flight),
           T(close_right_after_start), T(allocator_charged_and_refused),
           T(start_from_callback));
