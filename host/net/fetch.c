@@ -302,7 +302,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     trim(&v, &vl);
     if (f->nh == 0 || vl == 0) return len;
     f->hbuf_len--;                          /* reopen the last value */
-    if (add_bytes(f, " ", 1, 0) != 0 || add_bytes(f, v, vl, 1) != 0) goto nomem;
+    int empty = f->hbuf[f->hbuf_len - 1] == '\0';
+    if ((!empty && add_bytes(f, " ", 1, 0) != 0) || add_bytes(f, v, vl, 1) != 0) goto nomem;
     return len;
   }
   const char *colon = memchr(buf, ':', l);

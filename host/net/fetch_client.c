@@ -62,8 +62,9 @@ static void sock_close(struct fetch_sock *s) {
   uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
-/* Hands every finished transfer to its callback.  A callback may close
- * the client: then the multi handle is gone and we stop. */
+/* Hands every finished transfer to its callback.  A callback may cancel
+ * other fetches (curl_multi_remove_handle drops their queued messages too)
+ * or close the client: then the multi handle is gone and we stop. */
 static void drain(struct fetch_client *c) {
   CURLMsg *m;
   int left;

@@ -161,7 +161,7 @@ TEST(get_plain) {
   /* lower-case names, order kept, repeats kept, folded value joined */
   ASSERT_HAS(g.headers, "content-type: text/plain\nx-multi: a\nx-multi: b\n"
                         "set-cookie: c1=1\nset-cookie: c2=2\nx-folded: first second\n"
-                        "content-length: 5\n");
+                        "x-empty-fold: value\nx-mixed-case: KeEp\ncontent-length: 5\n");
   ASSERT_INT_EQ(g.truncated, 0);
   ASSERT_INT_EQ(fetch_client_active(client), 0);
   teardown();
