@@ -217,6 +217,29 @@ static int reserve(struct fetch *f, char **buf, size_t *cap, size_t len, size_t 
   return 0;
 }
 
+/* Makes room for `need` body bytes (need <= max): doubling, from the
+ * announced length (up to FETCH_BODY_FIRST) or 16 KiB, never past what
+ * the body can grow to (its length, or max), so the allocator is charged
+ * for little more than the body. */
+#define FETCH_BODY_FIRST ((size_t)1 << 20)
+
+static int grow_body(struct fetch *f, size_t need) {
+  if (need <= f->body_cap) return 0;
+  int known = f->clen >= 0 && (unsigned long long)f->clen < f->max;
+  size_t bound = known ? (size_t)f->clen : f->max, n;
+  if (bound < need) bound = need;   /* the peer sent more than it said */
+  if (f->body_cap) n = f->body_cap;
+  else if (known) n = bound < FETCH_BODY_FIRST ? bound : FETCH_BODY_FIRST;
+  else n = 16384;
+  while (n < need && n < bound) n = n > bound / 2 ? bound : n * 2;
+  if (n > bound) n = bound;
+  char *p = f->alloc(f->alloc_ud, f->body, f->body_cap, n);
+  if (!p) return FETCH_ENOMEM;
+  f->body = p;
+  f->body_cap = n;
+  return 0;
+}
+
 /* The body: over max_response_size either fails the fetch or, with
  * allow_truncated, keeps the first max bytes; both stop the transfer
  * (returning short makes curl end it with CURLE_WRITE_ERROR). */
@@ -229,23 +252,15 @@ static int body_too_large(struct fetch *f) {
 static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
   struct fetch *f = ud;
   size_t len = size * n, take = len;
-  if (f->body_len == 0 && f->clen >= 0 && !f->allow_truncated && (unsigned long long)f->clen > f->max)
+  if (f->body_len == 0 && f->clen >= 0 && !f->allow_truncated &&
+      (unsigned long long)f->clen > f->max)
     return body_too_large(f);
   if (len > f->max - f->body_len) {
     if (!f->allow_truncated) return body_too_large(f);
     take = f->max - f->body_len;
     f->truncated = 1;
   }
-  if (f->body_cap == 0 && f->clen > 0 && take > 0) {
-    /* size the buffer once when the length is announced */
-    size_t want = (unsigned long long)f->clen < f->max ? (size_t)f->clen : f->max;
-    if (want < take) want = take;
-    char *p = f->alloc(f->alloc_ud, NULL, 0, want);
-    if (!p) goto nomem;
-    f->body = p;
-    f->body_cap = want;
-  }
-  if (take && reserve(f, &f->body, &f->body_cap, f->body_len, take) != 0) goto nomem;
+  if (take && grow_body(f, f->body_len + take) != 0) goto nomem;
   if (take) memcpy(f->body + f->body_len, buf, take);
   f->body_len += take;
   return f->truncated ? 0 : len;

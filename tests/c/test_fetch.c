@@ -368,7 +368,7 @@ TEST(too_large_while_streaming) {
   fetch_wait(&rq, &g);
   ASSERT_INT_EQ(g.error, FETCH_ETOOLARGE);
   ASSERT_HAS(g.msg, "larger than 1048576");
-  ASSERT(cnt.peak <= (2u << 20));
+  if (cnt.peak > (1u << 20) + 4096) FAIL_AT("peak %zu", cnt.peak);   /* never past the limit */
   ASSERT_INT_EQ(cnt.now, 0);
   int sent = huge_sent_when_done();
   if (sent >= HUGE_SIZE / 2) FAIL_AT("upstream sent %d of %d bytes", sent, HUGE_SIZE);
@@ -734,6 +734,7 @@ TEST(allocator_charged_and_refused) {
   ASSERT_INT_EQ(g.error, 0);
   ASSERT_INT_EQ(g.body_len, 200000);
   ASSERT(cnt.peak >= 200000);   /* the body was charged */
+  if (cnt.peak > 200000 + 4096) FAIL_AT("peak %zu", cnt.peak);   /* sized from the length */
   ASSERT_INT_EQ(cnt.now, 0);    /* and given back after the callback */
   cnt.limit = 100000;
   fetch_wait(&rq, &g);
@@ -778,7 +779,7 @@ TEST(start_from_callback) {
 TEST_LIST(T(get_plain), T(post_body_and_headers), T(status_is_a_result), T(redirects),
           T(refused_at_start), T(too_large_while_streaming), T(too_large_by_content_length),
           T(allow_truncated), T(reset_and_refused), T(dns_failure), T(timeouts),
-          T(tls_self_signed), T(http2_multiplexed), T(connection_reuse), T(connection_close_each_time),
-          T(concurrent_100), T(cancel_in_flight), T(close_with_fetches_in_flight),
-          T(close_right_after_start), T(allocator_charged_and_refused),
-          T(start_from_callback));
+          T(tls_self_signed), T(http2_multiplexed), T(connection_reuse),
+          T(connection_close_each_time), T(concurrent_100), T(cancel_in_flight),
+          T(close_with_fetches_in_flight), T(close_right_after_start),
+          T(allocator_charged_and_refused), T(start_from_callback));
