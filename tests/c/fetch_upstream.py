@@ -16,6 +16,8 @@ Paths (any method):
   /redirect-file         302 to file:///etc/passwd
   /reset                 headers and part of the body, then a TCP reset
   /huge?size=N&cl=0|1    N bytes, with Content-Length (cl=1) or chunked
+  /garbage               bytes that are not HTTP, then close
+  /bigheaders?n=N        N headers of 1000 bytes each
   /echo                  the request: "METHOD m", "PATH p", "H name: value"
                          lines, then "BODY <len>" and the body bytes
   /stats                 "connections=C requests=R huge_sent=S huge_done=D"
@@ -225,6 +227,18 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.reset_fds.add(self.connection.fileno())
         self.close_connection = True
+
+    def r_garbage(self, parts, q, body):
+        self.wfile.write(b"NOT HTTP AT ALL\r\n\r\nreally not")
+        self.close_connection = True
+
+    def r_bigheaders(self, parts, q, body):
+        self.send_response(200)
+        for i in range(int(q.get("n", "2000"))):
+            self.send_header("X-Big-%d" % i, "v" * 1000)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
 
     def r_huge(self, parts, q, body):
         size = int(q.get("size", "0"))
