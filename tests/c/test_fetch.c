@@ -167,6 +167,16 @@ TEST(get_plain) {
                         "x-empty-fold: value\nx-mixed-case: KeEp\ncontent-length: 5\n");
   ASSERT_INT_EQ(g.truncated, 0);
   ASSERT_INT_EQ(fetch_client_active(client), 0);
+  /* by name, through curl's resolver (and, where localhost is also ::1,
+   * a refused first address: the upstream is on 127.0.0.1 only) */
+  char u[64];
+  snprintf(u, sizeof u, "http://localhost:%d/plain", port);
+  struct fetch_request rq;
+  fetch_request_init(&rq);
+  rq.url = u;
+  fetch_wait(&rq, &g);
+  if (g.error) FAIL_AT("%s", g.msg);
+  ASSERT_MEM_EQ(g.body, g.body_len, "hello");
   teardown();
 }
 
