@@ -517,7 +517,21 @@ TEST(dns_failure) {
   fetch_wait(&rq, &g);
   ASSERT_INT_EQ(g.error, FETCH_EDOWNLOAD);
   ASSERT(g.msg[0] != '\0');
-  teardown();
+  /* abandoned while the name is being resolved, then closed with one
+   * resolving: neither waits for the resolver */
+  struct fetch *f;
+  ASSERT_INT_EQ(fetch_start(client, &rq, never, NULL, &f), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  fetch_cancel(f);
+  rq.url = "http://also-nonexistent.invalid/";
+  ASSERT_INT_EQ(start(&rq, &g), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  fetch_client_close(client, on_closed, NULL);
+  ASSERT_INT_EQ(g.error, FETCH_ECANCELLED);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_INT_EQ(closed_calls, 1);
+  ASSERT_INT_EQ(uv_loop_close(&loop), 0);
+  ASSERT_INT_EQ(never_calls, 0);
 }
 
 static void timeout_case(const char *path, long ms) {
