@@ -105,7 +105,9 @@ struct fetch_request {
   void *alloc_ud;
 };
 
-/* What a fetch ended with.  Valid only during the callback. */
+/* What a fetch ended with.  Valid only during the callback.  When error
+ * is not 0, only error, message, status (0, or that of a response cut
+ * short) and final_url are set: no headers, no body. */
 struct fetch_result {
   int error;                          /* 0 or FETCH_E* */
   const char *message;                /* error: what happened; "" when ok */
