@@ -38,8 +38,17 @@
  *   - Response memory (headers, body) comes from the request's allocator
  *     (same shape as lua_Alloc; NULL: realloc/free), so the binding can
  *     charge it to the calling state's memory limit; it is called on the
- *     loop thread, and all of it is given back when the callback returns.
- *     A refused allocation ends the fetch with FETCH_ENOMEM.
+ *     loop thread whenever the loop runs between fetch_start and the
+ *     callback (the calling coroutine is suspended then), and all of it is
+ *     given back when the callback returns (or at fetch_cancel).  A
+ *     refused allocation ends the fetch with FETCH_ENOMEM.
+ *
+ * On the wire: up to 64 idle connections are kept per client; a fetch to
+ * an https origin whose connection is still being set up waits to share
+ * it if it turns out to speak HTTP/2.  POST goes as curl's POST (a 301,
+ * 302 or 303 turns it into a GET), other methods as given.  No
+ * Accept-Encoding is added (bodies come as sent) and curl's
+ * "Expect: 100-continue" is suppressed unless the caller sends an Expect.
  *
  * curl_global_init runs once per process (pthread_once), from the first
  * fetch_client_new; curl_global_cleanup is never called.
@@ -129,7 +138,7 @@ typedef void (*fetch_closed_cb)(void *ud);
 
 /* NULL when out of memory or curl cannot be initialised. */
 struct fetch_client *fetch_client_new(uv_loop_t *loop);
-/* See the contract above; done may be NULL.  Call once. */
+/* See the contract above; done may be NULL.  A second call does nothing. */
 void fetch_client_close(struct fetch_client *c, fetch_closed_cb done, void *ud);
 
 /* The spec's defaults: GET, 5 s, follow up to 5 redirects, validate
