@@ -28,12 +28,14 @@ static const luaL_Reg serve_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
+  {"urlfetch", luaopen_urlfetch},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
+  {"urlfetch", luaopen_urlfetch},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };
