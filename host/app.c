@@ -71,7 +71,7 @@ static int load_config(struct config *cfg, const char *dir, const struct config_
   if (rc == 0) return 0;
   fprintf(stderr, "luahost: %s\n", err);
   config_free(cfg);
-  return rc == CONFIG_SYSTEM ? 1 : 2;
+  return rc == LH_ESYSTEM ? 1 : 2;
 }
 
 int app_serve(const char *app_dir, const struct config_cli *cli) {
