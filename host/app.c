@@ -27,12 +27,14 @@ static const luaL_Reg serve_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
+  {"json", luaopen_json},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
+  {"json", luaopen_json},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };

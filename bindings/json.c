@@ -1,0 +1,853 @@
+/*
+ * json: the json module (SPEC §11), lua-cjson's API for Lua 5.4.  encode
+ * walks the value on the stack into one growing buffer; decode parses
+ * strictly (RFC 8259) straight onto the stack.  Every byte goes through
+ * the state's allocator (buffers are userdata), so memory_limit holds.
+ * Misuse and bad data raise "json: ..." errors: encode names the path of
+ * the value it refuses ($.items[3].cb), decode the byte (1-based).
+ *
+ * Every module function shares two upvalues: the array metatable and a
+ * small cached buffer (a userdata of at most CACHE_MAX bytes).
+ */
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "base/dtoa.h"
+#include "bindings/bindings.h"
+
+#define MAX_DEPTH 1000
+#define CACHE_MAX (64 * 1024)
+#define UP_ARRAY_MT lua_upvalueindex(1)
+#define UP_CACHE lua_upvalueindex(2)
+
+/* ---- buffer: bytes in a userdata at a fixed stack slot ----------------- */
+
+struct buf {
+  lua_State *L;
+  char *p;
+  size_t len, cap;
+  int slot;   /* stack index of the userdata holding p */
+};
+
+/* Starts with the cached userdata, put at slot. */
+static void buf_init(struct buf *b, lua_State *L, int slot) {
+  b->L = L;
+  b->slot = slot;
+  lua_pushvalue(L, UP_CACHE);
+  lua_replace(L, slot);
+  b->p = lua_touserdata(L, slot);
+  b->cap = lua_rawlen(L, slot);
+  b->len = 0;
+}
+
+/* Room for n more bytes: a new userdata twice as big (the old one is
+ * garbage; a failed allocation raises Lua's memory error). */
+static void buf_grow(struct buf *b, size_t n) {
+  size_t cap = b->cap < 256 ? 256 : b->cap;
+  while (cap - b->len < n) {
+    if (cap > SIZE_MAX / 4) luaL_error(b->L, "json: text too large");
+    cap *= 2;
+  }
+  char *p = lua_newuserdatauv(b->L, cap, 0);
+  memcpy(p, b->p, b->len);
+  lua_replace(b->L, b->slot);
+  b->p = p;
+  b->cap = cap;
+}
+
+static inline char *buf_reserve(struct buf *b, size_t n) {
+  if (b->cap - b->len < n) buf_grow(b, n);
+  return b->p + b->len;
+}
+
+static inline void buf_add(struct buf *b, const char *s, size_t n) {
+  memcpy(buf_reserve(b, n), s, n);
+  b->len += n;
+}
+
+/* Keeps a small grown buffer for the next call. */
+static void buf_keep(struct buf *b) {
+  if (b->cap <= CACHE_MAX && b->cap > lua_rawlen(b->L, UP_CACHE)) {
+    lua_pushvalue(b->L, b->slot);
+    lua_replace(b->L, UP_CACHE);
+  }
+}
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes there, s[0] >=
+ * 0x80): no overlong forms, no surrogates, nothing past U+10FFFF; 0 if
+ * ill-formed. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  if (c >= 0xc2 && c <= 0xdf) return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+  if (c >= 0xe0 && c <= 0xef) {
+    unsigned lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    unsigned lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 &&
+           (s[3] & 0xc0) == 0x80 ? 4 : 0;
+  }
+  return 0;
+}
+
+/* ---- encode ------------------------------------------------------------- */
+
+/* One open table on the path: the key being encoded in it. */
+struct frame {
+  const void *table;
+  lua_Integer index;   /* array element, when key == 0 */
+  int key;             /* stack index of the string key, or 0 */
+};
+
+struct enc {
+  lua_State *L;
+  struct buf b;
+  int indent;       /* spaces per level; 0: compact */
+  int sort;
+  int depth;        /* open tables */
+  struct frame f[MAX_DEPTH];
+};
+
+/* Raises "json: cannot encode WHAT at $.path" (the path of f[0..depth)). */
+static int enc_fail(struct enc *e, const char *what) {
+  lua_State *L = e->L;
+  luaL_Buffer pb;
+  luaL_buffinit(L, &pb);
+  luaL_addstring(&pb, "json: cannot encode ");
+  luaL_addstring(&pb, what);
+  luaL_addstring(&pb, " at $");
+  for (int d = 0; d < e->depth; d++) {
+    if (d == 16 && e->depth > 40) {   /* a long path: its ends */
+      luaL_addstring(&pb, "...");
+      d = e->depth - 16;
+    }
+    if (!e->f[d].key) {
+      char n[32];
+      snprintf(n, sizeof n, "[%lld]", (long long)e->f[d].index);
+      luaL_addstring(&pb, n);
+      continue;
+    }
+    size_t len;
+    const char *k = lua_tolstring(L, e->f[d].key, &len);
+    int ident = len > 0 && !(k[0] >= '0' && k[0] <= '9');
+    for (size_t i = 0; i < len && ident; i++)
+      ident = k[i] == '_' || (k[i] >= '0' && k[i] <= '9') || ((k[i] | 32) >= 'a' && (k[i] | 32) <= 'z');
+    if (ident) {
+      luaL_addchar(&pb, '.');
+      luaL_addlstring(&pb, k, len);
+    } else {
+      luaL_addstring(&pb, "[\"");
+      for (size_t i = 0; i < len; i++) {
+        if (k[i] == '"' || k[i] == '\\') luaL_addchar(&pb, '\\');
+        luaL_addchar(&pb, k[i]);
+      }
+      luaL_addstring(&pb, "\"]");
+    }
+  }
+  luaL_pushresult(&pb);
+  return lua_error(L);
+}
+
+/* Which bytes a string copies as they are (0), escapes (1) or checks as
+ * UTF-8 (2). */
+static unsigned char enc_class[256];
+/* The escape of each byte below 0x20 and of '"' and '\\'. */
+static const char *const enc_escape[] = {
+  "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+  "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
+  "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+  "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f"};
+
+static void enc_string(struct enc *e, int idx) {
+  size_t len;
+  const unsigned char *s = (const unsigned char *)lua_tolstring(e->L, idx, &len);
+  struct buf *b = &e->b;
+  char *o = buf_reserve(b, len + 8);
+  *o++ = '"';
+  size_t i = 0;
+  for (;;) {   /* invariant: room for len - i + 2 more bytes */
+    size_t j = i;
+    while (j < len && !enc_class[s[j]]) j++;
+    memcpy(o, s + i, j - i);
+    o += j - i;
+    i = j;
+    if (i == len) break;
+    if (s[i] < 0x80) {
+      if ((size_t)(b->p + b->cap - o) < len - i + 8) {
+        b->len = (size_t)(o - b->p);
+        o = buf_reserve(b, len - i + 8);
+      }
+      const char *x = s[i] == '"' ? "\\\"" : s[i] == '\\' ? "\\\\" : enc_escape[s[i]];
+      size_t xl = strlen(x);
+      memcpy(o, x, xl);
+      o += xl;
+      i++;
+    } else {
+      size_t n = utf8_seq(s + i, len - i);
+      if (!n) enc_fail(e, "a string that is not valid UTF-8");
+      memcpy(o, s + i, n);
+      o += n;
+      i += n;
+    }
+  }
+  *o++ = '"';
+  b->len = (size_t)(o - b->p);
+}
+
+static const char DIGITS2[] =
+  "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+  "8081828384858687888990919293949596979899";
+
+static void enc_integer(struct buf *b, lua_Integer v) {
+  char tmp[24], *p = tmp + sizeof tmp;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  while (u >= 100) {
+    p -= 2;
+    memcpy(p, DIGITS2 + 2 * (u % 100), 2);
+    u /= 100;
+  }
+  if (u >= 10) {
+    p -= 2;
+    memcpy(p, DIGITS2 + 2 * u, 2);
+  } else {
+    *--p = (char)('0' + u);
+  }
+  if (v < 0) *--p = '-';
+  buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* A refusal of the table being opened: its own frame is not on the path. */
+static int table_fail(struct enc *e, const char *what) {
+  e->depth--;
+  return enc_fail(e, what);
+}
+
+static void enc_newline(struct enc *e) {
+  if (!e->indent) return;
+  size_t n = (size_t)e->indent * (size_t)e->depth;
+  char *o = buf_reserve(&e->b, n + 1);
+  *o = '\n';
+  memset(o + 1, ' ', n);
+  e->b.len += n + 1;
+}
+
+static void enc_value(struct enc *e, int idx);
+
+/* The element keys of the table at idx, or why they are not 1..n. */
+static lua_Integer array_length(struct enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+  int strings = 0, others = 0;
+  const char *odd = NULL;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n) {
+      count++;
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+      strings = 1;
+    } else {
+      others = 1;
+      if (!lua_isinteger(L, -1)) odd = lua_type(L, -1) == LUA_TNUMBER ? "float" : luaL_typename(L, -1);
+    }
+  }
+  if (strings && (count || others)) table_fail(e, "a table with mixed keys");
+  if (strings) table_fail(e, "a table with string keys marked as an array");
+  if (odd) {
+    char what[64];
+    snprintf(what, sizeof what, "a table with a %s key", odd);
+    table_fail(e, what);
+  }
+  if (others || count != n) table_fail(e, "a sparse array");
+  return n;
+}
+
+/* The table at idx as an array: keys 1..n.  Stack on entry: idx's first
+ * key and value (from lua_next); they are popped. */
+static void enc_array(struct enc *e, int idx, struct frame *fr) {
+  lua_State *L = e->L;
+  size_t mark = e->b.len;
+  lua_Integer i = 0;
+  buf_add(&e->b, "[", 1);
+  fr->key = 0;
+  do {   /* fast: lua_next gives 1, 2, 3... in order (the array part) */
+    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != i + 1) {
+      lua_pop(L, 2);
+      goto slow;
+    }
+    if (i) buf_add(&e->b, ",", 1);
+    enc_newline(e);
+    fr->index = ++i;
+    enc_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  } while (lua_next(L, idx));
+  goto done;
+slow:   /* elements out of order in the hash part, or not an array */
+  e->b.len = mark + 1;
+  lua_Integer n = array_length(e, idx);
+  for (i = 1; i <= n; i++) {
+    if (i > 1) buf_add(&e->b, ",", 1);
+    enc_newline(e);
+    fr->index = i;
+    lua_rawgeti(L, idx, i);
+    enc_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+done:
+  e->depth--;
+  enc_newline(e);
+  e->depth++;
+  buf_add(&e->b, "]", 1);
+}
+
+static void enc_member(struct enc *e, struct frame *fr, int first) {
+  lua_State *L = e->L;
+  int top = lua_gettop(L);   /* stack: key value */
+  if (!first) buf_add(&e->b, ",", 1);
+  enc_newline(e);
+  fr->key = top - 1;
+  enc_string(e, top - 1);
+  if (e->indent) buf_add(&e->b, ": ", 2);
+  else buf_add(&e->b, ":", 1);
+  enc_value(e, top);
+}
+
+static int key_cmp(const void *a, const void *b) {
+  const struct { const char *s; size_t n; } *x = a, *y = b;
+  int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* The table at idx as an object.  Stack on entry: its first key and value. */
+static void enc_object(struct enc *e, int idx, struct frame *fr) {
+  lua_State *L = e->L;
+  buf_add(&e->b, "{", 1);
+  if (!e->sort) {
+    int first = 1;
+    do {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        table_fail(e, lua_type(L, -1) == LUA_TNUMBER ? "a table with mixed keys"
+                                                   : "a table with a non-string key");
+      }
+      enc_member(e, fr, first);
+      first = 0;
+      lua_pop(L, 1);
+    } while (lua_next(L, idx));
+  } else {   /* keys in byte order: collect them (they stay alive in the table) */
+    struct key { const char *s; size_t n; } *keys;
+    size_t n = 0, cap = 16;
+    lua_pop(L, 2);
+    keys = lua_newuserdatauv(L, cap * sizeof *keys, 0);   /* stack: keys */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        table_fail(e, lua_type(L, -1) == LUA_TNUMBER ? "a table with mixed keys"
+                                                   : "a table with a non-string key");
+      if (n == cap) {
+        struct key *k2 = lua_newuserdatauv(L, 2 * cap * sizeof *keys, 0);
+        memcpy(k2, keys, n * sizeof *keys);
+        lua_replace(L, -3);
+        keys = k2;
+        cap *= 2;
+      }
+      keys[n].s = lua_tolstring(L, -1, &keys[n].n);
+      n++;
+    }
+    qsort(keys, n, sizeof *keys, key_cmp);
+    for (size_t i = 0; i < n; i++) {
+      lua_pushlstring(L, keys[i].s, keys[i].n);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, idx);   /* stack: keys key value */
+      enc_member(e, fr, i == 0);
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+  }
+  e->depth--;
+  enc_newline(e);
+  e->depth++;
+  buf_add(&e->b, "}", 1);
+}
+
+static void enc_table(struct enc *e, int idx) {
+  lua_State *L = e->L;
+  const void *t = lua_topointer(L, idx);
+  if (e->depth >= MAX_DEPTH) enc_fail(e, "nesting deeper than 1000");
+  for (int d = 0; d < e->depth; d++)
+    if (e->f[d].table == t) enc_fail(e, "a reference cycle");
+  luaL_checkstack(L, 6, "json: nesting too deep");
+  int marked = 0;
+  if (lua_getmetatable(L, idx)) {
+    marked = lua_rawequal(L, -1, UP_ARRAY_MT);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  if (!lua_next(L, idx)) {
+    buf_add(&e->b, marked ? "[]" : "{}", 2);
+    return;
+  }
+  struct frame *fr = &e->f[e->depth++];
+  fr->table = t;
+  fr->key = 0;
+  fr->index = 0;
+  if (lua_type(L, -2) == LUA_TSTRING && !marked) enc_object(e, idx, fr);
+  else enc_array(e, idx, fr);
+  e->depth--;
+}
+
+static void enc_value(struct enc *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: enc_string(e, idx); break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      enc_integer(&e->b, lua_tointeger(L, idx));
+    } else {
+      double d = lua_tonumber(L, idx);
+      if (d != d) enc_fail(e, "NaN");
+      if (isinf(d)) enc_fail(e, d > 0 ? "inf" : "-inf");
+      e->b.len += dtoa_format(d, buf_reserve(&e->b, DTOA_BUFSIZE));
+    }
+    break;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx)) buf_add(&e->b, "true", 4);
+    else buf_add(&e->b, "false", 5);
+    break;
+  case LUA_TNIL: buf_add(&e->b, "null", 4); break;
+  case LUA_TTABLE: enc_table(e, idx); break;
+  case LUA_TLIGHTUSERDATA:
+    if (!lua_touserdata(L, idx)) {   /* json.null */
+      buf_add(&e->b, "null", 4);
+      break;
+    }
+    /* fall through */
+  default: {
+    char what[64];
+    snprintf(what, sizeof what, "a %s", luaL_typename(L, idx));
+    enc_fail(e, what);
+  }
+  }
+}
+
+/* json.encode(v[, {indent = n, sort_keys = bool}]) -> string */
+static int encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  int indent = 0, sort = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "indent");
+    if (!lua_isnil(L, -1)) {
+      int ok;
+      lua_Integer n = lua_tointegerx(L, -1, &ok);
+      luaL_argcheck(L, ok && n >= 0 && n <= 16, 2, "indent must be an integer in 0..16");
+      indent = (int)n;
+    }
+    lua_getfield(L, 2, "sort_keys");
+    sort = lua_toboolean(L, -1);
+  }
+  lua_settop(L, 3);   /* 1: v, 2: options, 3: the buffer */
+  struct enc e;   /* on the C stack: nothing to free when an error unwinds */
+  e.L = L;
+  e.indent = indent;
+  e.sort = sort;
+  e.depth = 0;
+  buf_init(&e.b, L, 3);
+  enc_value(&e, 1);
+  lua_pushlstring(L, e.b.p, e.b.len);
+  buf_keep(&e.b);
+  return 1;
+}
+
+/* ---- decode ------------------------------------------------------------- */
+
+struct dec {
+  lua_State *L;
+  const char *s, *p, *end;   /* *end is the string's NUL */
+  int depth;
+  struct buf b;              /* strings with escapes are assembled here */
+};
+
+/* Raises "json: WHAT at byte N", N the 1-based position of at. */
+static int dec_fail(struct dec *d, const char *what, const char *at) {
+  return luaL_error(d->L, "json: %s at byte %d", what, (int)(at - d->s) + 1);
+}
+
+static int dec_unexpected(struct dec *d, const char *at) {
+  if (at == d->end) return dec_fail(d, "unexpected end of input", at);
+  unsigned char c = (unsigned char)*at;
+  if (c == '/') return dec_fail(d, "comments are not JSON", at);
+  if (c < 0x20 || c >= 0x7f) {
+    char what[48];
+    snprintf(what, sizeof what, "unexpected byte 0x%02x", c);
+    return dec_fail(d, what, at);
+  }
+  char what[32];
+  snprintf(what, sizeof what, "unexpected character '%c'", c);
+  return dec_fail(d, what, at);
+}
+
+static inline const char *skip_ws(const char *p) {
+  while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+  return p;
+}
+
+/* Which string bytes need a look (0: plain ASCII). */
+static unsigned char dec_class[256];
+
+static int hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    int c = (unsigned char)p[i], x;
+    if (c >= '0' && c <= '9') x = c - '0';
+    else if ((c | 32) >= 'a' && (c | 32) <= 'f') x = (c | 32) - 'a' + 10;
+    else return -1;
+    v = v << 4 | x;
+  }
+  return v;
+}
+
+/* The escape at p (a backslash) appended to d->b; returns what follows. */
+static const char *dec_escape(struct dec *d, const char *p) {
+  char *o = buf_reserve(&d->b, 4);
+  const char *simple = strchr("\"\\/bfnrt", p[1]);
+  if (p[1] && simple) {
+    *o = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+    d->b.len++;
+    return p + 2;
+  }
+  if (p[1] != 'u') return dec_fail(d, "invalid escape", p), p;
+  long cp = hex4(p + 2);
+  if (cp < 0) return dec_fail(d, "invalid \\u escape", p), p;
+  const char *next = p + 6;
+  if (cp >= 0xdc00 && cp <= 0xdfff) return dec_fail(d, "lone surrogate", p), p;
+  if (cp >= 0xd800 && cp <= 0xdbff) {
+    int lo = next[0] == '\\' && next[1] == 'u' ? hex4(next + 2) : -1;
+    if (lo < 0xdc00 || lo > 0xdfff) return dec_fail(d, "lone surrogate", p), p;
+    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    next += 6;
+  }
+  unsigned char *u = (unsigned char *)o;
+  size_t n;
+  if (cp < 0x80) {
+    u[0] = (unsigned char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    u[0] = (unsigned char)(0xc0 | cp >> 6);
+    u[1] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 2;
+  } else if (cp < 0x10000) {
+    u[0] = (unsigned char)(0xe0 | cp >> 12);
+    u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    u[2] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 3;
+  } else {
+    u[0] = (unsigned char)(0xf0 | cp >> 18);
+    u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+    u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    u[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    n = 4;
+  }
+  d->b.len += n;
+  return next;
+}
+
+/* The string at d->p (its opening quote), pushed. */
+static void dec_string(struct dec *d) {
+  const unsigned char *p = (const unsigned char *)d->p + 1, *start = p;
+  const unsigned char *end = (const unsigned char *)d->end;
+  int copying = 0;
+  for (;;) {
+    while (!dec_class[*p]) p++;
+    if (*p == '"') break;
+    if (*p >= 0x80) {
+      size_t n = utf8_seq(p, (size_t)(end - p));
+      if (!n) dec_fail(d, "invalid UTF-8", (const char *)p);
+      p += n;
+      continue;
+    }
+    if (*p != '\\') {
+      if (p == end) dec_fail(d, "unterminated string", d->p);
+      dec_fail(d, "control character in string", (const char *)p);
+    }
+    if (!copying) {
+      copying = 1;
+      d->b.len = 0;
+    }
+    buf_add(&d->b, (const char *)start, (size_t)(p - start));
+    p = (const unsigned char *)dec_escape(d, (const char *)p);
+    start = p;
+  }
+  if (copying) {
+    buf_add(&d->b, (const char *)start, (size_t)(p - start));
+    lua_pushlstring(d->L, d->b.p, d->b.len);
+  } else {
+    lua_pushlstring(d->L, (const char *)start, (size_t)(p - start));
+  }
+  d->p = (const char *)p + 1;
+}
+
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The number at d->p, pushed: an integer when it has neither fraction nor
+ * exponent and fits int64, else a float. */
+static void dec_number(struct dec *d) {
+  const char *p = d->p, *start = p;
+  int neg = *p == '-';
+  p += neg;
+  uint64_t m = 0;
+  int nd = 0, e10 = 0, is_float = 0;
+  if (*p == '0') {
+    p++;
+    if (*p >= '0' && *p <= '9') dec_fail(d, "leading zero", p - 1);
+  } else if (*p >= '1' && *p <= '9') {
+    for (; *p >= '0' && *p <= '9'; p++) {
+      if (nd < 19) m = m * 10 + (uint64_t)(*p - '0');
+      else e10++;
+      nd++;
+    }
+  } else {
+    dec_unexpected(d, p);
+  }
+  if (*p == '.') {
+    is_float = 1;
+    p++;
+    if (!(*p >= '0' && *p <= '9')) dec_fail(d, "digit expected after '.'", p);
+    for (; *p >= '0' && *p <= '9'; p++) {
+      if (nd == 0 && *p == '0') {
+        e10--;
+        continue;
+      }
+      if (nd < 19) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        e10--;
+      }
+      nd++;
+    }
+  }
+  if (*p == 'e' || *p == 'E') {
+    is_float = 1;
+    p++;
+    int eneg = *p == '-';
+    if (*p == '-' || *p == '+') p++;
+    if (!(*p >= '0' && *p <= '9')) dec_fail(d, "digit expected in exponent", p);
+    int x = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+      if (x < 100000) x = x * 10 + (*p - '0');
+    e10 += eneg ? -x : x;
+  }
+  d->p = p;
+  if (!is_float && nd <= 19) {
+    if (!neg && m <= (uint64_t)INT64_MAX) {
+      lua_pushinteger(d->L, (lua_Integer)m);
+      return;
+    }
+    if (neg && m <= (uint64_t)INT64_MAX + 1) {
+      lua_pushinteger(d->L, (lua_Integer)(0 - m));
+      return;
+    }
+  }
+  double v;
+  if (nd <= 19 && m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
+    v = e10 < 0 ? (double)m / POW10[-e10] : (double)m * POW10[e10];   /* exact inputs */
+    if (neg) v = -v;
+  } else {
+    pthread_once(&c_locale_once, make_c_locale);
+    char *stop;
+    v = c_locale ? strtod_l(start, &stop, c_locale) : strtod(start, &stop);
+    if (stop != p) dec_fail(d, "invalid number", start);
+    if (isinf(v)) dec_fail(d, "number out of range", start);
+  }
+  lua_pushnumber(d->L, v);
+}
+
+static void dec_value(struct dec *d);
+
+static void dec_open(struct dec *d) {
+  if (++d->depth > MAX_DEPTH) dec_fail(d, "nesting deeper than 1000", d->p);
+  luaL_checkstack(d->L, 4, "json: nesting too deep");
+  d->p = skip_ws(d->p + 1);
+}
+
+static void dec_array(struct dec *d) {
+  lua_State *L = d->L;
+  const char *open = d->p;
+  dec_open(d);
+  lua_createtable(L, 0, 0);
+  if (*d->p != ']') {
+    for (lua_Integer i = 1;; i++) {
+      dec_value(d);
+      lua_rawseti(L, -2, i);
+      const char *p = skip_ws(d->p);
+      if (*p == ']') {
+        d->p = p;
+        break;
+      }
+      if (*p != ',') {
+        if (p == d->end) dec_fail(d, "unterminated array", open);
+        dec_fail(d, "',' or ']' expected", p);
+      }
+      d->p = skip_ws(p + 1);
+      if (*d->p == ']') dec_fail(d, "trailing comma", p);
+    }
+  }
+  d->p++;
+  d->depth--;
+  lua_pushvalue(L, UP_ARRAY_MT);
+  lua_setmetatable(L, -2);
+}
+
+static void dec_object(struct dec *d) {
+  lua_State *L = d->L;
+  const char *open = d->p;
+  dec_open(d);
+  lua_createtable(L, 0, 0);
+  if (*d->p != '}') {
+    for (;;) {
+      if (*d->p != '"') {
+        if (d->p == d->end) dec_fail(d, "unterminated object", open);
+        dec_fail(d, "string key expected", d->p);
+      }
+      dec_string(d);
+      d->p = skip_ws(d->p);
+      if (*d->p != ':') {
+        if (d->p == d->end) dec_fail(d, "unterminated object", open);
+        dec_fail(d, "':' expected", d->p);
+      }
+      d->p++;
+      dec_value(d);
+      lua_rawset(L, -3);   /* a duplicate key: the last wins */
+      const char *p = skip_ws(d->p);
+      if (*p == '}') {
+        d->p = p;
+        break;
+      }
+      if (*p != ',') {
+        if (p == d->end) dec_fail(d, "unterminated object", open);
+        dec_fail(d, "',' or '}' expected", p);
+      }
+      d->p = skip_ws(p + 1);
+      if (*d->p == '}') dec_fail(d, "trailing comma", p);
+    }
+  }
+  d->p++;
+  d->depth--;
+}
+
+static void dec_literal(struct dec *d, const char *word, size_t n) {
+  if (strncmp(d->p, word, n) != 0) dec_unexpected(d, d->p);
+  d->p += n;
+}
+
+static void dec_value(struct dec *d) {
+  d->p = skip_ws(d->p);
+  switch (*d->p) {
+  case '{': dec_object(d); break;
+  case '[': dec_array(d); break;
+  case '"': dec_string(d); break;
+  case 't': dec_literal(d, "true", 4); lua_pushboolean(d->L, 1); break;
+  case 'f': dec_literal(d, "false", 5); lua_pushboolean(d->L, 0); break;
+  case 'n': dec_literal(d, "null", 4); lua_pushlightuserdata(d->L, NULL); break;
+  case '-': case '0': case '1': case '2': case '3': case '4':
+  case '5': case '6': case '7': case '8': case '9': dec_number(d); break;
+  default: dec_unexpected(d, d->p);
+  }
+}
+
+/* json.decode(s) -> value */
+static int decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 2);   /* 2: the scratch buffer */
+  struct dec d = {L, s, s, s + len, 0, {0}};
+  buf_init(&d.b, L, 2);
+  dec_value(&d);
+  const char *p = skip_ws(d.p);
+  if (p != d.end) dec_fail(&d, "trailing garbage", p);
+  buf_keep(&d.b);
+  return 1;
+}
+
+/* ---- the module ---------------------------------------------------------- */
+
+/* json.array([t]) -> t, marked to encode as an array */
+static int array(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushvalue(L, UP_ARRAY_MT);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+static int new_module(lua_State *L);
+
+static const luaL_Reg funcs[] = {
+  {"encode", encode},
+  {"decode", decode},
+  {"array", array},
+  {"new", new_module},
+  {NULL, NULL}
+};
+
+/* Pushes a module table; the array metatable is at mt. */
+static void push_module(lua_State *L, int mt) {
+  lua_newtable(L);
+  lua_pushvalue(L, mt);
+  lua_newuserdatauv(L, 0, 0);   /* the cache starts empty */
+  luaL_setfuncs(L, funcs, 2);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_pushvalue(L, mt);
+  lua_setfield(L, -2, "array_mt");
+  lua_newtable(L);
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, "empty_array");
+  lua_pushliteral(L, "json");
+  lua_setfield(L, -2, "_NAME");
+  lua_pushliteral(L, LUAHOST_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+}
+
+/* json.new() -> a module table with its own buffer (cjson.new) */
+static int new_module(lua_State *L) {
+  push_module(L, UP_ARRAY_MT);
+  return 1;
+}
+
+static void init_classes(void) {
+  for (int c = 0; c < 256; c++) {
+    enc_class[c] = c < 0x20 || c == '"' || c == '\\' ? 1 : c >= 0x80 ? 2 : 0;
+    dec_class[c] = enc_class[c];
+  }
+}
+
+int luaopen_json(lua_State *L) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_classes);
+  lua_newtable(L);   /* the array metatable */
+  lua_pushliteral(L, "array");
+  lua_setfield(L, -2, "__jsontype");
+  push_module(L, lua_absindex(L, -1));
+  return 1;
+}
