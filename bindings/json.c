@@ -484,6 +484,15 @@ static int dec_fail(struct dec *d, const char *what, const char *at) {
   return luaL_error(d->L, "json: %s at byte %d", what, (int)(at - d->s) + 1);
 }
 
+/* Raises "WHAT expected", or says why at cannot be it. */
+static int dec_expected(struct dec *d, const char *what, const char *at, const char *open) {
+  if (at == d->end) return dec_fail(d, *open == '[' ? "unterminated array" : "unterminated object", open);
+  if (*at == '/') return dec_fail(d, "comments are not JSON", at);
+  char msg[48];
+  snprintf(msg, sizeof msg, "%s expected", what);
+  return dec_fail(d, msg, at);
+}
+
 static int dec_unexpected(struct dec *d, const char *at) {
   if (at == d->end) return dec_fail(d, "unexpected end of input", at);
   unsigned char c = (unsigned char)*at;
@@ -699,10 +708,7 @@ static void dec_array(struct dec *d) {
         d->p = p;
         break;
       }
-      if (*p != ',') {
-        if (p == d->end) dec_fail(d, "unterminated array", open);
-        dec_fail(d, "',' or ']' expected", p);
-      }
+      if (*p != ',') dec_expected(d, "',' or ']'", p, open);
       d->p = skip_ws(p + 1);
       if (*d->p == ']') dec_fail(d, "trailing comma", p);
     }
@@ -720,16 +726,10 @@ static void dec_object(struct dec *d) {
   lua_createtable(L, 0, 0);
   if (*d->p != '}') {
     for (;;) {
-      if (*d->p != '"') {
-        if (d->p == d->end) dec_fail(d, "unterminated object", open);
-        dec_fail(d, "string key expected", d->p);
-      }
+      if (*d->p != '"') dec_expected(d, "string key", d->p, open);
       dec_string(d);
       d->p = skip_ws(d->p);
-      if (*d->p != ':') {
-        if (d->p == d->end) dec_fail(d, "unterminated object", open);
-        dec_fail(d, "':' expected", d->p);
-      }
+      if (*d->p != ':') dec_expected(d, "':'", d->p, open);
       d->p++;
       dec_value(d);
       lua_rawset(L, -3);   /* a duplicate key: the last wins */
@@ -738,10 +738,7 @@ static void dec_object(struct dec *d) {
         d->p = p;
         break;
       }
-      if (*p != ',') {
-        if (p == d->end) dec_fail(d, "unterminated object", open);
-        dec_fail(d, "',' or '}' expected", p);
-      }
+      if (*p != ',') dec_expected(d, "',' or '}'", p, open);
       d->p = skip_ws(p + 1);
       if (*d->p == '}') dec_fail(d, "trailing comma", p);
     }
