@@ -22,7 +22,7 @@
 #include "bindings/bindings.h"
 
 #define MAX_DEPTH 1000
-#define CACHE_MAX (64 * 1024)
+#define CACHE_MAX (256 * 1024)
 #define UP_ARRAY_MT lua_upvalueindex(1)
 #define UP_CACHE lua_upvalueindex(2)
 
@@ -477,6 +477,9 @@ struct dec {
   const char *s, *p, *end;   /* *end is the string's NUL */
   int depth;
   struct buf b;              /* strings with escapes are assembled here */
+  /* sizes of the last array and object seen at each depth: the next
+   * table there is made that big (arrays of like records grow no more) */
+  unsigned char hint_arr[MAX_DEPTH + 1], hint_obj[MAX_DEPTH + 1];
 };
 
 /* Raises "json: WHAT at byte N", N the 1-based position of at. */
@@ -698,11 +701,12 @@ static void dec_array(struct dec *d) {
   lua_State *L = d->L;
   const char *open = d->p;
   dec_open(d);
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, d->hint_arr[d->depth], 0);
+  lua_Integer i = 0;
   if (*d->p != ']') {
-    for (lua_Integer i = 1;; i++) {
+    for (;;) {
       dec_value(d);
-      lua_rawseti(L, -2, i);
+      lua_rawseti(L, -2, ++i);
       const char *p = skip_ws(d->p);
       if (*p == ']') {
         d->p = p;
@@ -713,6 +717,7 @@ static void dec_array(struct dec *d) {
       if (*d->p == ']') dec_fail(d, "trailing comma", p);
     }
   }
+  d->hint_arr[d->depth] = (unsigned char)(i < 255 ? i : 255);
   d->p++;
   d->depth--;
   lua_pushvalue(L, UP_ARRAY_MT);
@@ -723,9 +728,10 @@ static void dec_object(struct dec *d) {
   lua_State *L = d->L;
   const char *open = d->p;
   dec_open(d);
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, d->hint_obj[d->depth]);
+  int n = 0;
   if (*d->p != '}') {
-    for (;;) {
+    for (;; n++) {
       if (*d->p != '"') dec_expected(d, "string key", d->p, open);
       dec_string(d);
       d->p = skip_ws(d->p);
@@ -743,6 +749,7 @@ static void dec_object(struct dec *d) {
       if (*d->p == '}') dec_fail(d, "trailing comma", p);
     }
   }
+  d->hint_obj[d->depth] = (unsigned char)(n < 255 ? n + 1 : 255);
   d->p++;
   d->depth--;
 }
@@ -772,7 +779,13 @@ static int decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   lua_settop(L, 2);   /* 2: the scratch buffer */
-  struct dec d = {L, s, s, s + len, 0, {0}};
+  struct dec d;
+  d.L = L;
+  d.s = d.p = s;
+  d.end = s + len;
+  d.depth = 0;
+  memset(d.hint_arr, 0, sizeof d.hint_arr);
+  memset(d.hint_obj, 0, sizeof d.hint_obj);
   buf_init(&d.b, L, 2);
   dec_value(&d);
   const char *p = skip_ws(d.p);
