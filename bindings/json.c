@@ -9,7 +9,6 @@
  * Every module function shares two upvalues: the array metatable and a
  * small cached buffer (a userdata of at most CACHE_MAX bytes).
  */
-#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -19,6 +18,7 @@
 #include <lauxlib.h>
 
 #include "base/dtoa.h"
+#include "base/utf8.h"
 #include "bindings/bindings.h"
 
 #define MAX_DEPTH 1000
@@ -77,26 +77,6 @@ static void buf_keep(struct buf *b) {
     lua_pushvalue(b->L, b->slot);
     lua_replace(b->L, UP_CACHE);
   }
-}
-
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-/* Length of the well-formed UTF-8 sequence at s (n bytes there, s[0] >=
- * 0x80): no overlong forms, no surrogates, nothing past U+10FFFF; 0 if
- * ill-formed. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  if (c >= 0xc2 && c <= 0xdf) return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-  if (c >= 0xe0 && c <= 0xef) {
-    unsigned lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
-  }
-  if (c >= 0xf0 && c <= 0xf4) {
-    unsigned lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 &&
-           (s[3] & 0xc0) == 0x80 ? 4 : 0;
-  }
-  return 0;
 }
 
 /* ---- encode ------------------------------------------------------------- */
@@ -201,29 +181,6 @@ static void enc_string(struct enc *e, int idx) {
   }
   *o++ = '"';
   b->len = (size_t)(o - b->p);
-}
-
-static const char DIGITS2[] =
-  "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-  "8081828384858687888990919293949596979899";
-
-static void enc_integer(struct buf *b, lua_Integer v) {
-  char tmp[24], *p = tmp + sizeof tmp;
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  while (u >= 100) {
-    p -= 2;
-    memcpy(p, DIGITS2 + 2 * (u % 100), 2);
-    u /= 100;
-  }
-  if (u >= 10) {
-    p -= 2;
-    memcpy(p, DIGITS2 + 2 * u, 2);
-  } else {
-    *--p = (char)('0' + u);
-  }
-  if (v < 0) *--p = '-';
-  buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 /* A refusal of the table being opened: its own frame is not on the path. */
@@ -413,7 +370,7 @@ static void enc_value(struct enc *e, int idx) {
   case LUA_TSTRING: enc_string(e, idx); break;
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
-      enc_integer(&e->b, lua_tointeger(L, idx));
+      e->b.len += dtoa_format_int(lua_tointeger(L, idx), buf_reserve(&e->b, 24));
     } else {
       double d = lua_tonumber(L, idx);
       if (d != d) enc_fail(e, "NaN");
@@ -550,28 +507,7 @@ static const char *dec_escape(struct dec *d, const char *p) {
     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
     next += 6;
   }
-  unsigned char *u = (unsigned char *)o;
-  size_t n;
-  if (cp < 0x80) {
-    u[0] = (unsigned char)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    u[0] = (unsigned char)(0xc0 | cp >> 6);
-    u[1] = (unsigned char)(0x80 | (cp & 0x3f));
-    n = 2;
-  } else if (cp < 0x10000) {
-    u[0] = (unsigned char)(0xe0 | cp >> 12);
-    u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-    u[2] = (unsigned char)(0x80 | (cp & 0x3f));
-    n = 3;
-  } else {
-    u[0] = (unsigned char)(0xf0 | cp >> 18);
-    u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-    u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-    u[3] = (unsigned char)(0x80 | (cp & 0x3f));
-    n = 4;
-  }
-  d->b.len += n;
+  d->b.len += utf8_encode((uint32_t)cp, o);
   return next;
 }
 
@@ -610,83 +546,18 @@ static void dec_string(struct dec *d) {
   d->p = (const char *)p + 1;
 }
 
-static locale_t c_locale;
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
-
-static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
 /* The number at d->p, pushed: an integer when it has neither fraction nor
  * exponent and fits int64, else a float. */
 static void dec_number(struct dec *d) {
-  const char *p = d->p, *start = p;
-  int neg = *p == '-';
-  p += neg;
-  uint64_t m = 0;
-  int nd = 0, e10 = 0, is_float = 0;
-  if (*p == '0') {
-    p++;
-    if (*p >= '0' && *p <= '9') dec_fail(d, "leading zero", p - 1);
-  } else if (*p >= '1' && *p <= '9') {
-    for (; *p >= '0' && *p <= '9'; p++) {
-      if (nd < 19) m = m * 10 + (uint64_t)(*p - '0');
-      else e10++;
-      nd++;
-    }
-  } else {
-    dec_unexpected(d, p);
-  }
-  if (*p == '.') {
-    is_float = 1;
-    p++;
-    if (!(*p >= '0' && *p <= '9')) dec_fail(d, "digit expected after '.'", p);
-    for (; *p >= '0' && *p <= '9'; p++) {
-      if (nd == 0 && *p == '0') {
-        e10--;
-        continue;
-      }
-      if (nd < 19) {
-        m = m * 10 + (uint64_t)(*p - '0');
-        e10--;
-      }
-      nd++;
-    }
-  }
-  if (*p == 'e' || *p == 'E') {
-    is_float = 1;
-    p++;
-    int eneg = *p == '-';
-    if (*p == '-' || *p == '+') p++;
-    if (!(*p >= '0' && *p <= '9')) dec_fail(d, "digit expected in exponent", p);
-    int x = 0;
-    for (; *p >= '0' && *p <= '9'; p++)
-      if (x < 100000) x = x * 10 + (*p - '0');
-    e10 += eneg ? -x : x;
-  }
-  d->p = p;
-  if (!is_float && nd <= 19) {
-    if (!neg && m <= (uint64_t)INT64_MAX) {
-      lua_pushinteger(d->L, (lua_Integer)m);
-      return;
-    }
-    if (neg && m <= (uint64_t)INT64_MAX + 1) {
-      lua_pushinteger(d->L, (lua_Integer)(0 - m));
-      return;
-    }
-  }
+  int64_t i;
   double v;
-  if (nd <= 19 && m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
-    v = e10 < 0 ? (double)m / POW10[-e10] : (double)m * POW10[e10];   /* exact inputs */
-    if (neg) v = -v;
-  } else {
-    pthread_once(&c_locale_once, make_c_locale);
-    char *stop;
-    v = c_locale ? strtod_l(start, &stop, c_locale) : strtod(start, &stop);
-    if (stop != p) dec_fail(d, "invalid number", start);
-    if (isinf(v)) dec_fail(d, "number out of range", start);
-  }
-  lua_pushnumber(d->L, v);
+  const char *end;
+  int rc = dtoa_parse(d->p, &end, &i, &v);
+  if (rc == DTOA_INT) lua_pushinteger(d->L, (lua_Integer)i);
+  else if (rc == DTOA_FLOAT) lua_pushnumber(d->L, v);
+  else if (rc == DTOA_EMINUS) dec_unexpected(d, end);
+  else dec_fail(d, dtoa_strerror(rc), end);
+  d->p = end;
 }
 
 static void dec_value(struct dec *d);

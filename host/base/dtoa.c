@@ -1,7 +1,11 @@
-/* dtoa: shortest round-trip digits of a double (Schubfach) and their text. */
+/* dtoa: shortest round-trip digits of a double (Schubfach) and their text;
+ * integers; JSON number literals. */
 #include "base/dtoa.h"
 
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/dtoa_table.h"
@@ -182,4 +186,107 @@ size_t dtoa_format(double v, char *out) {
   }
   *p = '\0';
   return (size_t)(p - out);
+}
+
+size_t dtoa_format_int(int64_t v, char *out) {
+  char tmp[24], *p = tmp + sizeof tmp;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  while (u >= 100) {
+    p -= 2;
+    memcpy(p, DIGITS2 + 2 * (u % 100), 2);
+    u /= 100;
+  }
+  if (u >= 10) {
+    p -= 2;
+    memcpy(p, DIGITS2 + 2 * u, 2);
+  } else {
+    *--p = (char)('0' + u);
+  }
+  if (v < 0) *--p = '-';
+  size_t n = (size_t)(tmp + sizeof tmp - p);
+  memcpy(out, p, n);
+  return n;
+}
+
+/* strtod in the "C" locale whatever setlocale the process (or os.setlocale) chose */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+int dtoa_parse(const char *s, const char **end, int64_t *i, double *d) {
+  const char *p = s;
+  int neg = *p == '-';
+  p += neg;
+  uint64_t m = 0;   /* the first 19 significant digits */
+  int nd = 0, e10 = 0, is_float = 0;
+  if (*p == '0') {
+    p++;
+    if (is_digit(*p)) return *end = p - 1, DTOA_ELEADING;
+  } else if (*p >= '1' && *p <= '9') {
+    for (; is_digit(*p); p++, nd++) {
+      if (nd < 19) m = m * 10 + (uint64_t)(*p - '0');
+      else e10++;
+    }
+  } else {
+    return *end = p, DTOA_EMINUS;
+  }
+  if (*p == '.') {
+    is_float = 1;
+    if (!is_digit(*++p)) return *end = p, DTOA_EFRACTION;
+    for (; is_digit(*p); p++) {
+      if (nd == 0 && *p == '0') {   /* 0.000ddd: zeros that are not significant */
+        e10--;
+      } else {
+        if (nd < 19) {
+          m = m * 10 + (uint64_t)(*p - '0');
+          e10--;
+        }
+        nd++;
+      }
+    }
+  }
+  if (*p == 'e' || *p == 'E') {
+    is_float = 1;
+    p++;
+    int eneg = *p == '-';
+    if (*p == '-' || *p == '+') p++;
+    if (!is_digit(*p)) return *end = p, DTOA_EEXPONENT;
+    int x = 0;
+    for (; is_digit(*p); p++)
+      if (x < 100000) x = x * 10 + (*p - '0');
+    e10 += eneg ? -x : x;
+  }
+  *end = p;
+  if (!is_float && nd <= 19) {
+    if (!neg && m <= (uint64_t)INT64_MAX) return *i = (int64_t)m, DTOA_INT;
+    if (neg && m <= (uint64_t)INT64_MAX + 1) return *i = (int64_t)(0 - m), DTOA_INT;
+  }
+  if (nd <= 19 && m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
+    /* both operands exact: one correctly rounded operation */
+    double v = e10 < 0 ? (double)m / POW10[-e10] : (double)m * POW10[e10];
+    *d = neg ? -v : v;
+    return DTOA_FLOAT;
+  }
+  pthread_once(&c_locale_once, make_c_locale);
+  char *stop;
+  double v = c_locale ? strtod_l(s, &stop, c_locale) : strtod(s, &stop);
+  if (stop != p || isinf(v)) return *end = s, DTOA_ERANGE;
+  *d = v;
+  return DTOA_FLOAT;
+}
+
+const char *dtoa_strerror(int code) {
+  switch (code) {
+  case DTOA_EMINUS: return "digit expected after '-'";
+  case DTOA_ELEADING: return "leading zero";
+  case DTOA_EFRACTION: return "digit expected after '.'";
+  case DTOA_EEXPONENT: return "digit expected in exponent";
+  case DTOA_ERANGE: return "number out of range";
+  default: return "not a number";
+  }
 }

@@ -153,5 +153,80 @@ TEST(integers_as_floats) {
   ASSERT_STR_EQ(fmt(-9223372036854775808.0), "-9.223372036854776e+18");
 }
 
+/* dtoa_parse(s) as a double, failing the test on anything but DTOA_FLOAT */
+static double parse_float(const char *s) {
+  const char *end;
+  int64_t i;
+  double d;
+  int rc = dtoa_parse(s, &end, &i, &d);
+  if (rc != DTOA_FLOAT || *end) FAIL_AT("\"%s\": rc %d, stopped at \"%s\"", s, rc, end);
+  return d;
+}
+
+TEST(parse_reads_what_format_writes) {
+  for (int i = 0; i < 1000000; i++) {
+    double v = from_bits(next_u64());
+    if (!isfinite(v)) continue;
+    const char *s = fmt(v);
+    if (!same(parse_float(s), v)) FAIL_AT("%.17g -> \"%s\" parses back differently", v, s);
+  }
+}
+
+TEST(parse_agrees_with_strtod) {   /* the exact fast path and the fallback */
+  for (int i = 0; i < 1000000; i++) {
+    char s[64];
+    uint64_t m = next_u64() >> (next_u64() % 64);
+    int e = (int)(next_u64() % 60) - 30, form = (int)(next_u64() % 3);
+    if (form == 0) snprintf(s, sizeof s, "%llue%d", (unsigned long long)m, e);
+    else if (form == 1) snprintf(s, sizeof s, "-%llu.%03de%+d", (unsigned long long)m, i % 1000, e * 10);
+    else snprintf(s, sizeof s, "0.%018llu", (unsigned long long)(m % 1000000000000000000u));
+    double want = strtod(s, NULL);
+    if (isinf(want)) continue;
+    if (!same(parse_float(s), want)) FAIL_AT("\"%s\": %.17g, strtod %.17g", s, parse_float(s), want);
+  }
+}
+
+TEST(parse_integers_and_refusals) {
+  const char *end;
+  int64_t i;
+  double d;
+  ASSERT_INT_EQ(dtoa_parse("9223372036854775807", &end, &i, &d), DTOA_INT);
+  ASSERT(i == INT64_MAX);
+  ASSERT_INT_EQ(dtoa_parse("-9223372036854775808,", &end, &i, &d), DTOA_INT);
+  ASSERT(i == INT64_MIN);
+  ASSERT_STR_EQ(end, ",");
+  ASSERT_INT_EQ(dtoa_parse("-0]", &end, &i, &d), DTOA_INT);
+  ASSERT_INT_EQ(i, 0);
+  ASSERT_INT_EQ(dtoa_parse("9223372036854775808", &end, &i, &d), DTOA_FLOAT);
+  ASSERT(d == 9223372036854775808.0);
+  ASSERT_INT_EQ(dtoa_parse("-9223372036854775809", &end, &i, &d), DTOA_FLOAT);
+  ASSERT(parse_float("100000000000000000000000") == 1e23);
+  ASSERT(parse_float("0.000000000000000000000000000001") == 1e-30);
+  ASSERT(parse_float("1e-400") == 0 && !signbit(parse_float("1e-400")));
+  ASSERT(signbit(parse_float("-0.0")));
+  ASSERT(parse_float("2.2250738585072011e-308") == 2.2250738585072011e-308);
+  const char *bad[][2] = {{"01", "01"}, {"-", ""}, {"-a", "a"}, {"1.", ""}, {"1.e3", "e3"},
+                          {"1e", ""}, {"1e+x", "x"}, {"1e400", "1e400"}, {"-00", "00"}};
+  const int codes[] = {DTOA_ELEADING, DTOA_EMINUS, DTOA_EMINUS, DTOA_EFRACTION, DTOA_EFRACTION,
+                       DTOA_EEXPONENT, DTOA_EEXPONENT, DTOA_ERANGE, DTOA_ELEADING};
+  for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+    int rc = dtoa_parse(bad[k][0], &end, &i, &d);
+    if (rc != codes[k] || strcmp(end, bad[k][1]) != 0)
+      FAIL_AT("\"%s\": rc %d at \"%s\", want %d at \"%s\"", bad[k][0], rc, end, codes[k], bad[k][1]);
+    ASSERT(dtoa_strerror(rc)[0] != 0);
+  }
+  char buf[24];
+  ASSERT_MEM_EQ(buf, dtoa_format_int(INT64_MIN, buf), "-9223372036854775808");
+  ASSERT_MEM_EQ(buf, dtoa_format_int(0, buf), "0");
+  ASSERT_MEM_EQ(buf, dtoa_format_int(-7, buf), "-7");
+  for (int k = 0; k < 100000; k++) {
+    int64_t v = (int64_t)next_u64() >> (next_u64() % 64);
+    char want[32];
+    snprintf(want, sizeof want, "%lld", (long long)v);
+    ASSERT_MEM_EQ(buf, dtoa_format_int(v, buf), want);
+  }
+}
+
 TEST_LIST(T(known_texts), T(every_power_and_boundary), T(subnormals), T(random_bits),
-          T(random_decimals), T(integers_as_floats));
+          T(random_decimals), T(integers_as_floats), T(parse_reads_what_format_writes),
+          T(parse_agrees_with_strtod), T(parse_integers_and_refusals));
