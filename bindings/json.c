@@ -7,7 +7,7 @@
  * the value it refuses ($.items[3].cb), decode the byte (1-based).
  *
  * Every module function shares two upvalues: the array metatable and a
- * small cached buffer (a userdata of at most CACHE_MAX bytes).
+ * cached buffer (a userdata of at most CACHE_MAX bytes, or false).
  */
 #include <math.h>
 #include <pthread.h>
@@ -35,15 +35,22 @@ struct buf {
   int slot;   /* stack index of the userdata holding p */
 };
 
-/* Starts with the cached userdata, put at slot. */
+/* Takes the cached userdata (if another call does not hold it: a __gc
+ * metamethod run by an allocation here may call json too) into slot. */
 static void buf_init(struct buf *b, lua_State *L, int slot) {
   b->L = L;
   b->slot = slot;
-  lua_pushvalue(L, UP_CACHE);
-  lua_replace(L, slot);
-  b->p = lua_touserdata(L, slot);
-  b->cap = lua_rawlen(L, slot);
   b->len = 0;
+  b->p = NULL;
+  b->cap = 0;
+  if (lua_type(L, UP_CACHE) == LUA_TUSERDATA) {
+    lua_pushvalue(L, UP_CACHE);
+    lua_replace(L, slot);
+    b->p = lua_touserdata(L, slot);
+    b->cap = lua_rawlen(L, slot);
+    lua_pushboolean(L, 0);
+    lua_replace(L, UP_CACHE);   /* held */
+  }
 }
 
 /* Room for n more bytes: a new userdata twice as big (the old one is
@@ -55,7 +62,7 @@ static void buf_grow(struct buf *b, size_t n) {
     cap *= 2;
   }
   char *p = lua_newuserdatauv(b->L, cap, 0);
-  memcpy(p, b->p, b->len);
+  if (b->len) memcpy(p, b->p, b->len);
   lua_replace(b->L, b->slot);
   b->p = p;
   b->cap = cap;
@@ -71,9 +78,9 @@ static inline void buf_add(struct buf *b, const char *s, size_t n) {
   b->len += n;
 }
 
-/* Keeps a small grown buffer for the next call. */
+/* Gives the buffer back to the cache, unless it grew past CACHE_MAX. */
 static void buf_keep(struct buf *b) {
-  if (b->cap <= CACHE_MAX && b->cap > lua_rawlen(b->L, UP_CACHE)) {
+  if (b->cap > 0 && b->cap <= CACHE_MAX) {
     lua_pushvalue(b->L, b->slot);
     lua_replace(b->L, UP_CACHE);
   }
@@ -694,7 +701,7 @@ static const luaL_Reg funcs[] = {
 static void push_module(lua_State *L, int mt) {
   lua_newtable(L);
   lua_pushvalue(L, mt);
-  lua_newuserdatauv(L, 0, 0);   /* the cache starts empty */
+  lua_pushboolean(L, 0);   /* the buffer cache: none yet */
   luaL_setfuncs(L, funcs, 2);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");

@@ -116,6 +116,33 @@ function TestJsonApi:test_argument_errors()
   lu.assertErrorMsgContains("indent", json.encode, 1, {indent = 1.5})
 end
 
+-- A __gc metamethod may run inside any allocation of encode or decode
+-- and call json itself: the inner call must not use the outer one's buffer.
+function TestJsonApi:test_finalizers_that_call_json_meanwhile()
+  local calls = 0
+  local mt = {__gc = function()
+    calls = calls + 1
+    local s = json.encode({"fin", string.rep("z", 300)})
+    assert(json.decode(s)[1] == "fin")
+    json.decode('["\\n' .. string.rep("y", 300) .. '"]')
+  end}
+  local v = {}
+  for i = 1, 300 do v[i] = {s = string.rep("\u{e9}\n", i % 40), n = i + 0.5} end
+  local want, sorted = json.encode(v), json.encode(v, {sort_keys = true})
+  local text = '["' .. string.rep("a\\n", 3000) .. '"]'
+  local decoded = json.decode(text)[1]
+  collectgarbage("incremental", 10, 1000)
+  for _ = 1, 30 do
+    for _ = 1, 300 do setmetatable({}, mt) end
+    lu.assertEquals(json.encode(v), want)
+    lu.assertEquals(json.encode(v, {sort_keys = true}), sorted)   -- allocates as it goes
+    lu.assertEquals(json.decode(text)[1], decoded)
+  end
+  collectgarbage("incremental", 200, 100)
+  collectgarbage()
+  lu.assertTrue(calls > 0)
+end
+
 TestJsonNumbers = {}
 
 function TestJsonNumbers:test_decode_keeps_subtypes()
