@@ -448,7 +448,7 @@ struct dec {
 
 /* Raises "json: WHAT at byte N", N the 1-based position of at. */
 static int dec_fail(struct dec *d, const char *what, const char *at) {
-  return luaL_error(d->L, "json: %s at byte %d", what, (int)(at - d->s) + 1);
+  return luaL_error(d->L, "json: %s at byte %I", what, (lua_Integer)(at - d->s) + 1);
 }
 
 /* Raises "WHAT expected", or says why at cannot be it. */

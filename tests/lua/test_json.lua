@@ -143,6 +143,22 @@ function TestJsonApi:test_finalizers_that_call_json_meanwhile()
   lu.assertTrue(calls > 0)
 end
 
+-- Background threads get the serve context's modules: json is one.
+function TestJsonApi:test_available_in_background_threads()
+  if require("runtime").role() ~= "backend" then return end   -- frontends start none
+  local bt = require "background_thread"
+  local t = bt.BackgroundThread {target = function(s)
+    local j = require "json"
+    local v = j.decode(s)
+    v.seen = true
+    return j.encode(v, {sort_keys = true})
+  end, args = {'{"n":1,"f":1.0}'}}
+  t:start()
+  local ok, out = t:join(30)
+  lu.assertTrue(ok)
+  lu.assertEquals(out, '{"f":1.0,"n":1,"seen":true}')
+end
+
 TestJsonNumbers = {}
 
 function TestJsonNumbers:test_decode_keeps_subtypes()
