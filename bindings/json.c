@@ -147,12 +147,20 @@ static int enc_fail(struct enc *e, const char *what) {
 /* Which bytes a string copies as they are (0), escapes (1) or checks as
  * UTF-8 (2). */
 static unsigned char enc_class[256];
-/* The escape of each byte below 0x20 and of '"' and '\\'. */
-static const char *const enc_escape[] = {
-  "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
-  "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
-  "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
-  "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f"};
+/* Writes the escape of c (below 0x20, '"' or '\\') at o; returns its length. */
+static size_t enc_escape(unsigned char c, char *o) {
+  static const char from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
+  const char *two = c ? strchr(from, c) : NULL;
+  o[0] = '\\';
+  if (two) {
+    o[1] = to[two - from];
+    return 2;
+  }
+  memcpy(o + 1, "u00", 3);
+  o[4] = "0123456789abcdef"[c >> 4];
+  o[5] = "0123456789abcdef"[c & 15];
+  return 6;
+}
 
 static void enc_string(struct enc *e, int idx) {
   size_t len;
@@ -173,11 +181,7 @@ static void enc_string(struct enc *e, int idx) {
         b->len = (size_t)(o - b->p);
         o = buf_reserve(b, len - i + 8);
       }
-      const char *x = s[i] == '"' ? "\\\"" : s[i] == '\\' ? "\\\\" : enc_escape[s[i]];
-      size_t xl = strlen(x);
-      memcpy(o, x, xl);
-      o += xl;
-      i++;
+      o += enc_escape(s[i++], o);
     } else {
       size_t n = utf8_seq(s + i, len - i);
       if (!n) enc_fail(e, "a string that is not valid UTF-8");
@@ -496,10 +500,11 @@ static int hex4(const char *p) {
 
 /* The escape at p (a backslash) appended to d->b; returns what follows. */
 static const char *dec_escape(struct dec *d, const char *p) {
+  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
   char *o = buf_reserve(&d->b, 4);
-  const char *simple = strchr("\"\\/bfnrt", p[1]);
-  if (p[1] && simple) {
-    *o = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+  const char *simple = p[1] ? strchr(from, p[1]) : NULL;
+  if (simple) {
+    *o = to[simple - from];
     d->b.len++;
     return p + 2;
   }
