@@ -40,8 +40,9 @@ struct buf {
 static void buf_init(struct buf *b, lua_State *L, int slot) {
   b->L = L;
   b->slot = slot;
+  static char none[1];   /* no bytes yet (never NULL: memcpy of 0 bytes is fine) */
   b->len = 0;
-  b->p = NULL;
+  b->p = none;
   b->cap = 0;
   if (lua_type(L, UP_CACHE) == LUA_TUSERDATA) {
     lua_pushvalue(L, UP_CACHE);
