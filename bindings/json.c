@@ -713,6 +713,8 @@ static void push_module(lua_State *L, int mt) {
   lua_setfield(L, -2, "null");
   lua_pushvalue(L, mt);
   lua_setfield(L, -2, "array_mt");
+  lua_pushvalue(L, mt);
+  lua_setfield(L, -2, "empty_array_mt");   /* OpenResty's cjson name */
   lua_newtable(L);
   lua_pushvalue(L, mt);
   lua_setmetatable(L, -2);

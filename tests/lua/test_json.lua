@@ -64,6 +64,7 @@ function TestJsonApi:test_module_fields()
   lu.assertEquals(type(json.null), "userdata")
   lu.assertEquals(type(json.array_mt), "table")
   lu.assertEquals(getmetatable(json.empty_array), json.array_mt)
+  lu.assertIs(json.empty_array_mt, json.array_mt)
   lu.assertNil(next(json.empty_array))
 end
 
