@@ -442,7 +442,7 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
   struct load_args a = {c, cli, err, n, -1};
   lua_pushcfunction(L, load_protected);
   lua_pushlightuserdata(L, &a);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (vm_pcall(L, 1, 0) != LUA_OK) {
     snprintf(err, n, "app.lua: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                     : "error while checking it");
     a.rc = -1;

@@ -3,22 +3,17 @@
 
 #include <lauxlib.h>
 
+#include "vm/internal.h"
 #include "vm/state.h"
 
 static const char TB_KEY[] = "luahost.traceback";
 
-/* Message handler: string errors get the traceback appended (as lua.c
- * does); other error objects are kept, and the traceback is stored aside. */
+/* Message handler: the error value is kept as raised (a message stays
+ * the message, an object the object) and the traceback is stored aside,
+ * for vm_error_text. */
 static int msghandler(lua_State *L) {
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    luaL_traceback(L, L, lua_tostring(L, 1), 1);
-    lua_pushnil(L);
-  } else {
-    luaL_traceback(L, L, NULL, 1);
-    lua_pushvalue(L, 1);     /* stack: err tb err */
-    lua_insert(L, -2);
-  }
-  lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);   /* traceback or nil */
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);
   return 1;
 }
 
@@ -38,7 +33,7 @@ int vm_pcall(lua_State *L, int nargs, int nresults) {
 
 int vm_resume(struct vm_task *t, int nargs, int *nres) {
   lua_State *co = t->co;
-  struct vm *vm = t->vm;
+  struct vm *vm = vm_of(co);
   struct vm_task *prev = vm->current;
   int was_on = vm->limit_on;
   vm->current = t;
@@ -76,4 +71,20 @@ const char *vm_error_text(lua_State *L) {
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);
   return lua_tostring(L, -1);
+}
+
+/* require(name) under vm_pcall.  Stack: name -> module value. */
+static int require_protected(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int vm_require(lua_State *L, const char *name) {
+  lua_pushcfunction(L, require_protected);
+  lua_pushstring(L, name);
+  int st = vm_pcall(L, 1, 1);
+  if (st != LUA_OK) vm_error_text(L);
+  return st;
 }
