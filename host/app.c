@@ -29,6 +29,7 @@ static const luaL_Reg serve_modules[] = {
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
   {"urlfetch", luaopen_urlfetch},
+  {"json", luaopen_json},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
@@ -36,6 +37,7 @@ static const luaL_Reg test_modules[] = {
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
   {"urlfetch", luaopen_urlfetch},
+  {"json", luaopen_json},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };
