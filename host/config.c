@@ -347,9 +347,11 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
     if (k == K_COUNT) {
       const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
                                                        : luaL_typename(L, -2);
-      snprintf(err, n, "app.lua: unknown key '%s' (expected one of role, listen, workers, "
-               "max_background_threads, memory_limit, request_deadline, shutdown_grace, "
-               "max_body, access_log, handlers, shared)", key);
+      char known[512];
+      size_t at = 0;
+      for (int i = 0; i < K_COUNT && at < sizeof known; i++)   /* the keys[] table, listed */
+        at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", i ? ", " : "", keys[i]);
+      snprintf(err, n, "app.lua: unknown key '%s' (expected one of %s)", key, known);
       return LH_EINVAL;
     }
     struct origin o;

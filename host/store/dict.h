@@ -5,8 +5,9 @@
  * byte capacity; when it is full, writes fail with LH_ENOMEM and nothing
  * stored is evicted (expired entries are reclaimed first).  Knows no Lua.
  *
- * Threads: any thread may call any function.  Each dict has its own mutex;
- * the registry of names has one more.  Dicts live until dict_free_all at
+ * Threads: any thread may call any function.  Each dict is split in 16
+ * stripes by key hash, each with its own mutex (and its share of the
+ * capacity); the registry of names has one more.  Dicts live until dict_free_all at
  * process exit (a refcount is kept for the handles that cross states).
  */
 #ifndef LUAHOST_DICT_H
