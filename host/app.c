@@ -176,7 +176,8 @@ static void collect(struct files *f, const char *dir) {
   closedir(d);
 }
 
-static int run_test_file(const char *path, int role, const struct config *cfg) {
+static int run_test_file(const char *path, int role, const struct config *cfg,
+                         char **lu_args, int nlu_args) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
   struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : CONFIG_DEFAULT_MEMORY_LIMIT,
@@ -189,7 +190,8 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
     fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
   } else {
     lua_pushstring(L, path);
-    if (vm_pcall(L, 1, 1) != LUA_OK)
+    for (int i = 0; i < nlu_args; i++) lua_pushstring(L, lu_args[i]);
+    if (vm_pcall(L, 1 + nlu_args, 1) != LUA_OK)
       fprintf(stderr, "luahost: %s: %s\n", path, vm_error_text(L));
     else
       rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
@@ -198,7 +200,8 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
   return rc;
 }
 
-int app_test(const char *app_dir, const char *role_name, char **paths, int npaths) {
+int app_test(const char *app_dir, const char *role_name, char **paths, int npaths,
+             char **lu_args, int nlu_args) {
   struct config cfg, *cfgp = NULL;
   struct config_cli cli;
   int role = VM_FRONTEND;
@@ -243,7 +246,7 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);
     fflush(stdout);
-    if (run_test_file(files.v[i], role, cfgp) != 0) failed++;
+    if (run_test_file(files.v[i], role, cfgp, lu_args, nlu_args) != 0) failed++;
     fflush(stdout);
     free(files.v[i]);
   }

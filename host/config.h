@@ -46,6 +46,7 @@ struct config {
 struct config_cli {
   const char *listen, *role, *workers, *max_background_threads, *memory_limit,
       *request_deadline, *shutdown_grace, *log_format;
+  int reload;   /* serve --reload */
 };
 
 /* 0 on success; CONFIG_BAD with a message in err (a configuration error,
