@@ -298,7 +298,11 @@ static int set_key(lua_State *L, struct config *c, int k, const struct origin *o
     case K_GRACE: return get_seconds(L, o, 0, &c->shutdown_grace, err, n);
     case K_BODY: return get_size(L, o, 0, &c->max_body, err, n);
     case K_ACCESS:
-      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true or false", L, -1);
+      if (lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "json")) {
+        c->access_log = 2;
+        return 0;
+      }
+      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true, false or \"json\"", L, -1);
       c->access_log = lua_toboolean(L, -1);
       return 0;
     case K_HANDLERS: return get_routes(L, c, err, n);

@@ -35,7 +35,7 @@ struct config {
   double request_deadline;
   double shutdown_grace;
   size_t max_body;
-  int access_log;
+  int access_log;               /* 0 false, 1 true, 2 "json" (HTTP_ACCESS_LOG_*) */
   int log_json;
   struct route *routes; int nroutes;
   struct config_cap *dicts; int ndicts;     /* bytes */

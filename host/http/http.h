@@ -52,8 +52,12 @@ struct http_limits {
   uint32_t header_timeout_ms;   /* from the first byte to the end of headers */
   uint32_t body_timeout_ms;     /* between two reads of a body */
   uint32_t idle_timeout_ms;     /* keep-alive wait for the next request */
-  int access_log;
+  int access_log;               /* HTTP_ACCESS_LOG_*: config's access_log */
 };
+
+/* access_log: off; a line in the host log's format; a JSON line always.
+ * The values are config.c's (app.lua false / true / "json"). */
+enum { HTTP_ACCESS_LOG_OFF = 0, HTTP_ACCESS_LOG_ON = 1, HTTP_ACCESS_LOG_JSON = 2 };
 
 /* One per worker loop.  Owner: that worker's thread. */
 struct http_server {
