@@ -277,13 +277,47 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
   return 0;
 }
 
+/* metrics_allow: an array of CIDR strings ("10.0.0.0/8", "2001:db8::/32"). */
+static int get_cidrs(lua_State *L, const struct origin *o, struct config *c, char *err,
+                     size_t n) {
+  static const char what[] = "an array of CIDR strings such as \"10.0.0.0/8\"";
+  if (!lua_istable(L, -1)) return fail(err, n, o, what, L, -1);
+  int count = (int)lua_rawlen(L, -1), seen = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {   /* only the array part: no other keys */
+    int ok = lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 &&
+             lua_tointeger(L, -2) <= count;
+    lua_pop(L, 1);
+    if (!ok) return fail(err, n, o, what, NULL, 0);
+    seen++;
+  }
+  if (seen != count) return fail(err, n, o, what, NULL, 0);
+  free(c->metrics_allow);
+  c->metrics_allow = calloc((size_t)count + 1, sizeof *c->metrics_allow);
+  c->nmetrics_allow = 0;
+  if (!c->metrics_allow) return fail(err, n, o, "memory", NULL, 0);
+  for (int i = 1; i <= count; i++) {
+    struct origin oi;
+    snprintf(oi.text, sizeof oi.text, "app.lua key 'metrics_allow[%d]'", i);
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING || strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1) ||
+        cidr_parse(&c->metrics_allow[i - 1], lua_tostring(L, -1)) < 0)
+      return fail(err, n, &oi, "a CIDR such as \"10.0.0.0/8\", \"192.0.2.7\" or "
+                  "\"2001:db8::/32\"", L, -1);
+    c->nmetrics_allow = i;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* ---- keys ------------------------------------------------------------- */
 
 enum { K_ROLE, K_LISTEN, K_WORKERS, K_MAXBG, K_MEM, K_DEADLINE, K_GRACE, K_BODY,
-       K_ACCESS, K_HANDLERS, K_SHARED, K_COUNT };
+       K_ACCESS, K_HANDLERS, K_SHARED, K_DRAIN, K_METRICS_ALLOW, K_COUNT };
 static const char *const keys[K_COUNT] = {
   "role", "listen", "workers", "max_background_threads", "memory_limit",
-  "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared"};
+  "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared",
+  "drain", "metrics_allow"};
 
 /* Validates the value at the top of L as key k. */
 static int set_key(lua_State *L, struct config *c, int k, const struct origin *o,
@@ -302,11 +336,13 @@ static int set_key(lua_State *L, struct config *c, int k, const struct origin *o
         c->access_log = 2;
         return 0;
       }
-      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true, false or \"json\"", L, -1);
+      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true or false, or \"json\"", L, -1);
       c->access_log = lua_toboolean(L, -1);
       return 0;
     case K_HANDLERS: return get_routes(L, c, err, n);
     case K_SHARED: return get_shared(L, c, err, n);
+    case K_DRAIN: return get_seconds(L, o, 0, &c->drain, err, n);
+    case K_METRICS_ALLOW: return get_cidrs(L, o, c, err, n);
   }
   return 0;
 }
@@ -353,7 +389,7 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
                                                        : luaL_typename(L, -2);
       snprintf(err, n, "app.lua: unknown key '%s' (expected one of role, listen, workers, "
                "max_background_threads, memory_limit, request_deadline, shutdown_grace, "
-               "max_body, access_log, handlers, shared)", key);
+               "max_body, access_log, handlers, shared, drain, metrics_allow)", key);
       return -1;
     }
     struct origin o;
@@ -411,6 +447,7 @@ static int load_protected(lua_State *L) {
   a->rc = load_app_lua(L, c, a->err, a->n);
   lua_settop(L, 0);
   if (a->rc == 0) a->rc = apply_cli(L, c, a->cli, a->err, a->n);
+  if (a->rc == 0) c->reload = a->cli->reload;
   if (a->rc == 0 && !c->routes) {
     lua_newtable(L);
     lua_newtable(L);
@@ -469,6 +506,7 @@ void config_free(struct config *c) {
   free(c->routes);
   free(c->dicts);
   free(c->queues);
+  free(c->metrics_allow);
   free(c->app_dir);
   free(c->listen_host);
   memset(c, 0, sizeof *c);

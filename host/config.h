@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "http/cidr.h"
+
 struct route {
   char *url;            /* Lua pattern */
   char *script;         /* module name, or NULL */
@@ -40,6 +42,9 @@ struct config {
   struct route *routes; int nroutes;
   struct config_cap *dicts; int ndicts;     /* bytes */
   struct config_cap *queues; int nqueues;   /* items */
+  double drain;                /* seconds of draining before shutdown (0: none) */
+  struct cidr *metrics_allow; int nmetrics_allow;   /* besides loopback */
+  int reload;                  /* serve --reload: watch the app directory */
 };
 
 /* Command-line values (strings as typed); NULL when not given. */
