@@ -58,6 +58,9 @@ static atomic_int total_conns;
 static int max_conns = 16384;   /* set by the main thread before workers start */
 
 void http_set_max_conns(int n) { max_conns = n; }
+int http_open_connections(void) {
+  return atomic_load_explicit(&total_conns, memory_order_relaxed);
+}
 
 static void process(struct http_conn *c);
 static void conn_close(struct http_conn *c);

@@ -92,5 +92,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
 
 /* Process-wide cap on open connections (all workers). */
 void http_set_max_conns(int n);
+/* Connections open now, all workers (a relaxed read; any thread). */
+int http_open_connections(void);
 
 #endif
