@@ -448,6 +448,7 @@ static int load_protected(lua_State *L) {
   lua_settop(L, 0);
   if (a->rc == 0) a->rc = apply_cli(L, c, a->cli, a->err, a->n);
   if (a->rc == 0) c->reload = a->cli->reload;
+  if (a->rc == 0) c->cli = *a->cli;
   if (a->rc == 0 && !c->routes) {
     lua_newtable(L);
     lua_newtable(L);
@@ -510,4 +511,34 @@ void config_free(struct config *c) {
   free(c->app_dir);
   free(c->listen_host);
   memset(c, 0, sizeof *c);
+}
+
+struct config *config_load_new(const char *app_dir, const struct config_cli *cli,
+                               int *rc, char *err, size_t n) {
+  struct config *c = malloc(sizeof *c);
+  if (!c) {
+    snprintf(err, n, "out of memory");
+    *rc = CONFIG_SYSTEM;
+    return NULL;
+  }
+  if ((*rc = config_load(c, app_dir, cli, err, n)) != 0) {
+    config_free(c);
+    free(c);
+    return NULL;
+  }
+  c->on_heap = 1;
+  atomic_init(&c->refs, 1);
+  return c;
+}
+
+void config_retain(const struct config *c) {
+  if (c && c->on_heap) atomic_fetch_add(&((struct config *)c)->refs, 1);
+}
+
+void config_release(const struct config *c) {
+  struct config *m = (struct config *)c;
+  if (m && m->on_heap && atomic_fetch_sub(&m->refs, 1) == 1) {
+    config_free(m);
+    free(m);
+  }
 }

@@ -578,16 +578,19 @@ int threads_wait_idle(uint64_t timeout_ns) {
   return left ? -1 : 0;
 }
 
-void threads_log_running(void) {
+int threads_log_running(void) {
+  int n = 0;
   pthread_mutex_lock(&tl);
   FOR_EACH_RECORD(b)
     if (b->alive) {
+      n++;
       char tid[24];
       snprintf(tid, sizeof tid, "%lld", (long long)b->id);
       log_msg(LOG_WARNING, "thread_id", tid, "background thread %s%s still running after "
               "the shutdown grace", tid, b->is_hook ? " (shutdown hook)" : "");
     }
   pthread_mutex_unlock(&tl);
+  return n;
 }
 
 void threads_set_hook(struct value *target, struct value *prev) {

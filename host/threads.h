@@ -62,7 +62,7 @@ int threads_cancel(int64_t id);      /* 1 when the thread was alive */
 void threads_shutdown(void);
 /* 0 when no thread is active within timeout_ns (UINT64_MAX: no limit). */
 int threads_wait_idle(uint64_t timeout_ns);
-void threads_log_running(void);      /* warning lines with the IDs */
+int threads_log_running(void);       /* warning lines with the IDs; how many */
 
 /* The shutdown hook: sets a new target (encoded; NULL clears), moving the
  * previous one (or an empty value) into prev. */

@@ -320,6 +320,7 @@ static void respond_error(struct http_conn *c, int status) {
   r->seq = instance_request_id(r->request_id);
   c->keep_alive = 0;
   begin_request(c);
+  if (c->srv->refused) c->srv->refused(c->srv->ud, r, status);
   const char *msg = status == 413 ? "request body too large\n"
                     : status == 431 ? "request header block too large\n"
                     : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
@@ -475,7 +476,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
   size_t written = 0;
   c->inflight = 0;
   c->srv->ninflight--;
-  if (c->srv->draining) c->keep_alive = 0;
+  if (c->srv->draining || c->srv->close_each) c->keep_alive = 0;
   if (!c->closing) {
     struct http_head hd = {status, h, nh, bodiless ? 0 : len, r->request_id,
                            !c->keep_alive,

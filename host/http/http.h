@@ -84,6 +84,11 @@ struct http_server {
                            when they balance new connections */
   int ninflight;        /* requests dispatched but not yet answered */
   int draining;         /* shutting down: close idle, no keep-alive */
+  int close_each;       /* every response carries Connection: close (the
+                           instance drains; idle connections stay) */
+  /* Optional: told of each request the HTTP layer answers itself (400,
+   * 413, 431, 505), just before the answer, on the owner thread. */
+  void (*refused)(void *ud, const struct http_request *r, int status);
 };
 
 void http_server_init(struct http_server *s, uv_loop_t *loop,
