@@ -15,6 +15,7 @@
 #include "base/sync.h"
 #include "base/instance.h"
 #include "base/log.h"
+#include "metrics.h"
 #include "store/queue.h"
 #include "vm/call.h"
 #include "vm/state.h"
@@ -208,6 +209,7 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
     const char *msg = vm_error_text(L);
     log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
             b->is_hook ? "(shutdown hook)" : tid, msg);
+    metrics_count_any(METRIC_THREADS_FAILED);
     failure(L, msg, outcome);
   }
 }
@@ -450,6 +452,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   if (sp) {   /* the spare runs: its ID can be returned now */
     pthread_mutex_unlock(&tl);
     sem_post(&sp->go);
+    metrics_count_any(METRIC_THREADS_STARTED);
     return id;
   }
   if (spares_wanted) pthread_cond_signal(&replenish_cond);   /* none ready: make more */
@@ -469,6 +472,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   pthread_mutex_unlock(&tl);
   pthread_cond_destroy(&sync.cond);
   if (id == BT_SYSTEM) discard(b);   /* else b may be gone by now */
+  else metrics_count_any(METRIC_THREADS_STARTED);
   return id;
 }
 
