@@ -28,7 +28,7 @@ struct watch { uv_fs_event_t ev; struct watch *next; };
 
 #define WATCH_MAX_DIRS 256
 #define WATCH_DEBOUNCE_MS 250
-#define EXIT_AFTER_GRACE_MS 400   /* the exit comes within 0.5 s of the grace */
+#define EXIT_AFTER_GRACE_MS 300   /* the exit comes within 0.5 s of the grace */
 
 /* Owned by the main thread (its default loop). */
 struct server {
