@@ -204,6 +204,19 @@ static int run_test_file(const char *path, int role, const struct config *cfg,
   return rc;
 }
 
+/* Threads the tests left running (an app's long-lived consumer, say) are
+ * cancelled and joined, so that the run ends with its summary.  Returns
+ * how many still run after TEST_THREADS_GRACE_NS (logged by ID). */
+#define TEST_THREADS_GRACE_NS 10000000000ull
+static int end_test_threads(void) {
+  if (threads_wait_idle(0) == 0) return 0;
+  int n = threads_cancel_all();
+  if (n) log_msg(LOG_INFO, NULL, NULL, "luahost test: cancelling %d background thread%s the "
+                 "tests left running", n, n == 1 ? "" : "s");
+  if (threads_wait_idle(TEST_THREADS_GRACE_NS) == 0) return 0;
+  return threads_log_running();
+}
+
 int app_test(const char *app_dir, const char *role_name, char **paths, int npaths,
              char **lu_args, int nlu_args) {
   struct config cfg, *cfgp = NULL;
@@ -255,10 +268,11 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     free(files.v[i]);
   }
   free(files.v);
-  threads_wait_idle(UINT64_MAX);   /* threads the tests started */
+  int stuck = end_test_threads();
   printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
+  fflush(stdout);
   if (cfgp) config_free(cfgp);
-  free_stores();
+  if (!stuck) free_stores();   /* a thread that ignored its cancel may still use them */
   if (files.n == 0) {
     fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
     return 1;

@@ -556,6 +556,19 @@ int threads_cancel(int64_t id) {
   return alive;
 }
 
+int threads_cancel_all(void) {
+  int n = 0;
+  pthread_mutex_lock(&tl);
+  FOR_EACH_RECORD(b)
+    if (b->alive) {
+      atomic_store(&b->cancel, 1);
+      n++;
+    }
+  pthread_mutex_unlock(&tl);
+  if (n) task_poke_all();   /* their waits end now */
+  return n;
+}
+
 void threads_shutdown(void) {
   pthread_mutex_lock(&tl);
   shutting_down = 1;

@@ -56,6 +56,9 @@ int threads_is_alive(int64_t id);
 int threads_active(void);
 int threads_max(void);
 int threads_cancel(int64_t id);      /* 1 when the thread was alive */
+/* Cancels every thread still alive (as bt.cancel each; the shutdown hook
+ * too); returns how many.  `luahost test` at the end of a run. */
+int threads_cancel_all(void);
 
 /* Shutdown: blocking sleeps in threads return at once (queues are woken
  * by queue_shutdown_all); later starts are refused. */

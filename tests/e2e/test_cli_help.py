@@ -7,6 +7,7 @@ that call lu.LuaUnit.run() themselves."""
 import os
 import re
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -131,6 +132,94 @@ class FilterTests(unittest.TestCase):
         quiet = run_luahost(["test", "-x", "broken", self.t], timeout=30)
         self.assertEqual(quiet.returncode, 0)
         self.assertNotIn("TestAlpha.test_one", quiet.stdout)
+
+
+CONSUMER_APP = {
+    "app.lua": r'''
+        return { role = "backend",
+                 handlers = { {url = "^/_ah/start$", script = "start"},
+                              {url = "^/push$", script = "push"} },
+                 shared = { queues = { jobs = 100 }, dicts = { seen = "1m" } } }
+    ''',
+    # the app's long-lived consumer, started by /_ah/start as App Engine
+    # apps do: it never ends by itself
+    "start.lua": r'''
+        local bt = require "background_thread"
+        return function(req)
+          bt.start_new_background_thread(function()
+            local shared = require "shared"
+            local q, d = shared.queue("jobs"), shared.dict("seen")
+            while true do
+              local v = q:pop(3600)
+              if v then d:incr("n", 1, 0) end
+            end
+          end)
+          return 200, "started"
+        end
+    ''',
+    "push.lua": r'''
+        return function(req) require("shared").queue("jobs"):push(req.args.v) return "ok" end
+    ''',
+    "tests/test_consumer.lua": r'''
+        local lu = require "luaunit"
+        local apptest = require "apptest"
+        local shared = require "shared"
+        local runtime = require "runtime"
+        TestConsumer = {}
+        function TestConsumer:test_start_runs_the_app_start()
+          local status, ok = apptest.start()
+          lu.assertEquals(status, 200)
+          lu.assertTrue(ok)
+          local st = apptest.request{method = "GET", path = "/push?v=x"}
+          lu.assertEquals(st, 200)
+          local t0 = runtime.monotonic()
+          while shared.dict("seen"):get("n") ~= 1 and runtime.monotonic() - t0 < 5 do
+            runtime.sleep(0.01)
+          end
+          lu.assertEquals(shared.dict("seen"):get("n"), 1)
+        end
+    ''',
+    # a thread that spins on the CPU (no waits) and never ends
+    "tests/test_spinner.lua": r'''
+        local bt = require "background_thread"
+        TestSpinner = {}
+        function TestSpinner:test_leaves_a_spinning_thread()
+          bt.start_new_background_thread(function() while true do end end)
+        end
+    ''',
+}
+
+
+class RunEndTests(unittest.TestCase):
+    """Threads a test run leaves behind are cancelled and joined, so the run
+    ends and prints its summary (SPEC §13)."""
+
+    def test_run_ends_with_summary_despite_left_threads(self):
+        d = harness.app_dir(self, CONSUMER_APP)
+        t0 = time.monotonic()
+        p = run_luahost(["test", "--app", d, "--role", "backend", os.path.join(d, "tests")],
+                        timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"luahost test: 2 files, 2 passed, 0 failed")
+        self.assertLess(time.monotonic() - t0, harness.scaled(15))
+
+    def test_apptest_start_on_a_failing_start(self):
+        files = dict(CONSUMER_APP)
+        files["start.lua"] = 'return function(req) return 503, "not ready" end'
+        files["tests/test_consumer.lua"] = r'''
+            local lu = require "luaunit"
+            local apptest = require "apptest"
+            TestStart = {}
+            function TestStart:test_reports_failure()
+              local status, ok = apptest.start()
+              lu.assertEquals(status, 503)
+              lu.assertFalse(ok)
+            end
+        '''
+        del files["tests/test_spinner.lua"]
+        d = harness.app_dir(self, files)
+        p = run_luahost(["test", "--app", d, os.path.join(d, "tests")], timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 if __name__ == "__main__":
