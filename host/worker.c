@@ -276,6 +276,9 @@ static void send_stop_request(struct worker *w) {
   struct req_job *j = job_new(w);
   if (!j) return;
   dispatch_internal_request(&j->own, "/_ah/stop");
+  uv_mutex_lock(&w->jobs_lock);
+  j->seq = j->own.seq;   /* listed at the end of the grace like any request */
+  uv_mutex_unlock(&w->jobs_lock);
   run_start(w->st, &j->rj, &j->own, 1, &w->tl);
 }
 
