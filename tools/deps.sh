@@ -3,7 +3,8 @@
 # Idempotent; runs apt-get only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libuv1-dev
-      node-llhttp python3 clang libclang-rt-14-dev curl wrk prometheus)
+      node-llhttp python3 clang libclang-rt-14-dev curl wrk
+      libhiredis-dev redis-server redis-tools prometheus)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(nginx-light libnginx-mod-http-lua)
 fi
