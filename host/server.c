@@ -1,7 +1,6 @@
 /* server: workers, the listening socket, signals, graceful stop. */
 #include "server.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,15 +184,17 @@ static void watch_tree(struct server *s, const char *dir, int depth) {
   w->next = s->watches;
   s->watches = w;
   s->nwatches++;
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (e->d_name[0] == '.' || e->d_type != DT_DIR) continue;
-    char sub[4096];
-    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-    watch_tree(s, sub, depth + 1);
-  }
-  if (d) closedir(d);
+  /* the subdirectories, through libuv's synchronous scandir */
+  uv_fs_t req;
+  uv_dirent_t e;
+  if (uv_fs_scandir(uv_default_loop(), &req, dir, 0, NULL) >= 0)
+    while (uv_fs_scandir_next(&req, &e) != UV_EOF) {
+      if (e.name[0] == '.' || e.type != UV_DIRENT_DIR) continue;
+      char sub[4096];
+      snprintf(sub, sizeof sub, "%s/%s", dir, e.name);
+      watch_tree(s, sub, depth + 1);
+    }
+  uv_fs_req_cleanup(&req);
 }
 
 int server_run(const struct config *cfg, const luaL_Reg *preload) {
