@@ -41,7 +41,8 @@ static void job_release(struct task *t) {
 
 static void complete(struct run_job *rj);
 
-static struct req_job *job_new(struct worker *w) {
+/* seq: the request's ID number, for the list at the end of the grace. */
+static struct req_job *job_new(struct worker *w, uint64_t seq) {
   struct list_node *n = list_first(&w->free_jobs);
   struct req_job *j;
   if (n) { list_remove(n); j = list_entry(n, struct req_job, node); }
@@ -50,6 +51,7 @@ static struct req_job *job_new(struct worker *w) {
   j->w = w;
   j->rj.done = complete;
   uv_mutex_lock(&w->jobs_lock);
+  j->seq = seq;
   list_push_back(&w->jobs, &j->node);
   uv_mutex_unlock(&w->jobs_lock);
   return j;
@@ -215,7 +217,7 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
     if (a.owned) free(a.body);
     return;
   }
-  struct req_job *j = job_new(w);
+  struct req_job *j = job_new(w, r->seq);
   if (!j) {
     struct http_header ct = HTTP_HEADER_TEXT_PLAIN;
     metrics_request_end(w->metrics, METRICS_ROUTE_NONE, 503, clock_now_ns() - r->start_ns);
@@ -223,9 +225,6 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
     return;
   }
   j->conn = c;
-  uv_mutex_lock(&w->jobs_lock);
-  j->seq = r->seq;
-  uv_mutex_unlock(&w->jobs_lock);
   run_start(w->st, &j->rj, r, 0, &w->tl);
 }
 
@@ -273,12 +272,11 @@ static void take_reload(struct worker *w) {
 /* A backend sends GET /_ah/stop through its handlers when shutdown starts
  * (on worker 0); its answer is logged. */
 static void send_stop_request(struct worker *w) {
-  struct req_job *j = job_new(w);
+  struct http_request own;
+  dispatch_internal_request(&own, "/_ah/stop");
+  struct req_job *j = job_new(w, own.seq);   /* listed at the grace like any request */
   if (!j) return;
-  dispatch_internal_request(&j->own, "/_ah/stop");
-  uv_mutex_lock(&w->jobs_lock);
-  j->seq = j->own.seq;   /* listed at the end of the grace like any request */
-  uv_mutex_unlock(&w->jobs_lock);
+  j->own = own;
   run_start(w->st, &j->rj, &j->own, 1, &w->tl);
 }
 
