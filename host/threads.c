@@ -254,7 +254,7 @@ static void run_job(struct bt *b, lua_State *L) {
   }
   pthread_mutex_unlock(&reg.lock);
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
-  else if (keep) queue_close(q, QW_CLOSED);   /* no memory to copy even a failure:
+  else if (keep) queue_close(q, LH_ECLOSED);   /* no memory to copy even a failure:
                                                  joiners are not left waiting */
   value_free(&outcome);
   queue_release(q);
@@ -301,7 +301,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     free(b);
     snprintf(err, errlen, "out of memory");
     value_free(target); value_free(args); value_free(kwargs);
-    return BT_SYSTEM;
+    return LH_ESYSTEM;
   }
   b->outcome = q;
   b->is_hook = is_hook;
@@ -312,11 +312,11 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   pthread_mutex_lock(&reg.lock);
   if (reg.shutting_down && !is_hook) {
     snprintf(err, errlen, "the instance is shutting down: no new background threads");
-    refused = BT_SHUTDOWN;
+    refused = LH_ESHUTDOWN;
   } else if (!is_hook && reg.active >= reg.cfg.max_threads) {
     snprintf(err, errlen, "max_background_threads (%d) background threads are already reg.active",
              reg.cfg.max_threads);
-    refused = BT_LIMIT;
+    refused = LH_ELIMIT;
   }
   if (refused) {
     pthread_mutex_unlock(&reg.lock);
@@ -346,11 +346,11 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     unlink_record(b);
     reg.active--;
     pthread_cond_broadcast(&reg.idle_cond);
-    id = BT_SYSTEM;
+    id = LH_ESYSTEM;
   }
   pthread_mutex_unlock(&reg.lock);
   pthread_cond_destroy(&sync.cond);
-  if (id == BT_SYSTEM) discard(b);   /* else b may be gone by now */
+  if (id == LH_ESYSTEM) discard(b);   /* else b may be gone by now */
   else metrics_count_any(METRIC_THREADS_STARTED);
   return id;
 }
@@ -398,7 +398,7 @@ void threads_forget(int64_t id) {
   struct bt *b = find(id);
   if (b && !b->alive) {
     /* a joiner took the outcome: others waiting for it are told now */
-    queue_close(b->outcome, QW_CLOSED);
+    queue_close(b->outcome, LH_ECLOSED);
     drop(b);
   }
   pthread_mutex_unlock(&reg.lock);

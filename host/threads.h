@@ -26,9 +26,9 @@
 
 #include <lauxlib.h>
 
+#include "base/lherror.h"
 #include "vm/value.h"
 
-enum { BT_LIMIT = -1, BT_SHUTDOWN = -2, BT_SYSTEM = -3 };
 
 struct threads_config {
   int max_threads;

@@ -28,7 +28,7 @@ static int load(struct config *c, const char *lua, const struct config_cli *cli,
 static void expect_error(const char *lua, const char *needle1, const char *needle2) {
   struct config c;
   char err[512] = "";
-  if (load(&c, lua, NULL, err) != -1) FAIL_AT("accepted: %s", lua);
+  if (load(&c, lua, NULL, err) != LH_EINVAL) FAIL_AT("accepted: %s", lua);
   if (!strstr(err, needle1)) FAIL_AT("error \"%s\" lacks \"%s\"", err, needle1);
   if (needle2 && !strstr(err, needle2)) FAIL_AT("error \"%s\" lacks \"%s\"", err, needle2);
   config_free(&c);
