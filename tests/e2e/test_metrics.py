@@ -27,6 +27,7 @@ APP = {
             {url = "^/slow$", script = "slow"},
             {url = "^/fill$", script = "fill"},
             {url = "^/threads$", script = "threads"},
+            {url = "^/fetch$", script = "fetch"},
           },
           shared = { dicts = { cache = "1m" }, queues = { jobs = 10 } },
         }
@@ -44,6 +45,16 @@ APP = {
           shared.dict("cache"):set("b", 1)
           shared.queue("jobs"):push({1, 2})
           return "ok"
+        end
+    ''',
+    # one fetch that works (this server's /hello) and one refused (port 1)
+    "fetch.lua": r'''
+        local urlfetch = require "urlfetch"
+        return function(req)
+          local port = req.headers.host:match(":(%d+)$")
+          local ok = urlfetch.fetch("http://127.0.0.1:" .. port .. "/hello", {deadline = 5})
+          local bad, err = urlfetch.fetch("http://127.0.0.1:1/", {deadline = 5})
+          return (ok and ok.status or "nil") .. " " .. tostring(bad) .. " " .. tostring(err)
         end
     ''',
     "threads.lua": r'''
@@ -146,6 +157,16 @@ class MetricsTests(harness.ServerTestCase):
                                "2.5", "5", "10", "+Inf"])
         s = val(after, "luahost_http_request_duration_seconds_sum", route="^/slow$")
         self.assertGreaterEqual(s, 0.3)
+
+    def test_urlfetch_calls_and_errors(self):
+        before = parse(self.scrape())
+        r = self.srv.request("GET", "/fetch", headers={"Host": "127.0.0.1:%d" % self.srv.port})
+        self.assertOK(r)
+        self.assertTrue(r.body.startswith(b"200 nil "), r.body)
+        after = parse(self.scrape())
+        d = lambda n: (val(after, n) or 0) - (val(before, n) or 0)
+        self.assertEqual(d("luahost_urlfetch_requests_total"), 2)
+        self.assertEqual(d("luahost_urlfetch_errors_total"), 1)
 
     def test_workers_stores_and_threads(self):
         self.assertOK(self.srv.get("/fill"), b"ok")
