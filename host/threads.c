@@ -13,6 +13,7 @@
 #include "base/fault.h"
 #include "base/sync.h"
 #include "base/instance.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "metrics.h"
 #include "store/queue.h"
@@ -43,7 +44,7 @@ struct bt {
   int is_hook;                  /* the shutdown reg.hook: no outcome kept */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
   struct bt *hnext;             /* (lock) the next record in its reg.by_id bucket */
-  struct bt *next_done, *prev_done;   /* (lock) finished records, oldest first */
+  struct list_node done_node;   /* (lock) on reg.done: finished, oldest first */
 };
 
 /* The registry of threads.  Fields marked (lock) are guarded by
@@ -56,7 +57,7 @@ struct bt {
 static struct {
   pthread_mutex_t lock;
   struct bt *by_id[ID_BUCKETS];       /* (lock) all records, by id % ID_BUCKETS */
-  struct bt *done_head, *done_tail;   /* (lock) finished, oldest first */
+  struct list done;                   /* (lock) finished records, oldest first */
   int ndone;                          /* (lock) */
   int active;                         /* (lock) reserved or running threads */
   int shutting_down;                  /* (lock) */
@@ -66,7 +67,7 @@ static struct {
   struct threads_config cfg;
   char *app_dir;
   char *package_path;                 /* every thread state's */
-} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} reg = {.lock = PTHREAD_MUTEX_INITIALIZER, .done = {{&reg.done.head, &reg.done.head}}};
 
 static struct bt **bucket(int64_t id) { return &reg.by_id[(uint64_t)id % ID_BUCKETS]; }
 
@@ -98,9 +99,8 @@ static void unlink_record(struct bt *b) {
 /* (lock) unlinks and frees a finished record */
 static void drop(struct bt *b) {
   unlink_record(b);
-  if (b->prev_done || reg.done_head == b) {   /* on the finished list */
-    if (b->prev_done) b->prev_done->next_done = b->next_done; else reg.done_head = b->next_done;
-    if (b->next_done) b->next_done->prev_done = b->prev_done; else reg.done_tail = b->prev_done;
+  if (list_linked(&b->done_node)) {   /* on the finished list */
+    list_remove(&b->done_node);
     reg.ndone--;
   }
   queue_release(b->outcome);
@@ -246,11 +246,9 @@ static void run_job(struct bt *b, lua_State *L) {
   if (!keep) {
     drop(b);
   } else {
-    b->next_done = NULL;
-    b->prev_done = reg.done_tail;
-    if (reg.done_tail) reg.done_tail->next_done = b; else reg.done_head = b;
-    reg.done_tail = b;
-    if (++reg.ndone > MAX_KEPT_OUTCOMES) drop(reg.done_head);
+    list_push_back(&reg.done, &b->done_node);
+    if (++reg.ndone > MAX_KEPT_OUTCOMES)
+      drop(list_entry(list_first(&reg.done), struct bt, done_node));
   }
   pthread_mutex_unlock(&reg.lock);
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */

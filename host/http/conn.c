@@ -30,7 +30,7 @@ struct http_conn {
   uv_timer_t timer;
   uv_shutdown_t shut;
   struct http_server *srv;
-  struct http_conn *prev, *next;     /* srv->conns */
+  struct list_node node;             /* srv->conns */
   llhttp_t parser;
   struct rbuf in;                    /* raw bytes read; [rpos, in.len) unparsed */
   size_t rpos;
@@ -72,8 +72,7 @@ static int start_reading(struct http_conn *c);
 static void conn_unref(struct http_conn *c) {
   if (--c->refs > 0) return;
   struct http_server *s = c->srv;
-  if (c->prev) c->prev->next = c->next; else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  list_remove(&c->node);
   atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   atomic_fetch_sub(&total_conns, 1);
   rbuf_free(&c->in); rbuf_free(&c->head); rbuf_free(&c->body); rbuf_free(&c->out);
@@ -514,6 +513,7 @@ void http_server_init(struct http_server *s, uv_loop_t *loop,
   s->lim = *lim;
   s->dispatch = fn;
   s->ud = ud;
+  list_init(&s->conns);
 }
 
 int http_conn_open(struct http_server *s, int fd) {
@@ -526,9 +526,7 @@ int http_conn_open(struct http_server *s, int fd) {
   if (!c) { atomic_fetch_sub(&total_conns, 1); close(fd); return -ENOMEM; }
   c->srv = s;
   c->refs = 2;   /* tcp + timer handles */
-  c->next = s->conns;
-  if (c->next) c->next->prev = c;
-  s->conns = c;
+  list_push_back(&s->conns, &c->node);
   atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
@@ -555,15 +553,12 @@ int http_conn_open(struct http_server *s, int fd) {
 
 void http_server_drain(struct http_server *s) {
   s->draining = 1;
-  for (struct http_conn *c = s->conns, *n; c; c = n) {
-    n = c->next;
+  list_each(&s->conns, it, tmp) {
+    struct http_conn *c = list_entry(it, struct http_conn, node);
     if (!c->inflight && c->phase == PH_IDLE && !c->closing) conn_close(c);
   }
 }
 
 void http_server_close_all(struct http_server *s) {
-  for (struct http_conn *c = s->conns, *n; c; c = n) {
-    n = c->next;
-    conn_close(c);
-  }
+  list_each(&s->conns, it, tmp) conn_close(list_entry(it, struct http_conn, node));
 }

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/list.h"
+
 #include "base/instance.h"
 
 #define HTTP_MAX_HEADER_BLOCK (64 * 1024)
@@ -78,7 +80,7 @@ struct http_server {
   struct http_limits lim;
   http_dispatch_fn dispatch;
   void *ud;
-  void *conns;          /* intrusive list of open connections */
+  struct list conns;    /* open connections (http_conn.node) */
   atomic_int nconns;    /* connections open on this loop (plus those another
                            worker is handing over); read by other workers
                            when they balance new connections */
