@@ -15,6 +15,7 @@
 #include "base/instance.h"
 #include "base/list.h"
 #include "base/log.h"
+#include "metrics.h"
 #include "store/queue.h"
 #include "vm/call.h"
 #include "vm/state.h"
@@ -37,10 +38,10 @@ struct start_sync {
 struct bt {
   int64_t id;
   struct queue *outcome;        /* capacity 1; the record holds a reference */
-  atomic_int cancel;            /* set by bt.cancel; read by the thread's count reg.hook */
+  atomic_int cancel;            /* set by bt.cancel; read by the thread's count hook */
   int alive;                    /* (lock) */
   struct start_sync *sync;      /* (lock) the starter's, until the thread runs */
-  int is_hook;                  /* the shutdown reg.hook: no outcome kept */
+  int is_hook;                  /* the shutdown hook: no outcome kept */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
   struct bt *hnext;             /* (lock) the next record in its reg.by_id bucket */
   struct list_node done_node;   /* (lock) on reg.done: finished, oldest first */
@@ -212,7 +213,8 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
   } else {
     const char *msg = vm_error_text(L);
     log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
-            b->is_hook ? "(shutdown reg.hook)" : tid, msg);
+            b->is_hook ? "(shutdown hook)" : tid, msg);
+    metrics_count_any(METRIC_THREADS_FAILED);
     failure(L, msg, outcome);
   }
 }
@@ -325,7 +327,10 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   link_record(b);
   int64_t id = b->id;
   pthread_mutex_unlock(&reg.lock);
-  if (spares_take(b)) return id;   /* a spare runs it: its ID can be returned now */
+  if (spares_take(b)) {   /* a spare runs it: its ID can be returned now */
+    metrics_count_any(METRIC_THREADS_STARTED);
+    return id;
+  }
   /* No spare: a thread and a state of its own. */
   pthread_mutex_lock(&reg.lock);
   struct start_sync sync = {0};
@@ -344,6 +349,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   pthread_mutex_unlock(&reg.lock);
   pthread_cond_destroy(&sync.cond);
   if (id == LH_ESYSTEM) discard(b);   /* else b may be gone by now */
+  else metrics_count_any(METRIC_THREADS_STARTED);
   return id;
 }
 
@@ -423,6 +429,19 @@ int threads_cancel(int64_t id) {
   return alive;
 }
 
+int threads_cancel_all(void) {
+  int n = 0;
+  pthread_mutex_lock(&reg.lock);
+  FOR_EACH_RECORD(b)
+    if (b->alive) {
+      atomic_store(&b->cancel, 1);
+      n++;
+    }
+  pthread_mutex_unlock(&reg.lock);
+  if (n) task_poke_all();   /* their waits end now */
+  return n;
+}
+
 void threads_shutdown(void) {
   pthread_mutex_lock(&reg.lock);
   reg.shutting_down = 1;
@@ -442,16 +461,19 @@ int threads_wait_idle(uint64_t timeout_ns) {
   return left ? -1 : 0;
 }
 
-void threads_log_running(void) {
+int threads_log_running(void) {
+  int n = 0;
   pthread_mutex_lock(&reg.lock);
   FOR_EACH_RECORD(b)
     if (b->alive) {
+      n++;
       char tid[24];
       snprintf(tid, sizeof tid, "%lld", (long long)b->id);
       log_msg(LOG_WARNING, "thread_id", tid, "background thread %s%s still running after "
-              "the shutdown grace", tid, b->is_hook ? " (shutdown reg.hook)" : "");
+              "the shutdown grace", tid, b->is_hook ? " (shutdown hook)" : "");
     }
   pthread_mutex_unlock(&reg.lock);
+  return n;
 }
 
 void threads_set_hook(struct value *target, struct value *prev) {
@@ -471,7 +493,7 @@ void threads_run_hook(void) {
   threads_set_hook(NULL, &target);
   if (!target.len) { value_free(&target); return; }
   if (spawn(&target, &none1, &none2, 1, err, sizeof err) < 0)
-    log_msg(LOG_ERROR, NULL, NULL, "shutdown reg.hook could not start: %s", err);
+    log_msg(LOG_ERROR, NULL, NULL, "shutdown hook could not start: %s", err);
 }
 
 void threads_free_all(void) {

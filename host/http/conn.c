@@ -58,6 +58,9 @@ static atomic_int total_conns;
 static int max_conns = 16384;   /* set by the main thread before workers start */
 
 void http_set_max_conns(int n) { max_conns = n; }
+int http_open_connections(void) {
+  return atomic_load_explicit(&total_conns, memory_order_relaxed);
+}
 
 static void process(struct http_conn *c);
 static void conn_close(struct http_conn *c);
@@ -304,13 +307,19 @@ static void respond_error(struct http_conn *c, int status) {
   struct http_request *r = &c->req;
   if (c->phase == PH_IDLE) r->start_ns = clock_now_ns();
   r->method = c->phase == PH_IDLE ? "-" : llhttp_method_name((llhttp_method_t)c->parser.method);
+  if (c->phase == PH_IDLE) c->nh = 0;   /* no header of this request was read */
   r->path = c->head.p && c->target_len ? c->head.p : "-";
   r->path_len = c->head.p && c->target_len ? c->target_len : 1;
+  const char *q = c->head.p && c->target_len ? memchr(r->path, '?', r->path_len) : NULL;
+  r->query = q ? q + 1 : "";
+  r->query_len = q ? r->path_len - (size_t)(q - r->path) - 1 : 0;
+  if (q) r->path_len = (size_t)(q - r->path);
   r->is_head = 0;
   r->remote = c->remote;
   r->seq = instance_request_id(r->request_id);
   c->keep_alive = 0;
   begin_request(c);
+  if (c->srv->refused) c->srv->refused(c->srv->ud, r, status);
   const char *msg = status == 413 ? "request body too large\n"
                     : status == 431 ? "request header block too large\n"
                     : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
@@ -441,6 +450,24 @@ static void start_linger(struct http_conn *c) {
   arm(c, LINGER_MS);
 }
 
+/* The access-log line of the request in flight (its headers are still in
+ * c->head until the next request begins). */
+static void access_log(struct http_conn *c, int status, size_t written) {
+  struct http_request *r = &c->req;
+  const struct hdr_off *ua = find_header(c, "user-agent");
+  struct log_access_rec rec = {
+    .remote = r->remote, .method = r->method,
+    .path = r->path, .path_len = r->path_len,
+    .query = r->query, .query_len = r->query_len,
+    .status = status, .bytes = written,
+    .duration_us = (clock_now_ns() - r->start_ns) / 1000,
+    .request_id = r->request_id,
+    .user_agent = ua ? c->head.p + ua->v : NULL, .user_agent_len = ua ? ua->vl : 0,
+    .json = c->srv->lim.access_log == HTTP_ACCESS_LOG_JSON,
+  };
+  log_access(&rec);
+}
+
 void http_respond(struct http_conn *c, int status, const struct http_header *h,
                   int nh, const char *body, size_t len) {
   struct http_request *r = &c->req;
@@ -448,7 +475,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
   size_t written = 0;
   c->inflight = 0;
   c->srv->ninflight--;
-  if (c->srv->draining) c->keep_alive = 0;
+  if (c->srv->draining || c->srv->close_each) c->keep_alive = 0;
   if (!c->closing) {
     struct http_head hd = {status, h, nh, bodiless ? 0 : len, r->request_id,
                            !c->keep_alive,
@@ -462,12 +489,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
       conn_close(c);
     }
   }
-  if (c->srv->lim.access_log) {
-    struct log_access_rec rec = {r->remote, r->method, r->path, r->path_len, status,
-                                 written, (clock_now_ns() - r->start_ns) / 1000,
-                                 r->request_id};
-    log_access(&rec);
-  }
+  if (c->srv->lim.access_log) access_log(c, status, written);
   if (c->out.cap > 256 * 1024) rbuf_free(&c->out);
   if (c->body.cap > 256 * 1024) rbuf_free(&c->body);
   if (!c->closing) {

@@ -64,6 +64,11 @@ void dict_flush_all(struct dict *d);
 size_t dict_keys(struct dict *d, size_t max,
                  void (*fn)(void *ud, const char *k, size_t kl), void *ud);
 size_t dict_used(struct dict *d);       /* bytes charged against capacity */
+/* Calls fn once per dict with its bytes charged and live entries (expired
+ * ones not yet reclaimed included), under the registry lock and then each
+ * stripe's in turn: fn must not call into dict.  Any thread. */
+void dict_each(void (*fn)(void *ud, const char *name, size_t bytes, size_t entries),
+               void *ud);
 void dict_free_all(void);               /* process exit, no threads left */
 
 #endif

@@ -284,6 +284,12 @@ void queue_shutdown_all(void) {
   pthread_mutex_unlock(&reg_lock);
 }
 
+void queue_each(void (*fn)(void *ud, const char *name, size_t len), void *ud) {
+  pthread_mutex_lock(&reg_lock);
+  for (struct queue *q = all; q; q = q->next_queue) fn(ud, q->name, queue_len(q));
+  pthread_mutex_unlock(&reg_lock);
+}
+
 /* Frees the values q holds. */
 static void drain(struct queue *q) {
   while (q->count) {

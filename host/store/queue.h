@@ -52,6 +52,10 @@ void queue_retain(struct queue *q);
 void queue_release(struct queue *q);
 const char *queue_name(const struct queue *q);
 size_t queue_len(struct queue *q);
+/* Calls fn once per named queue with its length, under the registry lock
+ * and then the queue's (as queue_shutdown_all): fn must not call into
+ * queue.  Any thread. */
+void queue_each(void (*fn)(void *ud, const char *name, size_t len), void *ud);
 
 /* Non-waiting: push moves *v in (LH_OK) or leaves it (LH_EFULL);
  * pop moves the head into *out (LH_OK), or LH_EEMPTY (LH_ESHUTDOWN,
