@@ -312,7 +312,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     snprintf(err, errlen, "the instance is shutting down: no new background threads");
     refused = LH_ESHUTDOWN;
   } else if (!is_hook && reg.active >= reg.cfg.max_threads) {
-    snprintf(err, errlen, "max_background_threads (%d) background threads are already reg.active",
+    snprintf(err, errlen, "max_background_threads (%d) background threads are already active",
              reg.cfg.max_threads);
     refused = LH_ELIMIT;
   }
