@@ -11,7 +11,6 @@
 #include "dispatch.h"
 #include "http/cidr.h"
 #include "metrics.h"
-#include "vm/call.h"
 #include "store/queue.h"
 #include "task.h"
 #include "threads.h"

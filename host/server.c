@@ -11,7 +11,6 @@
 #include <uv.h>
 
 #include "base/clock.h"
-#include "base/instance.h"
 #include "base/log.h"
 #include "dispatch.h"
 #include "lifecycle.h"

@@ -9,10 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/clock.h"
 #include "base/fault.h"
 #include "base/sync.h"
-#include "base/instance.h"
 #include "base/list.h"
 #include "base/log.h"
 #include "metrics.h"
