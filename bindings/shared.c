@@ -24,14 +24,12 @@
 
 #include <lauxlib.h>
 
-#include "base/clock.h"
 #include "remote_calls.h"
 #include "bindings/bindings.h"
 #include "task.h"
 #include "waits.h"
 #include "store/dict.h"
 #include "store/queue.h"
-#include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"
 
@@ -134,9 +132,10 @@ static void push_val(lua_State *L, const struct dict_val *v) {
   }
 }
 
+/* false, reason (set, add). */
 static int fail(lua_State *L, int rc) {
   lua_pushboolean(L, 0);
-  lua_pushstring(L, rc == DICT_EXISTS ? "exists" : "no memory");
+  lua_pushstring(L, lh_strerror(rc));
   return 2;
 }
 
@@ -169,7 +168,7 @@ static int d_get(lua_State *L) {
   if (remote_calls_on()) return remote_calls_get(L, dict_name(d), k, kl);
   struct dict_val v;
   struct dict_buf *buf = scratch();
-  if (!buf || dict_get(d, k, kl, &v, buf) != DICT_OK) return luaL_error(L, "not enough memory");
+  if (!buf || dict_get(d, k, kl, &v, buf) != LH_OK) return luaL_error(L, "not enough memory");
   push_val(L, &v);
   return 1;
 }
@@ -185,7 +184,7 @@ static int store_with(lua_State *L, int (*op)(struct dict *, const char *, size_
   if (remote_calls_on())
     return remote_calls_set(L, dict_name(d), k, kl, &v, check_ttl(L, 4), op == dict_add);
   int rc = op(d, k, kl, &v, check_ttl(L, 4));
-  if (rc != DICT_OK) return fail(L, rc);
+  if (rc != LH_OK) return fail(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -207,13 +206,12 @@ static int d_incr(lua_State *L) {
   if (remote_calls_on())
     return remote_calls_incr(L, dict_name(d), k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init);
   int rc = dict_incr(d, k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init, &out);
-  if (rc == DICT_NOTFOUND || rc == DICT_NOTNUM || rc == DICT_OVERFLOW) {
+  if (rc == LH_ENOMEM) return fail(L, rc);
+  if (rc != LH_OK) {   /* nil, "not found" | "not a number" */
     lua_pushnil(L);
-    lua_pushstring(L, rc == DICT_NOTFOUND ? "not found" : rc == DICT_NOTNUM ? "not a number"
-                                                                          : "overflow");
+    lua_pushstring(L, lh_strerror(rc));
     return 2;
   }
-  if (rc != DICT_OK) return fail(L, rc);
   push_val(L, &out);
   return 1;
 }
