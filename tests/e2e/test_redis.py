@@ -373,5 +373,46 @@ class TestCluster(unittest.TestCase):
                         self.c.logs().encode())
 
 
+@unittest.skipUnless(HAVE_TOOLS, "redis-server and haproxy are needed (tools/deps.sh)")
+class TestClusterDrain(unittest.TestCase):
+    """A frontend stopped under load: with drain, HAProxy takes it out first."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.check_binary()
+        cls.c = cluster.Cluster(harness.LUAHOST, os.path.join(ROOT, "tools", "cluster_app"),
+                                workers=2)
+        cls.c.start()
+        cls.addClassCleanup(cls.c.stop)
+
+    def test_sigterm_under_load_fails_no_request(self):
+        load = Load(self.c.port, ["/", "/counter"], threads=6).start()
+        self.addCleanup(load.stop)
+        self.assertTrue(wait_until(lambda: len(load.since(0)) > 50, scaled(10)))
+        victim = self.c.frontends[0]
+        victim.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        # draining: still serving, but unhealthy for the balancer
+        st, _, _ = request(victim.port, "GET", "/_ah/health")
+        self.assertEqual(st, 503)
+        # HAProxy stops sending it requests before its listener closes
+        def taken_out():
+            recent = [b for p, _, b, _, _ in load.since(time.monotonic() - 0.3, "/")]
+            return recent and b"hello from frontend1\n" not in recent
+
+        self.assertTrue(wait_until(taken_out, scaled(3)))
+        rc = victim.proc.wait(scaled(30))
+        took = time.monotonic() - t0
+        time.sleep(0.5)   # and the survivors keep serving alone
+        load.stop()
+        self.assertEqual(rc, 0)
+        self.assertGreaterEqual(took, 1.9)   # it drained first
+        self.assertEqual(load.errors, [], self.c.logs())
+        bad = [r for r in load.results if r[1] != 200]
+        self.assertEqual(bad, [])
+        self.assertGreater(len(load.since(t0)), 50)
+        self.assertTrue(self.c.frontends[1].alive())
+
+
 if __name__ == "__main__":
     unittest.main()
