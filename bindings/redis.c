@@ -35,6 +35,7 @@
 #include <lauxlib.h>
 
 #include "bindings/bindings.h"
+#include "metrics.h"
 #include "redis_calls.h"
 #include "task.h"
 #include "vm/errors.h"
@@ -146,6 +147,7 @@ static void on_reply(void *ud, struct redis_done *d) {
   c->cmd = NULL;
   c->done = 1;
   c->err = d->err;
+  if (d->err) metrics_count_any(METRIC_REDIS_ERRORS);
   if (d->err) {
     snprintf(c->msg, sizeof c->msg, "%s", d->msg && *d->msg ? d->msg : redis_strerror(d->err));
   } else if (!(c->replies = calloc(d->n ? d->n : 1, sizeof *c->replies))) {
@@ -187,7 +189,9 @@ static int send_and_wait(lua_State *L, struct redis_batch *b, int server, unsign
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
+  metrics_count_any(METRIC_REDIS_COMMANDS);   /* /_ah/metrics: a call (a pipeline is one) */
   int err = redis_send(rc, b, timeout_ms, on_reply, c, &c->cmd);
+  if (err < 0) metrics_count_any(METRIC_REDIS_ERRORS);
   if (err == REDIS_E_REFUSED || err == REDIS_E_INVAL)
     return luaL_error(L, "redis: %s", *redis_batch_error(b) ? redis_batch_error(b)
                                                              : redis_strerror(err));

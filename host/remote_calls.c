@@ -9,6 +9,7 @@
 
 #include "base/instance.h"
 #include "bindings/bindings.h"
+#include "metrics.h"
 #include "redis_calls.h"
 #include "store/remote.h"
 #include "task.h"
@@ -74,6 +75,7 @@ static void on_done(void *ud, const struct remote_result *r) {
   w->op = NULL;
   w->done = 1;
   w->status = r->status;
+  if (r->status == REMOTE_UNAVAILABLE) metrics_count_any(METRIC_REDIS_ERRORS);
   if (r->msg) w->msg = copy(r->msg, strlen(r->msg));
   w->val = r->val;
   if (r->status == REMOTE_OK) {
@@ -207,7 +209,9 @@ static struct redis_client *client(lua_State *L) {
 /* After a start: wait, or answer a start that failed at once. */
 static int wait_or_fail(lua_State *L, struct rwait *w, struct redis_client *c, int rc,
                         uint64_t timeout_ns) {
+  metrics_count_any(METRIC_REDIS_COMMANDS);   /* /_ah/metrics: one store call */
   if (rc < 0) {
+    metrics_count_any(METRIC_REDIS_ERRORS);
     if (rc == REDIS_E_NOMEM) return luaL_error(L, "not enough memory");
     lua_pushnil(L);
     lua_pushfstring(L, "store unavailable: %s", remote_error(c, rc));

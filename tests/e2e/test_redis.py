@@ -194,6 +194,17 @@ class TestOneInstance(ServerTestCase):
             self.assertEqual((st, body), (200, b"1,2,3,4,5;5"))
         # one pipelined connection per worker (and ours, asking)
         self.assertLessEqual(self.clients(), 2 + 1)
+        # /_ah/metrics counts the calls: 5 calls, 5 dict sets, 1 pipeline each
+        self.assertGreaterEqual(self.metric(srv, "luahost_redis_commands_total"), 40 * 11)
+        self.assertEqual(self.metric(srv, "luahost_redis_errors_total"), 0)
+
+    @staticmethod
+    def metric(srv, name):
+        st, body, _ = request(srv.port, "GET", "/_ah/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError("no %s in /_ah/metrics:\n%s" % (name, body.decode()))
 
     def test_a_blocking_command_does_not_hold_up_other_requests(self):
         srv = self.serve(workers=1)
@@ -256,6 +267,7 @@ class TestOneInstance(ServerTestCase):
                 self.assertLess(took, scaled(1.0))
         finally:
             self.redis.signal(signal.SIGCONT)
+        self.assertGreaterEqual(self.metric(srv, "luahost_redis_errors_total"), 4)
         self.assertTrue(wait_until(lambda: request(srv.port, "GET", "/incr")[0] == 200,
                                    scaled(10)))
 
