@@ -17,6 +17,7 @@ import time
 import unittest
 
 import harness
+import test_shared as _memory_shared   # its suite runs again here, on Redis
 from harness import HOST, Conn, ServerTestCase, build_request, scaled
 
 ROOT = os.path.normpath(os.path.join(harness.HERE, "..", ".."))
@@ -424,6 +425,30 @@ class TestClusterDrain(unittest.TestCase):
         self.assertEqual(bad, [])
         self.assertGreater(len(load.since(t0)), 50)
         self.assertTrue(self.c.frontends[1].alive())
+
+
+SHARED_ON_REDIS = dict(_memory_shared.FILES)
+SHARED_ON_REDIS["app.lua"] = _memory_shared.FILES["app.lua"].replace(
+    "shared = {", 'redis = { main = os.getenv("LUAHOST_REDIS_URL") },\n'
+    '          shared = { store = "main", ', 1)
+assert SHARED_ON_REDIS["app.lua"] != _memory_shared.FILES["app.lua"]
+
+
+@unittest.skipUnless(HAVE_TOOLS, "redis-server and haproxy are needed (tools/deps.sh)")
+class SharedAcrossWorkersOnRedis(_memory_shared.SharedAcrossWorkers):
+    """test_shared.py's end-to-end suite with shared on Redis."""
+
+    def setUp(self):
+        self.redis = cluster.Redis().start()
+        self.addCleanup(self.redis.close)
+        self.srv = self.start_server(SHARED_ON_REDIS, env={"LUAHOST_REDIS_URL": self.redis.url})
+
+    def test_the_store_is_redis(self):
+        self.assertOK(self.srv.get("/incr?n=3"), "ok")
+        keys = self.redis.call("KEYS", "*")   # (the test may; luahost never does)
+        self.assertEqual(len(keys), 1)
+        self.assertTrue(keys[0].endswith(b":d:8:counters:hits"), keys)
+        self.assertEqual(self.redis.call("GET", keys[0]), b"3")
 
 
 if __name__ == "__main__":
