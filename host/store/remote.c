@@ -1,4 +1,6 @@
-/* store/remote: shared dicts and queues on Redis. */
+/* store/remote: shared dicts on Redis, and what the queues share with them
+ * (configuration, keys, operations and their replies); queues are in
+ * remote_queue.c. */
 #include "store/remote.h"
 
 #include <inttypes.h>
@@ -7,19 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/instance.h"
-#include "store/caps.h"
-#include "store/queue.h"
+#include "store/remote_int.h"
 
 /* Set by the main thread before any client exists; read-only after. */
-static char prefix[256] = "luahost";
-static unsigned cmd_timeout_ms = 2000;
-static struct store_caps queue_caps = {PTHREAD_MUTEX_INITIALIZER, NULL};
-static atomic_uint_fast64_t wake_seq;
+char remote_prefix[256] = "luahost";
+unsigned remote_timeout_ms = 2000;
+struct store_caps remote_queue_caps = {PTHREAD_MUTEX_INITIALIZER, NULL};
 
-#define WAKE_TTL_MS "10000"
-#define PUSH_RETRY_MIN_MS 2
-#define PUSH_RETRY_MAX_MS 50
 #define SCAN_COUNT "1000"
 
 /* incr: KEYS[1] the key; ARGV[1] n, ARGV[2] init ("" for none), both
@@ -55,55 +51,15 @@ static const char incr_script[] =
   "if fresh then redis.call('SET', k, s) else redis.call('SET', k, s, 'KEEPTTL') end\n"
   "return {'ok', s}\n";
 
-/* push: KEYS[1] the list, ARGV[1] the item, ARGV[2] the capacity. */
-static const char push_script[] =
-  "if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end\n"
-  "redis.call('RPUSH', KEYS[1], ARGV[1])\n"
-  "return 1\n";
-
-enum op_kind { OP_GET, OP_SET, OP_ADD_NIL, OP_INCR, OP_DELETE, OP_KEYS, OP_FLUSH, OP_PUSH,
-               OP_POP, OP_LEN };
-
-struct remote_op {
-  struct redis_client *c;
-  int kind;
-  remote_cb cb;
-  void *ud;
-  struct redis_cmd *cmd;      /* the command in flight, or NULL */
-  int refs;                   /* cmd, wake command, timer: the op lives while any does */
-  int delivered;              /* cb ran (or cancelled): never again */
-  /* keys, flush */
-  char *match;                /* the escaped namespace + "*" */
-  size_t ns_len;              /* the namespace's length (stripped from keys) */
-  size_t max;
-  char cursor[32];
-  char **keys; size_t *klens; size_t nkeys, kcap;
-  /* push */
-  uv_timer_t timer;
-  int timer_on;               /* the handle is open */
-  int timer_armed;            /* a retry is scheduled (holds a reference) */
-  int unlinking;              /* flush: the reply is an UNLINK's */
-  int putting_back;           /* pop: the reply is the put-back LPUSH's */
-  char *qkey; size_t qlen;
-  char *data; size_t len;
-  size_t cap;
-  int wait;
-  unsigned delay_ms;
-  int abandoned;
-  /* pop */
-  char *wake;
-  struct redis_cmd *wake_cmd;
-};
-
 int remote_configure(const char *p, unsigned timeout_ms) {
-  if (strlen(p) >= sizeof prefix) return -1;
-  snprintf(prefix, sizeof prefix, "%s", p);
-  if (timeout_ms) cmd_timeout_ms = timeout_ms;
+  if (strlen(p) >= sizeof remote_prefix) return -1;
+  snprintf(remote_prefix, sizeof remote_prefix, "%s", p);
+  if (timeout_ms) remote_timeout_ms = timeout_ms;
   return 0;
 }
 
 int remote_configure_queue(const char *name, size_t capacity) {
-  return store_caps_set(&queue_caps, name, capacity);
+  return store_caps_set(&remote_queue_caps, name, capacity);
 }
 
 const char *remote_error(struct redis_client *c, int rc) {
@@ -114,10 +70,10 @@ const char *remote_error(struct redis_client *c, int rc) {
 /* ---- keys and values ---------------------------------------------------- */
 
 /* "P:<kind>:<len>:<name>:" + key into a new string (*len set). */
-static char *make_key(char kind, const char *name, size_t nl, const char *k, size_t kl,
+char *remote_make_key(char kind, const char *name, size_t nl, const char *k, size_t kl,
                       int colon, size_t *len) {
   char head[300];
-  int hl = snprintf(head, sizeof head, "%s:%c:%zu:", prefix, kind, nl);
+  int hl = snprintf(head, sizeof head, "%s:%c:%zu:", remote_prefix, kind, nl);
   size_t n = (size_t)hl + nl + (colon ? 1 : 0) + kl;
   char *s = malloc(n + 1);
   if (!s) return NULL;
@@ -133,7 +89,7 @@ static char *make_key(char kind, const char *name, size_t nl, const char *k, siz
 /* The glob-escaped namespace of a dict followed by "*", for SCAN MATCH. */
 static char *make_match(const char *dict, size_t dl, size_t *ns_len) {
   size_t n;
-  char *ns = make_key('d', dict, dl, "", 0, 1, &n);
+  char *ns = remote_make_key('d', dict, dl, "", 0, 1, &n);
   if (!ns) return NULL;
   char *m = malloc(2 * n + 2);
   if (m) {
@@ -205,7 +161,7 @@ static void decode_val(const char *s, size_t n, struct dict_val *v) {
 
 /* ---- ops ---------------------------------------------------------------- */
 
-static struct remote_op *op_new(struct redis_client *c, int kind, remote_cb cb, void *ud) {
+struct remote_op *remote_op_new(struct redis_client *c, int kind, remote_cb cb, void *ud) {
   struct remote_op *op = calloc(1, sizeof *op);
   if (!op) return NULL;
   op->c = c;
@@ -215,7 +171,7 @@ static struct remote_op *op_new(struct redis_client *c, int kind, remote_cb cb, 
   return op;
 }
 
-static void op_free(struct remote_op *op) {
+void remote_op_free(struct remote_op *op) {
   for (size_t i = 0; i < op->nkeys; i++) free(op->keys[i]);
   free(op->keys);
   free(op->klens);
@@ -226,41 +182,41 @@ static void op_free(struct remote_op *op) {
   free(op);
 }
 
-static void op_unref(struct remote_op *op) {
-  if (--op->refs == 0) op_free(op);
+void remote_op_unref(struct remote_op *op) {
+  if (--op->refs == 0) remote_op_free(op);
 }
 
-static void deliver(struct remote_op *op, struct remote_result *r) {
+void remote_deliver(struct remote_op *op, struct remote_result *r) {
   if (op->delivered) return;
   op->delivered = 1;
   if (op->cb) op->cb(op->ud, r);
 }
 
-static void deliver_status(struct remote_op *op, int status, const char *msg) {
+void remote_deliver_status(struct remote_op *op, int status, const char *msg) {
   struct remote_result r;
   memset(&r, 0, sizeof r);
   r.status = status;
   r.msg = msg;
-  deliver(op, &r);
+  remote_deliver(op, &r);
 }
 
 /* A reply that is not what the command answers: an -OOM is "no memory",
  * any other error or shape makes the store unavailable, saying why. */
-static void deliver_bad_reply(struct remote_op *op, const redisReply *rep) {
+void remote_deliver_bad(struct remote_op *op, const redisReply *rep) {
   if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "OOM", 3)) {
-    deliver_status(op, REMOTE_NOMEM, NULL);
+    remote_deliver_status(op, REMOTE_NOMEM, NULL);
     return;
   }
   char msg[300];
   if (rep && rep->type == REDIS_REPLY_ERROR) snprintf(msg, sizeof msg, "%s", rep->str);
   else snprintf(msg, sizeof msg, "unexpected reply from redis");
-  deliver_status(op, REMOTE_UNAVAILABLE, msg);
+  remote_deliver_status(op, REMOTE_UNAVAILABLE, msg);
 }
 
 static void on_reply(void *ud, struct redis_done *d);
 
 /* Sends argv as op's command (one reference). */
-static int send_cmd(struct remote_op *op, int argc, const char **argv, const size_t *lens,
+int remote_send_cmd(struct remote_op *op, int argc, const char **argv, const size_t *lens,
                     unsigned timeout_ms) {
   int rc = redis_command(op->c, argc, argv, lens, timeout_ms, on_reply, op, &op->cmd);
   if (rc == 0) op->refs++;
@@ -268,10 +224,10 @@ static int send_cmd(struct remote_op *op, int argc, const char **argv, const siz
 }
 
 /* Starts op with argv; on failure frees it.  The call's return value. */
-static int start(struct remote_op *op, int argc, const char **argv, const size_t *lens,
+int remote_start(struct remote_op *op, int argc, const char **argv, const size_t *lens,
                  unsigned timeout_ms, struct remote_op **out) {
-  int rc = send_cmd(op, argc, argv, lens, timeout_ms);
-  if (rc < 0) { op_free(op); return rc; }
+  int rc = remote_send_cmd(op, argc, argv, lens, timeout_ms);
+  if (rc < 0) { remote_op_free(op); return rc; }
   if (out) *out = op;
   return 0;
 }
@@ -298,14 +254,14 @@ static int add_key(struct remote_op *op, const char *k, size_t kl) {
 
 static int scan_next(struct remote_op *op) {
   const char *argv[6] = {"SCAN", op->cursor, "MATCH", op->match, "COUNT", SCAN_COUNT};
-  return send_cmd(op, 6, argv, NULL, cmd_timeout_ms);
+  return remote_send_cmd(op, 6, argv, NULL, remote_timeout_ms);
 }
 
 /* keys and flush: one SCAN page. 1: send the next page (or UNLINK). */
 static void scan_page(struct remote_op *op, const redisReply *rep) {
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
       rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
-    deliver_bad_reply(op, rep);
+    remote_deliver_bad(op, rep);
     return;
   }
   snprintf(op->cursor, sizeof op->cursor, "%s", rep->element[0]->str);
@@ -318,14 +274,14 @@ static void scan_page(struct remote_op *op, const redisReply *rep) {
       if (k->type == REDIS_REPLY_STRING && (size_t)k->len >= op->ns_len)
         rc = add_key(op, k->str + op->ns_len, (size_t)k->len - op->ns_len);
     }
-    if (rc < 0) { deliver_status(op, REMOTE_UNAVAILABLE, "out of memory"); return; }
+    if (rc < 0) { remote_deliver_status(op, REMOTE_UNAVAILABLE, "out of memory"); return; }
     if (!strcmp(op->cursor, "0") || (op->max && op->nkeys >= op->max)) {
       struct remote_result r;
       memset(&r, 0, sizeof r);
       r.keys = (const char *const *)op->keys;
       r.klens = op->klens;
       r.nkeys = op->nkeys;
-      deliver(op, &r);
+      remote_deliver(op, &r);
       return;
     }
     rc = scan_next(op);
@@ -342,49 +298,28 @@ static void scan_page(struct remote_op *op, const redisReply *rep) {
         lens[i + 1] = (size_t)ks->element[i]->len;
       }
       op->unlinking = 1;
-      rc = send_cmd(op, (int)ks->elements + 1, argv, lens, cmd_timeout_ms);
+      rc = remote_send_cmd(op, (int)ks->elements + 1, argv, lens, remote_timeout_ms);
     }
     free(argv);
     free(lens);
   } else if (!strcmp(op->cursor, "0")) {
-    deliver_status(op, REMOTE_OK, NULL);
+    remote_deliver_status(op, REMOTE_OK, NULL);
     return;
   } else {
     rc = scan_next(op);
   }
-  if (rc < 0) deliver_status(op, REMOTE_UNAVAILABLE, remote_error(op->c, rc));
-}
-
-static void on_push_timer(uv_timer_t *t);
-static int push_try(struct remote_op *op);
-
-static void on_timer_closed(uv_handle_t *h) { op_unref(h->data); }
-
-static void stop_timer(struct remote_op *op) {
-  if (!op->timer_on) return;
-  op->timer_on = 0;
-  uv_close((uv_handle_t *)&op->timer, on_timer_closed);
-}
-
-/* A popped item that nobody waits for any more goes back to the head of
- * its queue; the callback (ABANDONED) runs once that is done. */
-static void put_back(struct remote_op *op, const redisReply *item) {
-  const char *argv[3] = {"LPUSH", op->qkey, item->str};
-  size_t lens[3] = {5, op->qlen, (size_t)item->len};
-  op->putting_back = 1;
-  if (send_cmd(op, 3, argv, lens, cmd_timeout_ms) < 0)
-    deliver_status(op, REMOTE_ABANDONED, NULL);
+  if (rc < 0) remote_deliver_status(op, REMOTE_UNAVAILABLE, remote_error(op->c, rc));
 }
 
 static void on_reply(void *ud, struct redis_done *d) {
   struct remote_op *op = ud;
   op->cmd = NULL;
-  if (op->delivered) { stop_timer(op); op_unref(op); return; }
+  if (op->delivered) { remote_stop_timer(op); remote_op_unref(op); return; }
   if (d->err) {
-    if (op->kind == OP_POP && op->abandoned) deliver_status(op, REMOTE_ABANDONED, NULL);
-    else deliver_status(op, REMOTE_UNAVAILABLE, d->msg ? d->msg : redis_strerror(d->err));
-    stop_timer(op);
-    op_unref(op);
+    if (op->kind == OP_POP && op->abandoned) remote_deliver_status(op, REMOTE_ABANDONED, NULL);
+    else remote_deliver_status(op, REMOTE_UNAVAILABLE, d->msg ? d->msg : redis_strerror(d->err));
+    remote_stop_timer(op);
+    remote_op_unref(op);
     return;
   }
   const redisReply *rep = d->replies[0];
@@ -394,27 +329,27 @@ static void on_reply(void *ud, struct redis_done *d) {
     case OP_GET:
       if (rep->type == REDIS_REPLY_NIL) r.val.type = DV_NIL;
       else if (rep->type == REDIS_REPLY_STRING) decode_val(rep->str, (size_t)rep->len, &r.val);
-      else { deliver_bad_reply(op, rep); break; }
-      deliver(op, &r);
+      else { remote_deliver_bad(op, rep); break; }
+      remote_deliver(op, &r);
       break;
     case OP_SET:   /* OK, or nil for SET NX on a present key */
-      if (rep->type == REDIS_REPLY_STATUS) deliver(op, &r);
-      else if (rep->type == REDIS_REPLY_NIL) deliver_status(op, REMOTE_EXISTS, NULL);
-      else deliver_bad_reply(op, rep);
+      if (rep->type == REDIS_REPLY_STATUS) remote_deliver(op, &r);
+      else if (rep->type == REDIS_REPLY_NIL) remote_deliver_status(op, REMOTE_EXISTS, NULL);
+      else remote_deliver_bad(op, rep);
       break;
     case OP_ADD_NIL:   /* EXISTS */
       if (rep->type == REDIS_REPLY_INTEGER)
-        deliver_status(op, rep->integer ? REMOTE_EXISTS : REMOTE_OK, NULL);
-      else deliver_bad_reply(op, rep);
+        remote_deliver_status(op, rep->integer ? REMOTE_EXISTS : REMOTE_OK, NULL);
+      else remote_deliver_bad(op, rep);
       break;
     case OP_DELETE:
-      if (rep->type == REDIS_REPLY_INTEGER) deliver(op, &r);
-      else deliver_bad_reply(op, rep);
+      if (rep->type == REDIS_REPLY_INTEGER) remote_deliver(op, &r);
+      else remote_deliver_bad(op, rep);
       break;
     case OP_INCR:
       if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
           rep->element[0]->type != REDIS_REPLY_STRING) {
-        deliver_bad_reply(op, rep);
+        remote_deliver_bad(op, rep);
         break;
       }
       {
@@ -424,14 +359,9 @@ static void on_reply(void *ud, struct redis_done *d) {
         else if (!strcmp(st, "of")) r.status = REMOTE_OVERFLOW;
         else if (rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING)
           decode_val(rep->element[1]->str, (size_t)rep->element[1]->len, &r.val);
-        else { deliver_bad_reply(op, rep); break; }
+        else { remote_deliver_bad(op, rep); break; }
       }
-      deliver(op, &r);
-      break;
-    case OP_LEN:
-      if (rep->type != REDIS_REPLY_INTEGER) { deliver_bad_reply(op, rep); break; }
-      r.len = (size_t)rep->integer;
-      deliver(op, &r);
+      remote_deliver(op, &r);
       break;
     case OP_KEYS:
       scan_page(op, rep);
@@ -439,73 +369,33 @@ static void on_reply(void *ud, struct redis_done *d) {
     case OP_FLUSH:
       if (op->unlinking) {   /* an UNLINK's reply */
         op->unlinking = 0;
-        if (rep->type != REDIS_REPLY_INTEGER) { deliver_bad_reply(op, rep); break; }
-        if (!strcmp(op->cursor, "0")) { deliver_status(op, REMOTE_OK, NULL); break; }
+        if (rep->type != REDIS_REPLY_INTEGER) { remote_deliver_bad(op, rep); break; }
+        if (!strcmp(op->cursor, "0")) { remote_deliver_status(op, REMOTE_OK, NULL); break; }
         int rc = scan_next(op);
-        if (rc < 0) deliver_status(op, REMOTE_UNAVAILABLE, remote_error(op->c, rc));
+        if (rc < 0) remote_deliver_status(op, REMOTE_UNAVAILABLE, remote_error(op->c, rc));
       } else {
         scan_page(op, rep);
       }
       break;
-    case OP_PUSH:
-      if (rep->type != REDIS_REPLY_INTEGER) { deliver_bad_reply(op, rep); break; }
-      if (rep->integer == 1) { deliver(op, &r); break; }
-      if (op->abandoned) { deliver_status(op, REMOTE_ABANDONED, NULL); break; }
-      if (!op->wait) { deliver_status(op, REMOTE_FULL, NULL); break; }
-      /* full: try again a little later */
-      op->refs++;   /* the timer's */
-      op->timer_armed = 1;
-      op->timer.data = op;
-      uv_timer_start(&op->timer, on_push_timer, op->delay_ms, 0);
-      if (op->delay_ms < PUSH_RETRY_MAX_MS) op->delay_ms *= 2;
-      op_unref(op);
-      return;
-    case OP_POP:
-      if (op->putting_back) {   /* the put-back LPUSH: done either way */
-        deliver_status(op, REMOTE_ABANDONED, NULL);
-        break;
-      }
-      if (rep->type == REDIS_REPLY_NIL) {
-        deliver_status(op, op->abandoned ? REMOTE_ABANDONED : REMOTE_EMPTY, NULL);
-        break;
-      }
-      {
-        const redisReply *item = rep;
-        if (rep->type == REDIS_REPLY_ARRAY) {   /* BLPOP: [key, item] */
-          if (rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
-              rep->element[1]->type != REDIS_REPLY_STRING) {
-            deliver_bad_reply(op, rep);
-            break;
-          }
-          if (op->wake && !strcmp(rep->element[0]->str, op->wake)) {   /* woken */
-            deliver_status(op, op->abandoned ? REMOTE_ABANDONED : REMOTE_EMPTY, NULL);
-            break;
-          }
-          item = rep->element[1];
-        }
-        if (item->type != REDIS_REPLY_STRING) { deliver_bad_reply(op, rep); break; }
-        if (op->abandoned) { put_back(op, item); break; }
-        r.data = item->str;
-        r.len = (size_t)item->len;
-        deliver(op, &r);
-      }
+    default:   /* OP_PUSH, OP_POP, OP_LEN */
+      remote_queue_reply(op, rep);
       break;
   }
-  if (op->delivered) stop_timer(op);
-  op_unref(op);
+  if (op->delivered) remote_stop_timer(op);
+  remote_op_unref(op);
 }
 
 /* ---- dicts -------------------------------------------------------------- */
 
 int remote_dict_get(struct redis_client *c, const char *dict, size_t dl, const char *k,
                     size_t kl, remote_cb cb, void *ud, struct remote_op **out) {
-  struct remote_op *op = op_new(c, OP_GET, cb, ud);
+  struct remote_op *op = remote_op_new(c, OP_GET, cb, ud);
   size_t n;
-  char *key = op ? make_key('d', dict, dl, k, kl, 1, &n) : NULL;
+  char *key = op ? remote_make_key('d', dict, dl, k, kl, 1, &n) : NULL;
   if (!key) { free(op); return REDIS_E_NOMEM; }
   const char *argv[2] = {"GET", key};
   size_t lens[2] = {3, n};
-  int rc = start(op, 2, argv, lens, cmd_timeout_ms, out);
+  int rc = remote_start(op, 2, argv, lens, remote_timeout_ms, out);
   free(key);
   return rc;
 }
@@ -514,9 +404,9 @@ int remote_dict_set(struct redis_client *c, const char *dict, size_t dl, const c
                     size_t kl, const struct dict_val *v, uint64_t ttl_ms, int only_new,
                     remote_cb cb, void *ud, struct remote_op **out) {
   int kind = v->type == DV_NIL ? (only_new ? OP_ADD_NIL : OP_DELETE) : OP_SET;
-  struct remote_op *op = op_new(c, kind, cb, ud);
+  struct remote_op *op = remote_op_new(c, kind, cb, ud);
   size_t n, vl = 0;
-  char *key = op ? make_key('d', dict, dl, k, kl, 1, &n) : NULL;
+  char *key = op ? remote_make_key('d', dict, dl, k, kl, 1, &n) : NULL;
   if (!key) { free(op); return REDIS_E_NOMEM; }
   char vbuf[64], ttl[32], *heap = NULL;
   const char *argv[6];
@@ -537,7 +427,7 @@ int remote_dict_set(struct redis_client *c, const char *dict, size_t dl, const c
     argv[argc] = kind == OP_DELETE ? "DEL" : "EXISTS"; lens[argc] = strlen(argv[argc]); argc++;
     argv[argc] = key; lens[argc++] = n;
   }
-  int rc = start(op, argc, argv, lens, cmd_timeout_ms, out);
+  int rc = remote_start(op, argc, argv, lens, remote_timeout_ms, out);
   free(key);
   free(heap);
   return rc;
@@ -546,9 +436,9 @@ int remote_dict_set(struct redis_client *c, const char *dict, size_t dl, const c
 int remote_dict_incr(struct redis_client *c, const char *dict, size_t dl, const char *k,
                      size_t kl, const struct dict_val *n, const struct dict_val *init,
                      remote_cb cb, void *ud, struct remote_op **out) {
-  struct remote_op *op = op_new(c, OP_INCR, cb, ud);
+  struct remote_op *op = remote_op_new(c, OP_INCR, cb, ud);
   size_t klen, nl, il = 0;
-  char *key = op ? make_key('d', dict, dl, k, kl, 1, &klen) : NULL;
+  char *key = op ? remote_make_key('d', dict, dl, k, kl, 1, &klen) : NULL;
   if (!key) { free(op); return REDIS_E_NOMEM; }
   char nbuf[64], ibuf[64], *h1, *h2;
   const char *ns = encode_val(n, nbuf, sizeof nbuf, &nl, &h1);
@@ -558,7 +448,7 @@ int remote_dict_incr(struct redis_client *c, const char *dict, size_t dl, const 
   if (ns && is) {
     const char *argv[6] = {"EVAL", incr_script, "1", key, ns, is};
     size_t lens[6] = {4, sizeof incr_script - 1, 1, klen, nl, il};
-    rc = start(op, 6, argv, lens, cmd_timeout_ms, out);
+    rc = remote_start(op, 6, argv, lens, remote_timeout_ms, out);
   } else {
     free(op);
   }
@@ -578,7 +468,7 @@ int remote_dict_delete(struct redis_client *c, const char *dict, size_t dl, cons
 
 static int scan_start(struct redis_client *c, int kind, const char *dict, size_t dl,
                       size_t max, remote_cb cb, void *ud, struct remote_op **out) {
-  struct remote_op *op = op_new(c, kind, cb, ud);
+  struct remote_op *op = remote_op_new(c, kind, cb, ud);
   if (!op || !(op->match = make_match(dict, dl, &op->ns_len))) {
     free(op);
     return REDIS_E_NOMEM;
@@ -586,7 +476,7 @@ static int scan_start(struct redis_client *c, int kind, const char *dict, size_t
   op->max = max;
   snprintf(op->cursor, sizeof op->cursor, "0");
   int rc = scan_next(op);
-  if (rc < 0) { op_free(op); return rc; }
+  if (rc < 0) { remote_op_free(op); return rc; }
   if (out) *out = op;
   return 0;
 }
@@ -601,104 +491,6 @@ int remote_dict_flush(struct redis_client *c, const char *dict, size_t dl, remot
   return scan_start(c, OP_FLUSH, dict, dl, 0, cb, ud, out);
 }
 
-/* ---- queues ------------------------------------------------------------- */
-
-static int push_try(struct remote_op *op) {
-  char cap[32];
-  const char *argv[6] = {"EVAL", push_script, "1", op->qkey, op->data, cap};
-  size_t lens[6] = {4, sizeof push_script - 1, 1, op->qlen, op->len, 0};
-  lens[5] = (size_t)snprintf(cap, sizeof cap, "%zu", op->cap);
-  return send_cmd(op, 6, argv, lens, cmd_timeout_ms);
-}
-
-static void on_push_timer(uv_timer_t *t) {
-  struct remote_op *op = t->data;
-  op->timer_armed = 0;
-  int rc = push_try(op);
-  if (rc < 0) {
-    deliver_status(op, REMOTE_UNAVAILABLE, remote_error(op->c, rc));
-    stop_timer(op);
-  }
-  op_unref(op);   /* the timer's run; the handle itself stays until stop_timer */
-}
-
-int remote_queue_push(struct redis_client *c, uv_loop_t *loop, const char *q, size_t ql,
-                      const char *data, size_t len, int wait, remote_cb cb, void *ud,
-                      struct remote_op **out) {
-  struct remote_op *op = op_new(c, OP_PUSH, cb, ud);
-  if (!op || !(op->qkey = make_key('q', q, ql, "", 0, 0, &op->qlen)) ||
-      !(op->data = malloc(len ? len : 1))) {
-    if (op) op_free(op);
-    return REDIS_E_NOMEM;
-  }
-  memcpy(op->data, data, len);
-  op->len = len;
-  op->cap = store_caps_get(&queue_caps, q, ql, QUEUE_DEFAULT_CAPACITY);
-  op->wait = wait;
-  op->delay_ms = PUSH_RETRY_MIN_MS;
-  if (wait) {
-    if (uv_timer_init(loop, &op->timer) < 0) { op_free(op); return REDIS_E_NOMEM; }
-    op->timer.data = op;
-    op->timer_on = 1;
-    op->refs++;   /* the handle's, dropped when it is closed */
-  }
-  int rc = push_try(op);
-  if (rc < 0) {
-    if (op->timer_on) { op->delivered = 1; stop_timer(op); }   /* frees op once closed */
-    else op_free(op);
-    return rc;
-  }
-  if (out) *out = op;
-  return 0;
-}
-
-int remote_queue_pop(struct redis_client *c, const char *q, size_t ql, uint64_t timeout_ms,
-                     remote_cb cb, void *ud, struct remote_op **out) {
-  struct remote_op *op = op_new(c, OP_POP, cb, ud);
-  if (!op || !(op->qkey = make_key('q', q, ql, "", 0, 0, &op->qlen))) {
-    free(op);
-    return REDIS_E_NOMEM;
-  }
-  int rc;
-  if (timeout_ms == 0) {
-    const char *argv[2] = {"LPOP", op->qkey};
-    size_t lens[2] = {4, op->qlen};
-    rc = send_cmd(op, 2, argv, lens, cmd_timeout_ms);
-  } else {
-    char secs[32], wake[400];
-    snprintf(wake, sizeof wake, "%s:w:%s:%" PRIu64, prefix, instance_id(),
-             (uint64_t)atomic_fetch_add(&wake_seq, 1));
-    if (!(op->wake = strdup(wake))) { op_free(op); return REDIS_E_NOMEM; }
-    /* BLPOP 0 waits for ever; luahost's forever is UINT64_MAX.  The
-     * server's timeout ends the wait; ours is later, for a silent Redis. */
-    unsigned client_ms = 0;
-    if (timeout_ms == UINT64_MAX) snprintf(secs, sizeof secs, "0");
-    else {
-      snprintf(secs, sizeof secs, "%.3f", (double)timeout_ms / 1000.0);
-      client_ms = timeout_ms + cmd_timeout_ms > UINT32_MAX ? 0
-                  : (unsigned)(timeout_ms + cmd_timeout_ms);
-    }
-    const char *argv[4] = {"BLPOP", op->qkey, op->wake, secs};
-    rc = send_cmd(op, 4, argv, NULL, client_ms);
-  }
-  if (rc < 0) { op_free(op); return rc; }
-  if (out) *out = op;
-  return 0;
-}
-
-int remote_queue_len(struct redis_client *c, const char *q, size_t ql, remote_cb cb,
-                     void *ud, struct remote_op **out) {
-  struct remote_op *op = op_new(c, OP_LEN, cb, ud);
-  size_t n;
-  char *key = op ? make_key('q', q, ql, "", 0, 0, &n) : NULL;
-  if (!key) { free(op); return REDIS_E_NOMEM; }
-  const char *argv[2] = {"LLEN", key};
-  size_t lens[2] = {4, n};
-  int rc = start(op, 2, argv, lens, cmd_timeout_ms, out);
-  free(key);
-  return rc;
-}
-
 /* ---- giving up ---------------------------------------------------------- */
 
 void remote_cancel(struct remote_op *op) {
@@ -709,58 +501,7 @@ void remote_cancel(struct remote_op *op) {
   if (op->cmd) {
     redis_cancel(op->cmd);
     op->cmd = NULL;
-    op_unref(op);
+    remote_op_unref(op);
   }
 }
 
-static void on_wake(void *ud, struct redis_done *d) {
-  struct remote_op *op = ud;
-  op->wake_cmd = NULL;
-  /* Redis did not take the wake-up (down, or silent): give the pop up
-   * too; nothing can have been popped that we could still put back. */
-  if (d->err && op->cmd && !op->delivered && !op->putting_back) {
-    redis_cancel(op->cmd);
-    op->cmd = NULL;
-    deliver_status(op, REMOTE_ABANDONED, NULL);
-    op_unref(op);
-  }
-  op_unref(op);
-}
-
-int remote_pop_abandon(struct remote_op *op) {
-  if (op->delivered) return 0;
-  if (op->abandoned) return 0;
-  op->abandoned = 1;
-  if (!op->wake) return 0;   /* LPOP: its answer comes at once */
-  const char *argv[2][3] = {{"RPUSH", op->wake, "1"}, {"PEXPIRE", op->wake, WAKE_TTL_MS}};
-  struct redis_batch *b = redis_batch_new();
-  int rc = b ? 0 : REDIS_E_NOMEM;
-  for (int i = 0; i < 2 && rc == 0; i++) rc = redis_batch_add(b, 3, argv[i], NULL);
-  if (rc == 0) rc = redis_send(op->c, b, cmd_timeout_ms, on_wake, op, &op->wake_cmd);
-  if (b) redis_batch_free(b);
-  if (rc == 0) { op->refs++; return 0; }
-  /* cannot wake it: let the pop go (Redis is unreachable anyway) */
-  if (op->cmd) {
-    redis_cancel(op->cmd);
-    op->cmd = NULL;
-    op->delivered = 1;
-    op_unref(op);
-    return 1;
-  }
-  return 0;
-}
-
-int remote_push_abandon(struct remote_op *op) {
-  if (op->delivered) return 0;
-  op->abandoned = 1;
-  if (op->cmd) return 0;   /* a try is in flight: its answer decides */
-  /* between tries: no callback will come */
-  op->delivered = 1;
-  if (op->timer_armed) {
-    op->timer_armed = 0;
-    uv_timer_stop(&op->timer);
-    op_unref(op);   /* the run that will not come; the handle's reference remains */
-  }
-  stop_timer(op);
-  return 1;
-}
