@@ -111,6 +111,17 @@ def request(port, method="GET", path="/", timeout=10.0):
     return r.status, r.body, time.monotonic() - t0
 
 
+def stop_cluster_and_check(c):
+    """Stops a cluster; fails when an instance's log has a sanitizer report
+    (the sanitizer builds run this suite too)."""
+    c.stop()
+    for marker in harness.SANITIZER_MARKERS:
+        if marker in c.final_logs:
+            i = c.final_logs.index(marker)
+            raise AssertionError("sanitizer report in a cluster instance's log:\n"
+                                 + c.final_logs[max(0, i - 300):i + 3000])
+
+
 def wait_until(pred, timeout, step=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -337,7 +348,7 @@ class TestCluster(unittest.TestCase):
         cls.c = cluster.Cluster(harness.LUAHOST, os.path.join(ROOT, "tools", "cluster_app"),
                                 workers=2)
         cls.c.start()
-        cls.addClassCleanup(cls.c.stop)
+        cls.addClassCleanup(stop_cluster_and_check, cls.c)
 
     def test_counter_exact_through_haproxy(self):
         port = self.c.port
@@ -396,7 +407,7 @@ class TestClusterDrain(unittest.TestCase):
         cls.c = cluster.Cluster(harness.LUAHOST, os.path.join(ROOT, "tools", "cluster_app"),
                                 workers=2)
         cls.c.start()
-        cls.addClassCleanup(cls.c.stop)
+        cls.addClassCleanup(stop_cluster_and_check, cls.c)
 
     def test_sigterm_under_load_fails_no_request(self):
         load = Load(self.c.port, ["/", "/counter"], threads=6).start()
