@@ -1,48 +1,81 @@
 /*
  * apptest: `luahost test --app DIR` sends requests to the app's handlers
  * without a socket: request{method, path, headers, body} -> status,
- * headers, body, through the same routes, limits and error handling as
- * serve (dispatch.c).  Host calls that wait block here.
+ * headers, body, through the one request runner (dispatch.c) that serve
+ * uses, on a loop of apptest's own: the same routes, reserved paths,
+ * static files, limits, waits and error handling.  start() runs the
+ * app's /_ah/start as the host does.
+ *
+ * Channels: misuse (no app, a bad request table) raises; the app's
+ * answers are results.
  */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
+#include <uv.h>
 
 #include "base/clock.h"
+#include "base/instance.h"
 #include "bindings/bindings.h"
 #include "dispatch.h"
-#include "http/static.h"
+#include "lifecycle.h"
+#include "task.h"
 
-static const char DISPATCH_KEY[] = "luahost.apptest.dispatch";
+static const char RUNNER_KEY[] = "luahost.apptest.runner";
 
-static int dispatch_gc(lua_State *L) {
-  dispatch_free(lua_touserdata(L, 1));
+/* apptest's app state (handlers loaded in the test's own state) and the
+ * loop its requests run on.  A userdata in the registry; __gc closes it. */
+struct runner {
+  struct app_state st;
+  uv_loop_t uv;
+  struct task_loop tl;
+  int ready;
+};
+
+static int runner_gc(lua_State *L) {
+  struct runner *rn = lua_touserdata(L, 1);
+  if (!rn->ready) return 0;
+  rn->ready = 0;
+  app_state_free(&rn->st);
+  task_loop_close(&rn->tl);
+  uv_run(&rn->uv, UV_RUN_DEFAULT);
+  uv_loop_close(&rn->uv);
   return 0;
 }
 
-/* The state's dispatcher, made (handlers loaded) on first use. */
-static struct dispatch *get_dispatch(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, DISPATCH_KEY) == LUA_TUSERDATA) {
-    struct dispatch *d = lua_touserdata(L, -1);
+/* The state's runner, made (handlers loaded) on first use. */
+static struct runner *get_runner(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, RUNNER_KEY) == LUA_TUSERDATA) {
+    struct runner *rn = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    return d;
+    return rn;
   }
   lua_pop(L, 1);
-  const struct config *cfg = vm_of(L)->host_data;
+  const struct config *cfg = vm_host_data(L);
   if (!cfg)
     luaL_error(L, "apptest needs an app: run the tests with luahost test --app APP_DIR");
-  struct dispatch *d = lua_newuserdatauv(L, sizeof *d, 0);
-  memset(d, 0, sizeof *d);
+  struct runner *rn = lua_newuserdatauv(L, sizeof *rn, 0);
+  memset(rn, 0, sizeof *rn);
   lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, dispatch_gc);
+  lua_pushcfunction(L, runner_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   char err[1024];
-  if (dispatch_init(d, L, cfg, err, sizeof err) < 0) luaL_error(L, "%s", err);
-  lua_setfield(L, LUA_REGISTRYINDEX, DISPATCH_KEY);
-  return d;
+  if (uv_loop_init(&rn->uv) < 0) luaL_error(L, "apptest: cannot make a loop");
+  if (task_loop_init(&rn->tl, &rn->uv) < 0) {
+    uv_loop_close(&rn->uv);
+    luaL_error(L, "apptest: cannot make a loop");
+  }
+  if (app_state_init(&rn->st, L, cfg, err, sizeof err) < 0) {
+    task_loop_close(&rn->tl);
+    uv_run(&rn->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&rn->uv);
+    luaL_error(L, "%s", err);
+  }
+  rn->ready = 1;
+  lua_setfield(L, LUA_REGISTRYINDEX, RUNNER_KEY);
+  return rn;
 }
 
 static const char *opt_field(lua_State *L, const char *k, const char *def, size_t *len) {
@@ -52,10 +85,75 @@ static const char *opt_field(lua_State *L, const char *k, const char *def, size_
   return lua_tolstring(L, -1, len);   /* stays on the stack */
 }
 
+/* The request's headers from the table at idx, names lower-cased as the
+ * HTTP layer gives them, kept as strings on the stack; the array is a
+ * userdata in slot `slot`, so an error anywhere frees it. */
+static struct http_header *collect_headers(lua_State *L, int idx, int slot, int *n) {
+  int nh = 0, cap = 0;
+  struct http_header *hs = NULL;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {   /* stack: ... k v */
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+      luaL_error(L, "apptest.request: headers must map strings to strings");
+    if (nh == cap) {
+      cap = cap ? cap * 2 : 8;
+      struct http_header *nw = lua_newuserdatauv(L, (size_t)cap * sizeof *nw, 0);
+      if (nh) memcpy(nw, hs, (size_t)nh * sizeof *nw);
+      lua_replace(L, slot);
+      hs = nw;
+    }
+    luaL_checkstack(L, 4, "apptest.request: too many headers");
+    size_t kl;
+    const char *k = lua_tolstring(L, -2, &kl);
+    luaL_Buffer lb;
+    char *low = luaL_buffinitsize(L, &lb, kl);
+    http_lower(low, k, kl);
+    luaL_pushresultsize(&lb, kl);   /* stack: ... k v lname (v and lname stay) */
+    hs[nh].name = lua_tolstring(L, -1, &hs[nh].name_len);
+    hs[nh].value = lua_tolstring(L, -2, &hs[nh].value_len);
+    nh++;
+    lua_pushvalue(L, -3);        /* the key again, for lua_next */
+  }
+  *n = nh;
+  return hs;
+}
+
+/* A job apptest drives to its end on its own loop. */
+struct test_job {
+  struct run_job rj;
+  lua_State *L;
+  int answered, released;
+};
+
+static void on_released(struct task *t) { ((struct test_job *)t)->released = 1; }
+
+/* run_job.done: the answer as Lua values (host bookkeeping: the limit is
+ * off, the handler may have left the heap full until run_finish). */
+static void on_done(struct run_job *rj) {
+  struct test_job *tj = (struct test_job *)rj;
+  lua_State *L = tj->L;
+  int was_on = vm_limit_off(L);
+  lua_pushinteger(L, rj->status);
+  lua_createtable(L, 0, rj->nheaders);
+  for (int i = 0; i < rj->nheaders; i++) {
+    luaL_Buffer b;
+    char *low = luaL_buffinitsize(L, &b, rj->headers[i].name_len);
+    http_lower(low, rj->headers[i].name, rj->headers[i].name_len);
+    luaL_pushresultsize(&b, rj->headers[i].name_len);
+    lua_pushlstring(L, rj->headers[i].value, rj->headers[i].value_len);
+    lua_rawset(L, -3);
+  }
+  lua_pushlstring(L, rj->body, rj->body_len);
+  run_finish(rj);
+  vm_limit_restore(L, was_on);
+  tj->answered = 1;
+  task_release(&rj->task, on_released);
+}
+
 /* apptest.request{method=, path=, headers=, body=} -> status, headers, body */
 static int request(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  struct dispatch *d = get_dispatch(L);
+  struct runner *rn = get_runner(L);
   struct http_request r;
   size_t mlen;
   memset(&r, 0, sizeof r);
@@ -73,93 +171,31 @@ static int request(lua_State *L) {
   r.remote = "127.0.0.1";
   r.start_ns = clock_now_ns();
   r.seq = instance_request_id(r.request_id);
-  /* headers: names lower-cased, kept as strings on the stack; the array
-   * is a userdata in slot top + 1, so an error anywhere frees it */
-  int nh = 0, top = lua_gettop(L);
-  struct http_header *hs = NULL;
-  lua_pushnil(L);
-  if (lua_getfield(L, 1, "headers") == LUA_TTABLE) {   /* slot top + 2 */
-    int cap = 0;
-    lua_pushnil(L);
-    while (lua_next(L, top + 2)) {   /* stack: ... k v */
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
-        return luaL_error(L, "apptest.request: headers must map strings to strings");
-      if (nh == cap) {
-        cap = cap ? cap * 2 : 8;
-        struct http_header *n = lua_newuserdatauv(L, (size_t)cap * sizeof *n, 0);
-        if (nh) memcpy(n, hs, (size_t)nh * sizeof *n);
-        lua_replace(L, top + 1);
-        hs = n;
-      }
-      luaL_checkstack(L, 4, "apptest.request: too many headers");
-      size_t kl;
-      const char *k = lua_tolstring(L, -2, &kl);
-      luaL_Buffer lb;
-      char *low = luaL_buffinitsize(L, &lb, kl);
-      for (size_t i = 0; i < kl; i++) low[i] = (char)tolower((unsigned char)k[i]);
-      luaL_pushresultsize(&lb, kl);   /* stack: ... k v lname (v and lname stay) */
-      hs[nh].name = lua_tolstring(L, -1, &hs[nh].name_len);
-      hs[nh].value = lua_tolstring(L, -2, &hs[nh].value_len);
-      nh++;
-      lua_pushvalue(L, -3);        /* the key again, for lua_next */
-    }
-  }
-  r.headers = hs;
-  r.nheaders = nh;
-  int status;
-  const char *body;
-  if (dispatch_reserved(&r, 0, &status, &body)) {
-    lua_pushinteger(L, status);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "text/plain; charset=utf-8");
-    lua_setfield(L, -2, "content-type");
-    lua_pushstring(L, body);
-    return 3;
-  }
-  struct dispatch_job j;
-  memset(&j, 0, sizeof j);
-  dispatch_start(d, &j, &r);   /* no waiter: waits block, so it is done */
-  /* The answer is host bookkeeping: built with the memory limit off (the
-   * handler may have left the heap full until dispatch_finish). */
-  struct vm *vm = vm_of(L);
-  int was_on = vm->limit_on;
-  vm->limit_on = 0;
-  if (j.static_route) {
-    char *data;
-    size_t len;
-    const char *type;
-    status = http_static_load(r.method, j.static_route->static_dir, r.path + j.static_rest,
-                              r.path_len - j.static_rest, &data, &len, &type);
-    dispatch_finish(&j);
-    lua_pushinteger(L, status);
-    lua_createtable(L, 0, 1);
-    lua_pushstring(L, type);
-    lua_setfield(L, -2, "content-type");
-    if (data) lua_pushlstring(L, data, len); else lua_pushstring(L, "not found\n");
-    free(data);
-    vm->limit_on = was_on;
-    return 3;
-  }
-  lua_pushinteger(L, j.status);
-  lua_createtable(L, 0, j.nheaders);
-  for (int i = 0; i < j.nheaders; i++) {
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t k = 0; k < j.headers[i].name_len; k++) {
-      char c = j.headers[i].name[k];
-      luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c);
-    }
-    luaL_pushresult(&b);
-    lua_pushlstring(L, j.headers[i].value, j.headers[i].value_len);
-    lua_rawset(L, -3);
-  }
-  lua_pushlstring(L, j.body, j.body_len);
-  dispatch_finish(&j);
-  vm->limit_on = was_on;
-  return 3;
+  int top = lua_gettop(L);
+  lua_pushnil(L);   /* slot top + 1: the header array */
+  if (lua_getfield(L, 1, "headers") == LUA_TTABLE)   /* slot top + 2 */
+    r.headers = collect_headers(L, top + 2, top + 1, &r.nheaders);
+  int base = lua_gettop(L);
+  struct test_job tj;
+  memset(&tj, 0, sizeof tj);
+  tj.L = L;
+  tj.rj.done = on_done;
+  run_start(&rn->st, &tj.rj, &r, 0, &rn->tl);
+  while (!tj.released) uv_run(&rn->uv, UV_RUN_ONCE);
+  return lua_gettop(L) - base;   /* status, headers, body */
 }
 
-static const luaL_Reg funcs[] = {{"request", request}, {NULL, NULL}};
+/* apptest.start() -> status: the app's /_ah/start, as a backend host runs
+ * it before it accepts traffic (2xx or 404 is success). */
+static int start(lua_State *L) {
+  struct runner *rn = get_runner(L);
+  int status = lifecycle_request(&rn->st, &rn->tl, "/_ah/start");
+  lua_pushinteger(L, status);
+  lua_pushboolean(L, lifecycle_start_ok(status));
+  return 2;
+}
+
+static const luaL_Reg funcs[] = {{"request", request}, {"start", start}, {NULL, NULL}};
 
 int luaopen_apptest(lua_State *L) {
   luaL_newlib(L, funcs);

@@ -15,18 +15,27 @@
 #include <lauxlib.h>
 
 #include "bindings/bindings.h"
-#include "bindings/qwait.h"
 #include "threads.h"
+#include "waits.h"
+#include "task.h"
 #include "vm/call.h"
 #include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"
 
-#define ERR "background_thread.Error"
+#define ERR BT_CLASS_ERROR
 
 static void raise_class(lua_State *L, const char *cls, const char *msg) {
   vm_error_push(L, cls, strcmp(cls, ERR) ? ERR : NULL, "%s", msg);
   lua_error(L);
+}
+
+void bindings_encode(lua_State *L, int idx, const char *path, struct value *out) {
+  char err[600];
+  if (value_encode(L, idx, path, out, err, sizeof err) < 0) {
+    value_free(out);
+    raise_class(L, ERR, err);
+  }
 }
 
 static void encode_arg(lua_State *L, int idx, const char *root, struct value *v,
@@ -57,8 +66,8 @@ void bindings_check_target(lua_State *L, int idx, int nil_ok) {
 
 /* start_new_background_thread(target, args, kwargs) -> id */
 static int start_new_background_thread(lua_State *L) {
-  if (vm_of(L)->role != VM_BACKEND)
-    raise_class(L, "background_thread.FrontendsNotSupported",
+  if (vm_role(L) != VM_BACKEND)
+    raise_class(L, BT_CLASS_FRONTENDS,
                 "background threads are not supported on frontend instances "
                 "(set role = \"backend\" in app.lua or --role backend)");
   bindings_check_target(L, 1, 0);
@@ -76,7 +85,7 @@ static int start_new_background_thread(lua_State *L) {
   if (lua_istable(L, 3)) encode_arg(L, 3, "kwargs", &kwargs, t_args);
   char err[512];
   int64_t id = threads_start(&target, &args, &kwargs, err, sizeof err);
-  if (id == BT_LIMIT) raise_class(L, "background_thread.BackgroundThreadLimitReachedError", err);
+  if (id == BT_LIMIT) raise_class(L, BT_CLASS_LIMIT, err);
   if (id < 0) raise_class(L, ERR, err);
   lua_pushinteger(L, (lua_Integer)id);
   return 1;
@@ -96,8 +105,8 @@ static int release_box(lua_State *L) {
 /* _join_raw(id, timeout) -> outcome table | nil, reason (bt.join is Lua) */
 static int join_raw(lua_State *L) {
   int64_t id = check_id(L, 1);
-  uint64_t timeout = qwait_check_timeout(L, 2);
-  if (id == vm_of(L)->current->thread_id)
+  uint64_t timeout = task_check_timeout(L, 2);
+  if (id == vm_current(L)->thread_id)
     raise_class(L, ERR, "a background thread cannot join itself");
   struct queue *q = threads_outcome(id);
   if (!q) {
@@ -114,7 +123,7 @@ static int join_raw(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  return qwait_pop(L, q, timeout);
+  return waits_pop(L, q, timeout);
 }
 
 static int forget(lua_State *L) {
@@ -138,7 +147,7 @@ static int max_threads(lua_State *L) {
 }
 
 static int current_thread_id(lua_State *L) {
-  int64_t id = vm_of(L)->current->thread_id;
+  int64_t id = vm_current(L)->thread_id;
   if (id) lua_pushinteger(L, (lua_Integer)id); else lua_pushnil(L);
   return 1;
 }

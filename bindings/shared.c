@@ -20,7 +20,8 @@
 
 #include "base/clock.h"
 #include "bindings/bindings.h"
-#include "bindings/qwait.h"
+#include "task.h"
+#include "waits.h"
 #include "store/dict.h"
 #include "store/queue.h"
 #include "vm/errors.h"
@@ -273,16 +274,17 @@ static struct queue *check_queue(lua_State *L) {
 static int q_push(lua_State *L) {
   struct queue *q = check_queue(L);
   luaL_checkany(L, 2);
-  uint64_t timeout = qwait_check_timeout(L, 3);
+  uint64_t timeout = task_check_timeout(L, 3);
   lua_settop(L, 2);
-  return qwait_push(L, q, 2, timeout);
+  bindings_encode(L, 2, "value", waits_push_slot(L, q));
+  return waits_push(L, timeout);
 }
 
 static int q_pop(lua_State *L) {
   struct queue *q = check_queue(L);
-  uint64_t timeout = qwait_check_timeout(L, 2);
+  uint64_t timeout = task_check_timeout(L, 2);
   lua_settop(L, 1);
-  return qwait_pop(L, q, timeout);
+  return waits_pop(L, q, timeout);
 }
 
 static int q_len(lua_State *L) {

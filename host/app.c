@@ -18,6 +18,7 @@
 #include "server.h"
 #include "store/dict.h"
 #include "store/queue.h"
+#include "task.h"
 #include "threads.h"
 #include "vm/call.h"
 #include "vm/state.h"
@@ -43,6 +44,7 @@ static void configure_threads(int max, size_t memory_limit, const char *dir, int
    * its target over at once (SPEC: frontends start no threads) */
   struct threads_config tc = {max, memory_limit, dir, serve_modules,
                               role == VM_BACKEND && max > 0 ? 4 : 0};
+  vm_set_cancel_class(BT_CLASS_CANCELLED, BT_CLASS_ERROR);
   threads_init(&tc);
 }
 
@@ -135,6 +137,7 @@ int app_run(const char *script, int argc, char **argv) {
     }
   }
   threads_wait_idle(UINT64_MAX);   /* as a Python program waits for its threads */
+  task_thread_end();
   vm_close(L);
   free_stores();
   return rc;
@@ -183,7 +186,7 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
                        {dir, cfg ? cfg->app_dir : NULL, NULL}, test_modules, NULL};
   lua_State *L = vm_new(&vo, err, sizeof err);
   if (!L) { fprintf(stderr, "luahost: %s\n", err); return 1; }
-  vm_of(L)->host_data = (void *)cfg;
+  vm_set_host_data(L, (void *)cfg);
   int rc = 1;
   if (vm_load_script(L, "testrunner") != LUA_OK) {
     fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
@@ -194,6 +197,7 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
     else
       rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
   }
+  task_thread_end();
   vm_close(L);
   return rc;
 }

@@ -1,4 +1,5 @@
-/* dispatch: routes, `req`, handler coroutines, results. */
+/* dispatch: the request runner: reserved paths, routes, `req`, handler
+ * coroutines, static files, results. */
 #include "dispatch.h"
 
 #include <stdio.h>
@@ -11,7 +12,9 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "http/response.h"
+#include "http/static.h"
 #include "http/url.h"
+#include "lifecycle.h"
 #include "vm/call.h"
 
 #define POOL_MAX 64
@@ -47,37 +50,19 @@ void dispatch_internal_request(struct http_request *r, const char *path) {
   r->seq = instance_request_id(r->request_id);
 }
 
-int dispatch_reserved(const struct http_request *r, int internal, int *status,
-                      const char **body) {
-  if (r->path_len < 5 || memcmp(r->path, "/_ah/", 5) != 0) return 0;
-  const char *p = r->path + 5;
-  size_t n = r->path_len - 5;
-  if (n == 6 && !memcmp(p, "health", 6)) { *status = 200; *body = "ok\n"; return 1; }
-  int lifecycle = (n == 5 && !memcmp(p, "start", 5)) || (n == 4 && !memcmp(p, "stop", 4)) ||
-                  (n == 6 && !memcmp(p, "warmup", 6));
-  if (lifecycle && internal) return 0;
-  *status = lifecycle ? 403 : 404;
-  *body = lifecycle ? "forbidden: /_ah/ lifecycle paths come only from the host\n"
-                    : "not found\n";
-  return 1;
-}
-
 /* require(script), checked to give a function.  Stack: name -> handler. */
 static int load_handler(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  lua_getglobal(L, "require");
-  lua_pushvalue(L, 1);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-    return luaL_error(L, "handler script '%s' failed to load: %s", name,
-                      luaL_tolstring(L, -1, NULL));
+  if (vm_require(L, name) != LUA_OK)
+    return luaL_error(L, "handler script '%s' failed to load: %s", name, lua_tostring(L, -1));
   if (!lua_isfunction(L, -1))
     return luaL_error(L, "handler script '%s' returned %s; expected it to return the "
                          "handler function(req)", name, luaL_typename(L, -1));
   return 1;
 }
 
-int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
-                  char *err, size_t errlen) {
+int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
+                   char *err, size_t errlen) {
   memset(d, 0, sizeof *d);
   d->L = L;
   d->cfg = cfg;
@@ -116,7 +101,7 @@ int dispatch_init(struct dispatch *d, lua_State *L, const struct config *cfg,
   return 0;
 }
 
-void dispatch_free(struct dispatch *d) {
+void app_state_free(struct app_state *d) {
   free(d->pool);
   free(d->pool_refs);
   d->pool = NULL;
@@ -240,11 +225,11 @@ static int handler_done(lua_State *L, int status, lua_KContext ctx) {
 
 /* The coroutine's body: match, then call the handler. */
 static int request_main(lua_State *L) {
-  struct dispatch_job *j = lua_touserdata(L, 1);
+  struct run_job *j = lua_touserdata(L, 1);
   const struct http_request *r = j->req;
-  const struct config *cfg = j->d->cfg;
+  const struct config *cfg = j->st->cfg;
   size_t rest = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, j->d->handlers_ref);   /* stack: job handlers */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, j->st->handlers_ref);   /* stack: job handlers */
   int i = match_route(L, 2, cfg, r->path, r->path_len, &rest);
   if (i < 0) {
     lua_pushinteger(L, 404);
@@ -252,7 +237,7 @@ static int request_main(lua_State *L) {
     lua_pushliteral(L, "not found\n");
     return 3;
   }
-  if (cfg->routes[i].static_dir) {
+  if (cfg->routes[i].static_dir) {   /* answered by serve_static, outside */
     j->static_route = &cfg->routes[i];
     j->static_rest = rest;
     return 0;
@@ -274,7 +259,7 @@ static int request_main(lua_State *L) {
 /* ---- outside: results and errors -------------------------------------- */
 
 /* Doubles j's header array (the first growth leaves hbuf): 0, or -1. */
-static int grow_headers(struct dispatch_job *j, int *cap) {
+static int grow_headers(struct run_job *j, int *cap) {
   struct http_header *h = malloc((size_t)*cap * 2 * sizeof *h);
   if (!h) return -1;
   memcpy(h, j->headers, (size_t)*cap * sizeof *h);
@@ -286,7 +271,7 @@ static int grow_headers(struct dispatch_job *j, int *cap) {
 
 /* Collects the handler's headers table into j->headers (skipping invalid
  * ones with a log line).  Runs with the limit off; values stay on co. */
-static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
+static void collect_headers(struct run_job *j, lua_State *co, int idx) {
   int cap = (int)(sizeof j->hbuf / sizeof j->hbuf[0]), has_type = 0;
   j->headers = j->hbuf;
   j->nheaders = 0;
@@ -317,115 +302,149 @@ static void collect_headers(struct dispatch_job *j, lua_State *co, int idx) {
   }
   if (!has_type) {
     if (j->nheaders == cap && grow_headers(j, &cap) < 0) j->nheaders--;   /* out of memory */
-    j->headers[j->nheaders++] =
-        (struct http_header){"Content-Type", 12, "text/plain; charset=utf-8", 25};
+    j->headers[j->nheaders++] = (struct http_header)HTTP_HEADER_TEXT_PLAIN;
   }
 }
 
-/* Host bookkeeping in the state runs with the memory limit off (it may
- * be called from inside Lua, as apptest does). */
-static int settle_(struct dispatch_job *j, int st, int nres);
-static int settle(struct dispatch_job *j, int st, int nres) {
-  struct vm *vm = j->task.vm;
-  int was_on = vm->limit_on;
-  vm->limit_on = 0;
-  int r = settle_(j, st, nres);
-  vm->limit_on = was_on;
-  return r;
+/* A static_dir route: the file (or 404/405), loaded as serve sends it.
+ * An internal request never reaches files: a static route answers it 404. */
+static void serve_static(struct run_job *j, const struct route *rt, size_t rest) {
+  const struct http_request *r = j->req;
+  const char *type;
+  size_t len = 0;
+  j->status = j->internal ? 404
+              : http_static_load(r->method, rt->static_dir, r->path + rest, r->path_len - rest,
+                                 &j->file, &len, &type);
+  j->headers = j->hbuf;
+  j->nheaders = 0;
+  if (j->status == 200) {
+    j->hbuf[j->nheaders++] = (struct http_header){"Content-Type", 12, type, strlen(type)};
+    j->body = j->file;
+    j->body_len = len;
+    return;
+  }
+  if (j->status == 405) j->hbuf[j->nheaders++] = (struct http_header){"Allow", 5, "GET, HEAD", 9};
+  j->hbuf[j->nheaders++] = (struct http_header)HTTP_HEADER_TEXT_PLAIN;
+  j->body = j->status == 405 ? "method not allowed\n" : "not found\n";
+  j->body_len = strlen(j->body);
 }
 
-static int settle_(struct dispatch_job *j, int st, int nres) {
-  lua_State *co = j->task.co;
-  if (st == LUA_YIELD && j->task.parked) {
-    lua_pop(co, nres);
-    return DISPATCH_YIELD;
-  }
+/* What the coroutine left (status st, nres results on co) becomes the
+ * response: 1 when it is ready, 0 when the handler waits in a host call.
+ * Host bookkeeping: run with the memory limit off. */
+static int settle(struct run_job *j, int st, int nres) {
+  lua_State *co = j->task.vt.co, *L = j->st->L;
+  if (st == LUA_YIELD && j->task.waiting) return 0;   /* task_wait yielded */
+  int was_on = vm_limit_off(L);
   if (st == LUA_YIELD) {   /* coroutine.yield() at the handler's top level */
     lua_pop(co, nres);
     lua_pushliteral(co, "handler yielded outside a host call (use runtime.sleep to wait, "
                         "or wrap your own coroutines)");
     st = LUA_ERRRUN;
   }
-  if (st == LUA_OK) {
-    if (nres == 3) {
-      j->status = (int)lua_tointeger(co, -3);
-      j->body = lua_tolstring(co, -1, &j->body_len);
-      collect_headers(j, co, lua_absindex(co, -2));
-    }
-    return DISPATCH_DONE;
+  if (st == LUA_OK && j->static_route) {
+    serve_static(j, j->static_route, j->static_rest);
+  } else if (st == LUA_OK) {
+    j->status = (int)lua_tointeger(co, -3);
+    j->body = lua_tolstring(co, -1, &j->body_len);
+    collect_headers(j, co, lua_absindex(co, -2));
+  } else {   /* the handler raised (or ran out of memory or time) */
+    lua_xmove(co, L, 1);
+    const char *msg = st == LUA_ERRMEM ? "not enough memory (memory_limit reached)"
+                                       : vm_error_text(L);
+    log_msg(LOG_ERROR, "request_id", j->req->request_id, "handler error for %s %.*s: %s",
+            j->req->method, (int)j->req->path_len, j->req->path, msg);
+    lua_pop(L, 1);
+    j->out_of_memory = st == LUA_ERRMEM;
+    j->failed = 1;
+    lua_pushfstring(L, "500 Internal Server Error\nrequest id: %s\n", j->req->request_id);
+    lua_xmove(L, co, 1);   /* kept on co until run_finish */
+    j->status = 500;
+    j->body = lua_tolstring(co, -1, &j->body_len);
+    collect_headers(j, co, 0);
   }
-  /* the handler raised (or ran out of memory or time) */
-  lua_xmove(co, j->d->L, 1);
-  const char *msg = st == LUA_ERRMEM ? "not enough memory (memory_limit reached)"
-                                     : vm_error_text(j->d->L);
-  log_msg(LOG_ERROR, "request_id", j->req->request_id, "handler error for %s %.*s: %s",
-          j->req->method, (int)j->req->path_len, j->req->path, msg);
-  lua_pop(j->d->L, 1);
-  j->out_of_memory = st == LUA_ERRMEM;
-  j->failed = 1;
-  lua_pushfstring(j->d->L, "500 Internal Server Error\nrequest id: %s\n",
-                  j->req->request_id);
-  lua_xmove(j->d->L, co, 1);   /* kept on co until finish */
-  j->status = 500;
-  j->body = lua_tolstring(co, -1, &j->body_len);
-  collect_headers(j, co, 0);
-  return DISPATCH_DONE;
+  vm_limit_restore(L, was_on);
+  return 1;
 }
 
-int dispatch_start(struct dispatch *d, struct dispatch_job *j,
-                   const struct http_request *req) {
-  lua_State *L = d->L;
-  struct vm *vm = vm_of(L);
-  int was_on = vm->limit_on;
-  vm->limit_on = 0;
-  j->d = d;
+/* The job's coroutine ran until it answered or waits: the answer goes to
+ * j->done. */
+static void step(struct run_job *j, int nargs) {
+  int nres;
+  struct app_state *d = j->st;
+  j->task.waiting = 0;
+  if (d->busy) d->busy(d->busy_ud, j->req->seq);
+  int st = vm_resume(&j->task.vt, nargs, &nres);
+  if (d->busy) d->busy(d->busy_ud, 0);
+  if (settle(j, st, nres)) j->done(j);
+}
+
+/* task.resume: the wait is over (on the loop thread). */
+static void on_resume(struct task *t) { step((struct run_job *)t, 0); }
+
+/* A response the host gives itself (a reserved path). */
+static void answer(struct run_job *j, int status, const char *body) {
+  j->status = status;
+  j->hbuf[0] = (struct http_header)HTTP_HEADER_TEXT_PLAIN;
+  j->headers = j->hbuf;
+  j->nheaders = 1;
+  j->body = body;
+  j->body_len = strlen(body);
+  j->done(j);
+}
+
+void run_start(struct app_state *d, struct run_job *j, const struct http_request *req,
+               int internal, struct task_loop *tl) {
+  task_init(&j->task, tl, on_resume);   /* j->done is the caller's */
+  j->st = d;
   j->req = req;
+  j->internal = internal;
   j->static_route = NULL;
+  j->file = NULL;
   j->headers = NULL;
   j->nheaders = 0;
   j->out_of_memory = 0;
   j->failed = 0;
+  j->task.vt.co = NULL;
+  int status;
+  const char *body;
+  if (lifecycle_reserved(req, internal, &status, &body)) {
+    answer(j, status, body);
+    return;
+  }
+  lua_State *L = d->L;
+  int was_on = vm_limit_off(L);
   d->inflight++;
+  lua_State *co;
   if (d->npool > 0) {
     d->npool--;
-    j->task.co = d->pool[d->npool];
+    co = d->pool[d->npool];
     j->co_ref = d->pool_refs[d->npool];
   } else {
-    j->task.co = lua_newthread(L);
+    co = lua_newthread(L);
     j->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  vm->limit_on = was_on;
-  j->task.vm = vm;
-  j->task.request_id = req->request_id;
-  j->task.deadline_s = d->cfg->request_deadline;
-  j->task.deadline_ns = clock_coarse_ns() + (uint64_t)(d->cfg->request_deadline * 1e9);
-  j->task.woken_early = 0;
-  j->task.parked = 0;
-  lua_State *co = j->task.co;
+  vm_limit_restore(L, was_on);
+  j->task.vt.co = co;
+  j->task.vt.request_id = req->request_id;
+  j->task.vt.deadline_s = d->cfg->request_deadline;
+  j->task.vt.deadline_ns = clock_coarse_ns() + (uint64_t)(d->cfg->request_deadline * 1e9);
   vm_arm_hook(co);
   lua_pushcfunction(co, request_main);
   lua_pushlightuserdata(co, j);
-  int nres;
-  int st = vm_resume(&j->task, 1, &nres);
-  return settle(j, st, nres);
+  step(j, 1);
 }
 
-int dispatch_resume(struct dispatch_job *j, int nargs) {
-  int nres;
-  j->task.parked = 0;
-  int st = vm_resume(&j->task, nargs, &nres);
-  return settle(j, st, nres);
-}
-
-int dispatch_finish(struct dispatch_job *j) {
+int run_finish(struct run_job *j) {
   int exhausted = 0;
-  struct dispatch *d = j->d;
-  lua_State *co = j->task.co;
-  struct vm *vm = j->task.vm;
-  int was_on = vm->limit_on;
-  vm->limit_on = 0;
+  struct app_state *d = j->st;
+  lua_State *co = j->task.vt.co;
+  free(j->file);
+  j->file = NULL;
   if (j->headers && j->headers != j->hbuf) free(j->headers);
   j->headers = NULL;
+  if (!co) return 0;   /* a reserved path: no coroutine */
+  int was_on = vm_limit_off(d->L);
   /* Only a coroutine that returned normally is reused: one that raised
    * (perhaps from the deadline hook, which leaves hooks disabled in it) or
    * yielded stray is closed and left to the collector. */
@@ -435,7 +454,8 @@ int dispatch_finish(struct dispatch_job *j) {
   if (j->out_of_memory) {   /* give the heap back before the next request */
     j->out_of_memory = 0;
     lua_gc(d->L, LUA_GCCOLLECT);
-    exhausted = vm->limit && vm->used > vm->limit / 4 * 3;
+    size_t limit = vm_memory_limit(d->L);
+    exhausted = limit && vm_memory_used(d->L) > limit / 4 * 3;
   }
   if (reusable && d->npool < POOL_MAX) {
     d->pool[d->npool] = co;
@@ -443,8 +463,8 @@ int dispatch_finish(struct dispatch_job *j) {
   } else {
     luaL_unref(d->L, LUA_REGISTRYINDEX, j->co_ref);
   }
-  j->task.co = NULL;
+  j->task.vt.co = NULL;
   d->inflight--;
-  vm->limit_on = was_on;
+  vm_limit_restore(d->L, was_on);
   return exhausted;
 }

@@ -13,8 +13,8 @@
 #include "base/instance.h"
 #include "base/log.h"
 #include "dispatch.h"
+#include "lifecycle.h"
 #include "http/listener.h"
-#include "store/queue.h"
 #include "threads.h"
 #include "worker.h"
 
@@ -41,28 +41,6 @@ static void size_connection_cap(void) {
     if (cap > 1000000) cap = 1000000;
     http_set_max_conns(cap > 16 ? (int)cap : 16);
   }
-}
-
-/* A backend runs GET /_ah/start through its handlers before it accepts
- * traffic: 2xx or 404 is success. */
-static int run_start_request(struct worker *w) {
-  struct http_request r;
-  dispatch_internal_request(&r, "/_ah/start");
-  struct dispatch_job j;
-  memset(&j, 0, sizeof j);
-  if (dispatch_start(w->d, &j, &r) != DISPATCH_DONE) {
-    log_msg(LOG_ERROR, NULL, NULL, "/_ah/start yielded outside a loop");
-    return -1;
-  }
-  int status = j.static_route ? 404 : j.status;
-  dispatch_finish(&j);
-  if ((status >= 200 && status < 300) || status == 404) {
-    log_msg(LOG_INFO, "request_id", r.request_id, "/_ah/start answered %d", status);
-    return 0;
-  }
-  log_msg(LOG_ERROR, "request_id", r.request_id,
-          "/_ah/start answered %d (expected 2xx or 404): not starting", status);
-  return -1;
 }
 
 static void on_poll(uv_timer_t *t) {
@@ -93,12 +71,9 @@ static void on_signal(uv_signal_t *sig, int signum) {
   if (s->phase > 0) return;
   s->phase = 1;
   s->stop_started_ns = clock_now_ns();
-  instance_set_shutting_down();
   log_msg(LOG_INFO, NULL, NULL, "%s received: shutting down (grace %g s)",
           signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg->shutdown_grace);
-  queue_shutdown_all();   /* waiting pops and pushes return "shutting down" */
-  threads_shutdown();     /* sleeping threads wake; no new threads */
-  threads_run_hook();
+  lifecycle_begin_shutdown();
   for (int i = 0; i < s->nworkers; i++) worker_stop(&s->workers[i], 1);
   uv_timer_start(&s->poll, on_poll, 10, 10);
 }
@@ -121,7 +96,17 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
       goto done;
     }
   }
-  if (cfg->role == 1 && run_start_request(&s.workers[0]) < 0) goto done;
+  /* A backend runs GET /_ah/start through its handlers before it accepts
+   * traffic (on worker 0's loop, before its thread runs it). */
+  if (cfg->role == VM_BACKEND) {
+    struct worker *w0 = &s.workers[0];
+    int st = lifecycle_request(w0->st, &w0->tl, "/_ah/start");
+    if (!lifecycle_start_ok(st)) {
+      log_msg(LOG_ERROR, NULL, NULL, "/_ah/start answered %d (expected 2xx or 404): not "
+              "starting", st);
+      goto done;
+    }
+  }
   int port;
   int fd = listener_open(cfg->listen_host, cfg->listen_port, &port, err, sizeof err);
   if (fd < 0) {
@@ -141,7 +126,7 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
   const char *h = cfg->listen_host;
   log_msg(LOG_INFO, NULL, NULL, "listening on http://%s%s%s:%d (%s, %d workers, app %s)",
           strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", port,
-          cfg->role == 1 ? "backend" : "frontend", cfg->workers, cfg->app_dir);
+          cfg->role == VM_BACKEND ? "backend" : "frontend", cfg->workers, cfg->app_dir);
   uv_run(loop, UV_RUN_DEFAULT);
   status = 0;
   int all_done = threads_active() == 0;

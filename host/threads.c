@@ -18,6 +18,7 @@
 #include "store/queue.h"
 #include "vm/call.h"
 #include "vm/state.h"
+#include "task.h"
 
 #define MAX_KEPT_OUTCOMES 1000
 
@@ -39,9 +40,6 @@ struct bt {
   int alive;                    /* (tl) */
   struct start_sync *sync;      /* (tl) the starter's, until the thread runs */
   int is_hook;                  /* the shutdown hook: no outcome kept */
-  pthread_cond_t cond;          /* (tl) wakes the thread's blocking sleeps */
-  struct queue *blocked_q;      /* (tl) the queue wait a cancel interrupts */
-  struct queue_waiter *blocked_w;   /* (tl) */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
   struct bt *hnext;             /* (tl) the next record in its by_id bucket */
   struct bt *next_done, *prev_done;   /* (tl) finished records, oldest first */
@@ -100,42 +98,8 @@ static void drop(struct bt *b) {
     ndone--;
   }
   queue_release(b->outcome);
-  pthread_cond_destroy(&b->cond);
   free(b);
 }
-
-/* ---- the waiter of a thread's state (blocking) -------------------------- */
-
-static int bt_sleep(struct vm_task *t, uint64_t ns) {
-  struct bt *b = t->owner;
-  struct timespec ts = sync_deadline(ns);
-  int full;
-  pthread_mutex_lock(&tl);
-  for (;;) {
-    if (shutting_down || atomic_load(&b->cancel)) { full = 0; break; }
-    if (pthread_cond_timedwait(&b->cond, &tl, &ts) == ETIMEDOUT) { full = 1; break; }
-  }
-  pthread_mutex_unlock(&tl);
-  return full;
-}
-
-static int bt_block(struct vm_task *t, struct queue *q, struct queue_waiter *w, uint64_t ns) {
-  struct bt *b = t->owner;
-  pthread_mutex_lock(&tl);
-  b->blocked_q = q;
-  b->blocked_w = w;
-  int cancelled = atomic_load(&b->cancel);
-  pthread_mutex_unlock(&tl);
-  if (cancelled) queue_interrupt(q, w, QW_CANCELLED);
-  int state = queue_block(q, w, ns);
-  pthread_mutex_lock(&tl);
-  b->blocked_q = NULL;
-  b->blocked_w = NULL;
-  pthread_mutex_unlock(&tl);
-  return state;
-}
-
-static const struct vm_waiter thread_waiter = {0, bt_sleep, NULL, NULL, bt_block};
 
 /* ---- the thread ------------------------------------------------------- */
 
@@ -155,10 +119,9 @@ static int run_target(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) {   /* "module:function" */
     const char *spec = lua_tostring(L, 1);
     const char *colon = strchr(spec, ':');
-    lua_getglobal(L, "require");
     lua_pushlstring(L, spec, (size_t)(colon - spec));
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-      return luaL_error(L, "target '%s': %s", spec, luaL_tolstring(L, -1, NULL));
+    if (vm_require(L, lua_tostring(L, -1)) != LUA_OK)
+      return luaL_error(L, "target '%s': %s", spec, lua_tostring(L, -1));
     if (!lua_istable(L, -1))
       return luaL_error(L, "target '%s': module '%.*s' did not return a table", spec,
                         (int)(colon - spec), spec);
@@ -256,14 +219,13 @@ static int start_spare(void);
  * outcome, releases the slot and starts a spare in its place. */
 static void run_job(struct bt *b, lua_State *L) {
   struct value outcome = {0};
-  struct vm *vm = vm_of(L);
-  vm->base.thread_id = b->id;
-  vm->base.cancel = &b->cancel;
-  vm->base.waiter = &thread_waiter;
-  vm->base.owner = b;
+  struct vm_task *base = vm_base(L);
+  base->thread_id = b->id;
+  base->cancel = &b->cancel;
   lua_pushcfunction(L, run_target);
   lua_pushlightuserdata(L, b);
   encode_outcome(b, L, vm_pcall(L, 1, 1), &outcome);
+  task_thread_end();   /* the loop its waits and fetches ran on, if any */
   vm_close(L);
   free_call(b);   /* run_target freed them, unless it failed first */
   /* The state is closed: release the slot, then publish the outcome (so a
@@ -440,7 +402,6 @@ static struct spare *hand_to_spare(struct bt *b) {
 /* Frees a record whose thread never ran, with its values and queue. */
 static void discard(struct bt *b) {
   free_call(b);
-  pthread_cond_destroy(&b->cond);
   queue_release(b->outcome);
   free(b);
 }
@@ -457,7 +418,6 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   }
   b->outcome = q;
   b->is_hook = is_hook;
-  sync_cond_init(&b->cond);
   b->target = *target; b->args = *args; b->kwargs = *kwargs;   /* taken in every case */
   memset(target, 0, sizeof *target); memset(args, 0, sizeof *args);
   memset(kwargs, 0, sizeof *kwargs);
@@ -586,20 +546,15 @@ int threads_cancel(int64_t id) {
   pthread_mutex_lock(&tl);
   struct bt *b = find(id);
   int alive = b && b->alive;
-  if (alive) {
-    atomic_store(&b->cancel, 1);
-    pthread_cond_broadcast(&b->cond);
-    if (b->blocked_w) queue_interrupt(b->blocked_q, b->blocked_w, QW_CANCELLED);
-  }
+  if (alive) atomic_store(&b->cancel, 1);
   pthread_mutex_unlock(&tl);
+  if (alive) task_poke_all();   /* its wait, if any, ends now */
   return alive;
 }
 
 void threads_shutdown(void) {
   pthread_mutex_lock(&tl);
   shutting_down = 1;
-  FOR_EACH_RECORD(b)
-    if (b->alive) pthread_cond_broadcast(&b->cond);
   while (spares) {   /* off the list, then woken with no job: they end */
     struct spare *sp = spares;
     spares = sp->next;

@@ -8,88 +8,70 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "http/static.h"
+#include "lifecycle.h"
 #include "vm/state.h"
 
-/* A request in flight.  Owner: the worker thread, except mail_next
- * (written under w->mail_lock by whichever thread posts the job). */
+/* A request in flight.  Owner: the worker thread. */
 struct req_job {
-  struct dispatch_job dj;
+  struct run_job rj;            /* first: the runner's job, and its task */
   struct worker *w;
-  struct http_conn *conn;
-  uv_timer_t timer;             /* wakes a parked request */
-  int timer_init;
-  struct req_job *prev, *next;  /* w->waiting while parked */
-  struct req_job *mail_next;    /* (w->mail_lock) w->mailbox once posted */
-  int (*on_timeout)(void *);    /* parked on a waiter (queue) rather than a sleep */
-  void *timeout_arg;
+  struct http_conn *conn;       /* NULL: the host's own lifecycle request */
+  struct list_node node;        /* w->jobs while in flight */
   struct http_request own;      /* the request of a host lifecycle job */
 };
 
-static int job_sleep(struct vm_task *t, uint64_t ns);
-static int job_park(struct vm_task *t, uint64_t ns, int (*on_timeout)(void *), void *arg);
-static void job_post(struct vm_task *t);
-static const struct vm_waiter waiter = {1, job_sleep, job_park, job_post, NULL};
-
-/* Marks Lua code running on this worker (for shutdown logs and for the
- * other workers, which then stop handing it connections). */
-static void lua_begin(struct worker *w, uint64_t seq) {
+/* app_state.busy: marks Lua code running on this worker (for shutdown
+ * logs and for the other workers, which then stop handing it
+ * connections). */
+static void worker_busy(void *ud, uint64_t seq) {
+  struct worker *w = ud;
+  atomic_store_explicit(&w->busy_since, seq ? clock_coarse_ns() : 0, memory_order_relaxed);
   atomic_store_explicit(&w->running, seq, memory_order_relaxed);
-  atomic_store_explicit(&w->busy_since, clock_coarse_ns(), memory_order_relaxed);
 }
 
-static void lua_end(struct worker *w) {
-  atomic_store_explicit(&w->busy_since, 0, memory_order_relaxed);
-  atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+static void job_release(struct task *t) {
+  struct req_job *j = (struct req_job *)t;
+  list_push_front(&j->w->free_jobs, &j->node);
 }
+
+static void complete(struct run_job *rj);
 
 static struct req_job *job_new(struct worker *w) {
-  struct req_job *j = w->free_jobs;
-  if (j) w->free_jobs = j->next;
+  struct list_node *n = list_first(&w->free_jobs);
+  struct req_job *j;
+  if (n) { list_remove(n); j = list_entry(n, struct req_job, node); }
   else if (!(j = malloc(sizeof *j))) return NULL;
   memset(j, 0, sizeof *j);
   j->w = w;
-  j->dj.task.waiter = &waiter;
-  j->dj.task.owner = j;
+  j->rj.done = complete;
+  list_push_back(&w->jobs, &j->node);
   return j;
 }
 
-static void job_release(struct req_job *j) {
-  j->next = j->w->free_jobs;
-  j->w->free_jobs = j;
-}
-
-static void on_job_timer_closed(uv_handle_t *h) { job_release(h->data); }
-
-static void unpark(struct req_job *j) {
-  struct worker *w = j->w;
-  if (j->prev) j->prev->next = j->next; else if (w->waiting == j) w->waiting = j->next;
-  if (j->next) j->next->prev = j->prev;
-  j->prev = j->next = NULL;
-}
-
 /* A worker state: the VM with the app's handlers loaded.  NULL on error. */
-static struct dispatch *state_new(struct worker *w, char *err, size_t errlen) {
+static struct app_state *state_new(struct worker *w, char *err, size_t errlen) {
   const struct config *cfg = w->cfg;
   struct vm_opts vo = {cfg->role, VM_EXIT_REFUSE, cfg->memory_limit,
                        {cfg->app_dir, NULL, NULL}, w->preload, NULL};
-  struct dispatch *d = calloc(1, sizeof *d);
+  struct app_state *d = calloc(1, sizeof *d);
   if (!d) { snprintf(err, errlen, "out of memory"); return NULL; }
   lua_State *L = vm_new(&vo, err, errlen);
   if (!L) { free(d); return NULL; }
-  vm_of(L)->host_data = (void *)cfg;
-  if (dispatch_init(d, L, cfg, err, errlen) < 0) {
-    dispatch_free(d);
+  vm_set_host_data(L, (void *)cfg);
+  if (app_state_init(d, L, cfg, err, errlen) < 0) {
+    app_state_free(d);
     vm_close(L);
     free(d);
     return NULL;
   }
+  d->busy = worker_busy;
+  d->busy_ud = w;
   return d;
 }
 
-static void state_free(struct dispatch *d) {
+static void state_free(struct app_state *d) {
   lua_State *L = d->L;
-  dispatch_free(d);
+  app_state_free(d);
   vm_close(L);
   free(d);
 }
@@ -99,8 +81,8 @@ static void state_free(struct dispatch *d) {
  * requests still running in the old one finish there. */
 static void replace_state(struct worker *w) {
   char err[1024];
-  struct dispatch *old = w->d;
-  struct dispatch *d = state_new(w, err, sizeof err);
+  struct app_state *old = w->st;
+  struct app_state *d = state_new(w, err, sizeof err);
   if (!d) {
     log_msg(LOG_ERROR, NULL, NULL, "worker %d: cannot replace its full Lua state: %s",
             w->index, err);
@@ -108,65 +90,34 @@ static void replace_state(struct worker *w) {
   }
   log_msg(LOG_WARNING, NULL, NULL, "worker %d: its Lua state still holds %zu KiB of its "
           "%zu KiB memory_limit after a memory error; replaced by a fresh state (module "
-          "state starts over)", w->index, vm_of(old->L)->used >> 10,
-          vm_of(old->L)->limit >> 10);
-  w->d = d;
+          "state starts over)", w->index, vm_memory_used(old->L) >> 10,
+          vm_memory_limit(old->L) >> 10);
+  w->st = d;
   if (old->inflight == 0) state_free(old);
 }
 
-/* Sends what the handler produced and recycles the job. */
-static void complete(struct req_job *j) {
-  struct dispatch_job *dj = &j->dj;
+/* run_job.done: sends what the handler produced and recycles the job. */
+static void complete(struct run_job *rj) {
+  struct req_job *j = (struct req_job *)rj;
   struct worker *w = j->w;
-  struct dispatch *d = dj->d;
-  const struct http_request *r = dj->req;
+  struct app_state *d = rj->st;
+  const struct http_request *r = rj->req;
   if (!j->conn)   /* the host's own lifecycle request */
     log_msg(LOG_INFO, "request_id", r->request_id, "%.*s answered %d", (int)r->path_len,
-            r->path, dj->static_route ? 404 : dj->status);
-  else if (dj->static_route)
-    http_static_serve(j->conn, r, dj->static_route->static_dir, r->path + dj->static_rest,
-                      r->path_len - dj->static_rest);
+            r->path, rj->status);
   else
-    http_respond(j->conn, dj->status, dj->headers, dj->nheaders, dj->body, dj->body_len);
-  if (dispatch_finish(dj) && d == w->d) replace_state(w);
-  else if (d != w->d && d->inflight == 0) state_free(d);
-  if (j->timer_init) uv_close((uv_handle_t *)&j->timer, on_job_timer_closed);
-  else job_release(j);
+    http_respond(j->conn, rj->status, rj->headers, rj->nheaders, rj->body, rj->body_len);
+  if (run_finish(rj) && d == w->st) replace_state(w);
+  else if (d != w->st && d->inflight == 0) state_free(d);
+  list_remove(&j->node);
+  task_release(&rj->task, job_release);
 }
 
-/* Runs request r's handler in job j until it answers or waits. */
-static void start_job(struct worker *w, struct req_job *j, const struct http_request *r) {
-  lua_begin(w, r->seq);
-  int st = dispatch_start(w->d, &j->dj, r);
-  lua_end(w);
-  if (st == DISPATCH_DONE) complete(j);
-}
-
-static void resume_job(struct req_job *j) {
-  struct worker *w = j->w;
-  unpark(j);
-  j->on_timeout = NULL;
-  lua_begin(w, j->dj.req->seq);
-  int st = dispatch_resume(&j->dj, 0);
-  lua_end(w);
-  if (st == DISPATCH_DONE) complete(j);
-}
-
-static void on_wake(uv_timer_t *t) {
-  struct req_job *j = t->data;
-  /* parked on a waiter: it decides whether the timeout won the race */
-  if (j->on_timeout && !j->on_timeout(j->timeout_arg)) return;
-  resume_job(j);
-}
-
-/* Drains the mailbox: parked jobs that another thread (or this one)
- * completed. */
-static void on_mail(uv_async_t *a) {
+/* Hands over the fds other workers accepted for this one. */
+static void on_handoff(uv_async_t *a) {
   struct worker *w = a->data;
   int fds[64], nfd = 0;
   uv_mutex_lock(&w->mail_lock);
-  struct req_job *list = w->mailbox;
-  w->mailbox = NULL;
   while (w->ninbox > 0 && nfd < 64) fds[nfd++] = w->inbox[--w->ninbox];
   int more = w->ninbox > 0;
   uv_mutex_unlock(&w->mail_lock);
@@ -176,29 +127,6 @@ static void on_mail(uv_async_t *a) {
     if (atomic_load(&w->stop_phase) > 0) close(fds[i]);
     else http_conn_open(&w->http, fds[i]);
   }
-  struct req_job *rev = NULL;   /* oldest first */
-  while (list) {
-    struct req_job *n = list->mail_next;
-    list->mail_next = rev;
-    rev = list;
-    list = n;
-  }
-  while (rev) {
-    struct req_job *j = rev;
-    rev = j->mail_next;
-    uv_timer_stop(&j->timer);
-    resume_job(j);
-  }
-}
-
-static void job_post(struct vm_task *t) {
-  struct req_job *j = t->owner;
-  struct worker *w = j->w;
-  uv_mutex_lock(&w->mail_lock);
-  j->mail_next = w->mailbox;
-  w->mailbox = j;
-  uv_mutex_unlock(&w->mail_lock);
-  uv_async_send(&w->mail);
 }
 
 /* ---- balancing connections ------------------------------------------- */
@@ -246,60 +174,17 @@ static void on_accepted(void *ud, int fd) {
   uv_mutex_unlock(&best->mail_lock);
 }
 
-/* vm_waiter.sleep: park the request; a timer resumes it (at the latest at
- * its deadline, at once when shutting down). */
-static int job_sleep(struct vm_task *t, uint64_t ns) {
-  struct req_job *j = t->owner;
-  struct worker *w = j->w;
-  if (!j->timer_init) {
-    if (uv_timer_init(&w->loop, &j->timer) < 0) return -1;
-    j->timer.data = j;
-    j->timer_init = 1;
-  }
-  uint64_t now = clock_coarse_ns();
-  if (t->deadline_ns && now + ns > t->deadline_ns)
-    ns = t->deadline_ns > now ? t->deadline_ns - now + 1000000 : 0;
-  if (atomic_load(&w->stop_phase) > 0) { ns = 0; t->woken_early = 1; }
-  uv_timer_start(&j->timer, on_wake, (ns + 999999) / 1000000, 0);
-  t->parked = 1;
-  j->next = w->waiting;
-  j->prev = NULL;
-  if (w->waiting) w->waiting->prev = j;
-  w->waiting = j;
-  return 0;
-}
-
-/* vm_waiter.park: like sleep, but ended by job_post; the timeout (capped
- * by the deadline) asks on_timeout first. */
-static int job_park(struct vm_task *t, uint64_t ns, int (*on_timeout)(void *), void *arg) {
-  struct req_job *j = t->owner;
-  uint64_t now = clock_coarse_ns();
-  if (t->deadline_ns && (ns == UINT64_MAX || now + ns > t->deadline_ns))
-    ns = t->deadline_ns > now ? t->deadline_ns - now + 1000000 : 0;
-  if (ns == UINT64_MAX) ns = (uint64_t)365 * 86400 * 1000000000u;
-  if (job_sleep(t, ns) < 0) return -1;
-  j->on_timeout = on_timeout;
-  j->timeout_arg = arg;
-  return 0;
-}
-
 /* http_dispatch_fn: one complete request from a connection. */
 static void on_request(void *ud, struct http_conn *c, const struct http_request *r) {
   struct worker *w = ud;
-  int status;
-  const char *body;
-  if (dispatch_reserved(r, 0, &status, &body)) {
-    struct http_header ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
-    http_respond(c, status, &ct, 1, body, strlen(body));
-    return;
-  }
   struct req_job *j = job_new(w);
   if (!j) {
-    http_respond(c, 503, NULL, 0, "out of memory\n", 14);
+    struct http_header ct = HTTP_HEADER_TEXT_PLAIN;
+    http_respond(c, 503, &ct, 1, "out of memory\n", 14);
     return;
   }
   j->conn = c;
-  start_job(w, j, r);
+  run_start(w->st, &j->rj, r, 0, &w->tl);
 }
 
 /* ---- stopping --------------------------------------------------------- */
@@ -309,23 +194,25 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
 static void send_stop_request(struct worker *w) {
   struct req_job *j = job_new(w);
   if (!j) return;
-  struct http_request *r = &j->own;
-  dispatch_internal_request(r, "/_ah/stop");
-  start_job(w, j, r);
+  dispatch_internal_request(&j->own, "/_ah/stop");
+  run_start(w->st, &j->rj, &j->own, 1, &w->tl);
 }
 
 static void on_check(uv_timer_t *t) {
   struct worker *w = t->data;
   uv_mutex_lock(&w->mail_lock);   /* no hand-off in flight (see on_accepted) */
-  int idle = w->http.nconns == 0 && !w->waiting;
+  int idle = w->http.nconns == 0 && list_empty(&w->jobs);
   if (idle) {
     uv_close((uv_handle_t *)&w->check, NULL);
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->mail, NULL);
+    task_loop_close(&w->tl);
   }
   uv_mutex_unlock(&w->mail_lock);
 }
 
+/* Stopping: waits that end at shutdown were ended by task_shutdown
+ * (lifecycle_begin_shutdown, before this). */
 static void on_stop(uv_async_t *a) {
   struct worker *w = a->data;
   int phase = atomic_load(&w->stop_phase);
@@ -335,17 +222,14 @@ static void on_stop(uv_async_t *a) {
     uv_timer_start(&w->check, on_check, 0, 20);
     if (w->index == 0 && w->cfg->role == VM_BACKEND) send_stop_request(w);
   }
-  /* wake parked requests: their sleeps return false */
-  for (struct req_job *j = w->waiting; j; j = j->next) {
-    if (j->on_timeout) continue;   /* queue waits: queue_shutdown_all posts them */
-    j->dj.task.woken_early = 1;
-    uv_timer_start(&j->timer, on_wake, 0, 0);
-  }
   if (phase >= 2) {
-    for (struct req_job *j = w->waiting; j; j = j->next)
-      log_msg(LOG_WARNING, "request_id", j->dj.req->request_id,
-              "request %.*s still waiting at the end of the shutdown grace",
-              (int)j->dj.req->path_len, j->dj.req->path);
+    list_each(&w->jobs, it, tmp) {
+      struct req_job *j = list_entry(it, struct req_job, node);
+      if (j->rj.task.waiting)
+        log_msg(LOG_WARNING, "request_id", j->rj.req->request_id,
+                "request %.*s still waiting at the end of the shutdown grace",
+                (int)j->rj.req->path_len, j->rj.req->path);
+    }
     http_server_close_all(&w->http);
   }
 }
@@ -378,11 +262,14 @@ int worker_init(struct worker *w, struct worker *group, int index,
   w->index = index;
   w->cfg = cfg;
   w->preload = preload;
-  if (!(w->d = state_new(w, err, errlen))) return -1;
+  list_init(&w->jobs);
+  list_init(&w->free_jobs);
+  if (!(w->st = state_new(w, err, errlen))) return -1;
   if (uv_loop_init(&w->loop) < 0) return -1;
+  if (task_loop_init(&w->tl, &w->loop) < 0) return -1;
   uv_async_init(&w->loop, &w->wake, on_stop);
   w->wake.data = w;
-  uv_async_init(&w->loop, &w->mail, on_mail);
+  uv_async_init(&w->loop, &w->mail, on_handoff);
   w->mail.data = w;
   uv_mutex_init(&w->mail_lock);
   uv_timer_init(&w->loop, &w->check);
@@ -407,17 +294,22 @@ void worker_stop(struct worker *w, int phase) {
 void worker_join(struct worker *w) { uv_thread_join(&w->thread); }
 
 void worker_free(struct worker *w) {
-  if (w->d) {
-    state_free(w->d);
-    w->d = NULL;
+  if (w->wake.loop && !uv_is_closing((uv_handle_t *)&w->wake)) {   /* never ran, or
+                                                                     cut short */
+    uv_close((uv_handle_t *)&w->check, NULL);
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_close((uv_handle_t *)&w->mail, NULL);
+    task_loop_close(&w->tl);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+  }
+  if (w->st) {
+    state_free(w->st);
+    w->st = NULL;
   }
   for (int i = 0; i < w->ninbox; i++) close(w->inbox[i]);
   free(w->inbox);
-  while (w->free_jobs) {
-    struct req_job *j = w->free_jobs;
-    w->free_jobs = j->next;
-    free(j);
-  }
+  if (w->free_jobs.head.next)
+    list_each(&w->free_jobs, it, tmp) free(list_entry(it, struct req_job, node));
   if (w->wake.loop) {
     uv_loop_close(&w->loop);
     uv_mutex_destroy(&w->mail_lock);

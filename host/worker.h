@@ -1,16 +1,19 @@
 /*
  * worker: one request-handling thread: a libuv loop, a Lua state with the
  * app's handlers loaded once, and the connections it accepted from the
- * shared listening socket.  Each request runs as a coroutine; a handler
- * waiting in a host call yields and a timer resumes it.
+ * shared listening socket.  Each request runs through the request runner
+ * (dispatch.c) as a task on the worker's task loop: a handler waiting in a
+ * host call yields and the loop resumes it.
  *
  * Threads: worker_init and worker_free run on the main thread (before the
  * worker thread starts / after it is joined); everything else in struct
  * worker belongs to the worker thread, except: `stop_phase`, `done`,
  * `started`, `running`, `busy_since` and `http.nconns` (atomics, read by
  * the main thread or other workers); `wake` and `mail` (uv_async_send from
- * any thread); `mailbox` and `inbox` (under `mail_lock`, filled by other
- * threads); `group`/`ngroup` (set before the threads start, read-only).
+ * any thread); `inbox` (under `mail_lock`, filled by other threads);
+ * `tl` (its mailbox is the task layer's, locked there); `group`/`ngroup`
+ * (set before the threads start, read-only).  Before the worker thread
+ * starts, the main thread may drive the loop (the backend's /_ah/start).
  */
 #ifndef LUAHOST_WORKER_H
 #define LUAHOST_WORKER_H
@@ -19,8 +22,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/list.h"
 #include "config.h"
 #include "dispatch.h"
+#include "task.h"
 #include "http/http.h"
 #include "http/listener.h"
 
@@ -31,21 +36,21 @@ struct worker {
   const struct config *cfg;
   uv_loop_t loop;
   uv_thread_t thread;
+  struct task_loop tl;          /* the loop as the task layer sees it */
   uv_async_t wake;              /* main -> worker: look at stop_phase */
-  uv_async_t mail;              /* any thread -> worker: mailbox has jobs */
-  uv_mutex_t mail_lock;         /* guards mailbox and inbox; held by a
-                                   hand-off's send and by on_check's close */
-  struct req_job *mailbox;      /* parked jobs posted for resumption */
+  uv_async_t mail;              /* any worker -> this one: inbox has fds */
+  uv_mutex_t mail_lock;         /* guards inbox; held by a hand-off's send
+                                   and by on_check's close */
   uv_timer_t check;             /* while draining: is everything done? */
   struct http_server http;
   struct listener_poll lp;
   int listen_fd;
-  struct dispatch *d;           /* the current state and its handlers; a
+  struct app_state *st;         /* the current state and its handlers; a
                                    replaced one lives on (not here) until
                                    its last request finishes */
   const luaL_Reg *preload;
-  struct req_job *waiting;      /* requests parked in a host call */
-  struct req_job *free_jobs;    /* cache of job structs */
+  struct list jobs;             /* requests in flight (struct req_job) */
+  struct list free_jobs;        /* cache of job structs */
   atomic_int stop_phase;        /* 0 running, 1 drain, 2 close everything */
   atomic_uint_fast64_t running; /* seq of the request whose Lua code runs
                                    now (0: none); read by the main thread */

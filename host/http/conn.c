@@ -316,7 +316,7 @@ static void respond_error(struct http_conn *c, int status) {
                     : status == 431 ? "request header block too large\n"
                     : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
                                     : "malformed request\n";
-  struct http_header ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
+  struct http_header ct = HTTP_HEADER_TEXT_PLAIN;
   http_respond(c, status, &ct, 1, msg, strlen(msg));
 }
 

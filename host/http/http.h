@@ -24,6 +24,19 @@ struct http_header {
   const char *value; size_t value_len;
 };
 
+/* The default Content-Type of the host's own and the handlers' text. */
+#define HTTP_TEXT_PLAIN "text/plain; charset=utf-8"
+#define HTTP_HEADER_TEXT_PLAIN {"Content-Type", 12, HTTP_TEXT_PLAIN, sizeof HTTP_TEXT_PLAIN - 1}
+
+/* ASCII lower case of n bytes of src into dst (which may be src): the
+ * one place header names are lower-cased. */
+static inline void http_lower(char *dst, const char *src, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char ch = src[i];
+    dst[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+  }
+}
+
 /* A parsed request.  Every pointer stays valid until http_respond(). */
 struct http_request {
   const char *method;

@@ -3,6 +3,7 @@
 
 #include <lauxlib.h>
 
+#include "vm/internal.h"
 #include "vm/state.h"
 
 static const char TB_KEY[] = "luahost.traceback";
@@ -38,7 +39,7 @@ int vm_pcall(lua_State *L, int nargs, int nresults) {
 
 int vm_resume(struct vm_task *t, int nargs, int *nres) {
   lua_State *co = t->co;
-  struct vm *vm = t->vm;
+  struct vm *vm = vm_of(co);
   struct vm_task *prev = vm->current;
   int was_on = vm->limit_on;
   vm->current = t;
@@ -76,4 +77,20 @@ const char *vm_error_text(lua_State *L) {
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);
   return lua_tostring(L, -1);
+}
+
+/* require(name) under vm_pcall.  Stack: name -> module value. */
+static int require_protected(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int vm_require(lua_State *L, const char *name) {
+  lua_pushcfunction(L, require_protected);
+  lua_pushstring(L, name);
+  int st = vm_pcall(L, 1, 1);
+  if (st != LUA_OK) vm_error_text(L);
+  return st;
 }

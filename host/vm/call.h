@@ -4,6 +4,14 @@
  * vm_resume resumes a coroutine and, on error, records the coroutine's
  * traceback.  vm_error_text turns the error at the top into one string
  * (tostring of the error, protected, plus the traceback).  Caller's thread.
+ *
+ * The rule: outside host/vm no code calls lua_pcall; it calls vm_pcall
+ * (or vm_require, vm_resume).  Inside host/vm a raw lua_pcall stays only
+ * where there is no host state to report through yet (vm_new building a
+ * state, vm_package_path's scratch state) or where the error is turned
+ * into a value at once and never shown with a traceback (value.c's
+ * encoder, vm_error_text's own __tostring call).  A plain lua_call is fine
+ * inside a C function already running under a protected call.
  */
 #ifndef LUAHOST_VM_CALL_H
 #define LUAHOST_VM_CALL_H
@@ -17,6 +25,10 @@ struct vm_task;
  * on error the error value stays on the coroutine's stack and its
  * traceback is recorded. */
 int vm_resume(struct vm_task *t, int nargs, int *nres);
+/* require(name), protected: LUA_OK with the module's value pushed, or an
+ * error status with the error's text and traceback pushed (the caller
+ * says what failed to load: a handler script, a thread target). */
+int vm_require(lua_State *L, const char *name);
 /* Pops the error value at the top of L and pushes a message with the
  * traceback recorded for it.  Never raises. */
 const char *vm_error_text(lua_State *L);

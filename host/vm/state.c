@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "embedded.h"
 #include "vm/errors.h"
+#include "vm/internal.h"
 
 #define HOOK_COUNT 1000
 
@@ -43,10 +44,41 @@ int vm_raise_deadline(lua_State *L) {
   return lua_error(L);
 }
 
-int vm_can_yield(lua_State *L) {
-  struct vm_task *t = vm_of(L)->current;
-  return t->waiter && t->waiter->yields && t->co == L && lua_isyieldable(L);
+/* Set once, before any thread runs (luaopen of the owning module is too
+ * late for a state that never loads it): read-only after. */
+static struct vm_cancel_class cancel_class = {"Cancelled", NULL};
+
+void vm_set_cancel_class(const char *name, const char *parent) {
+  cancel_class.name = name;
+  cancel_class.parent = parent;
 }
+
+struct vm_task *vm_current(lua_State *L) { return vm_of(L)->current; }
+struct vm_task *vm_base(lua_State *L) { return &vm_of(L)->base; }
+
+struct vm_task *vm_enter(lua_State *L, struct vm_task *t) {
+  struct vm *vm = vm_of(L);
+  struct vm_task *prev = vm->current;
+  vm->current = t;
+  return prev;
+}
+
+void vm_leave(lua_State *L, struct vm_task *prev) { vm_of(L)->current = prev; }
+int vm_role(lua_State *L) { return vm_of(L)->role; }
+void *vm_host_data(lua_State *L) { return vm_of(L)->host_data; }
+void vm_set_host_data(lua_State *L, void *p) { vm_of(L)->host_data = p; }
+size_t vm_memory_used(lua_State *L) { return vm_of(L)->used; }
+size_t vm_memory_limit(lua_State *L) { return vm_of(L)->limit; }
+void vm_set_memory_limit(lua_State *L, size_t limit) { vm_of(L)->limit = limit; }
+
+int vm_limit_off(lua_State *L) {
+  struct vm *vm = vm_of(L);
+  int was = vm->limit_on;
+  vm->limit_on = 0;
+  return was;
+}
+
+void vm_limit_restore(lua_State *L, int was_on) { vm_of(L)->limit_on = was_on; }
 
 /* Deadline check every HOOK_COUNT instructions.  Once past the deadline it
  * re-arms to run on every instruction, so the first instruction after a
@@ -60,7 +92,7 @@ static void vm_hook(lua_State *L, lua_Debug *ar) {
   }
   if (t->cancel && atomic_load_explicit(t->cancel, memory_order_relaxed)) {
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
-    vm_error_push(L, "background_thread.Cancelled", "background_thread.Error",
+    vm_error_push(L, cancel_class.name, cancel_class.parent,
                   "background thread %I was cancelled", (lua_Integer)t->thread_id);
     lua_error(L);
   }
@@ -194,7 +226,7 @@ static int setup(lua_State *L) {
   return 0;
 }
 
-void vm_log(struct vm *vm, int level, const char *msg, size_t len) {
+static void log_task(struct vm *vm, int level, const char *msg, size_t len) {
   struct vm_task *t = vm->current;
   char tid[24];
   if (t->request_id) {
@@ -205,6 +237,10 @@ void vm_log(struct vm *vm, int level, const char *msg, size_t len) {
   } else {
     log_text(level, NULL, NULL, msg, len);
   }
+}
+
+void vm_log(lua_State *L, int level, const char *msg, size_t len) {
+  log_task(vm_of(L), level, msg, len);
 }
 
 #define VM_WARN_MAX 512
@@ -224,7 +260,7 @@ static void vm_warn(void *ud, const char *msg, int tocont) {
   memcpy(vm->warn + vm->warn_len, msg, n);
   vm->warn_len += n;
   if (tocont) return;
-  if (!vm->warn_off) vm_log(vm, LOG_WARNING, vm->warn, vm->warn_len);
+  if (!vm->warn_off) log_task(vm, LOG_WARNING, vm->warn, vm->warn_len);
   vm->warn_len = 0;
 }
 
@@ -242,7 +278,6 @@ lua_State *vm_new(const struct vm_opts *o, char *err, size_t errlen) {
   *(struct vm **)lua_getextraspace(L) = vm;
   lua_setwarnf(L, vm_warn, vm);
   vm->role = o->role;
-  vm->base.vm = vm;
   vm->current = &vm->base;
   /* Everything made while building is live: a collection would find
    * nothing to free (measured: its steps were a tenth of a thread start). */
@@ -292,7 +327,8 @@ char *vm_package_path(const struct vm_opts *o) {
 /* Compiled embedded scripts, shared by all states: written once under
  * script_lock, read-only after. */
 static pthread_mutex_t script_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct compiled { const char *name; char *code; size_t len; } compiled[8];
+#define MAX_COMPILED 16   /* room for every file of scripts/ (embedded.c) */
+static struct compiled { const char *name; char *code; size_t len; } compiled[MAX_COMPILED];
 
 static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
   struct compiled *c = ud;
@@ -309,7 +345,7 @@ int vm_load_script(lua_State *L, const char *name) {
   snprintf(chunkname, sizeof chunkname, "=%s", name);
   pthread_mutex_lock(&script_lock);
   struct compiled *c = NULL;
-  for (int i = 0; i < 8 && compiled[i].name; i++)
+  for (int i = 0; i < MAX_COMPILED && compiled[i].name; i++)
     if (!strcmp(compiled[i].name, name)) { c = &compiled[i]; break; }
   if (c) {
     pthread_mutex_unlock(&script_lock);
@@ -322,7 +358,7 @@ int vm_load_script(lua_State *L, const char *name) {
     lua_pushfstring(L, "no embedded script '%s'", name);
     st = LUA_ERRFILE;
   } else if ((st = luaL_loadbufferx(L, e->text, e->len, chunkname, "t")) == LUA_OK) {
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < MAX_COMPILED; i++) {
       if (compiled[i].name) continue;
       struct compiled tmp = {NULL, NULL, 0};
       if (lua_dump(L, dump_writer, &tmp, 0) == 0) {

@@ -9,9 +9,9 @@
  * loadfile, dofile and require text-only; os.exit refused (serve) or
  * caught (test); package.path covering the app directory.
  *
- * Threads: a state and its struct vm belong to one thread at a time (the
- * thread that runs it); nothing here is shared.  The struct vm lives in
- * the state's extra space, so vm_of() is one pointer load.
+ * Threads: a state and its bookkeeping belong to one thread at a time (the
+ * thread that runs it); nothing here is shared, except a task's cancel
+ * flag (atomic) and the compiled embedded scripts (locked).
  */
 #ifndef LUAHOST_VM_STATE_H
 #define LUAHOST_VM_STATE_H
@@ -23,67 +23,34 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#include "base/arena.h"
 
 enum vm_role { VM_FRONTEND = 0, VM_BACKEND = 1 };
 enum vm_exit { VM_EXIT_REFUSE, VM_EXIT_ALLOW, VM_EXIT_CATCH };
 
-struct vm_task;
-
-/* How a host call waits inside a task that can yield (a request coroutine
- * on a worker loop).  Supplied by the worker. */
-struct queue;
-struct queue_waiter;
-
-struct vm_waiter {
-  /* 1: sleep/park arrange a resume and the caller yields (request
-   * coroutines); 0: sleep and block wait in place (background threads). */
-  int yields;
-  /* yields: arrange for the task to be resumed after ns nanoseconds (or
-   * sooner at its deadline or shutdown); 0 or -1.  Blocking: sleep; 1
-   * after the whole time, 0 when woken early (shutdown, cancel). */
-  int (*sleep)(struct vm_task *t, uint64_t ns);
-  /* Park the task until post(t) is called (from any thread) or timeout_ns
-   * passes (UINT64_MAX: no timeout; the deadline still applies).  At the
-   * timeout on_timeout(arg) runs on the owner's thread: 1 resumes the task
-   * now, 0 means a post is on its way.  The caller then yields. 0 or -1. */
-  int (*park)(struct vm_task *t, uint64_t timeout_ns, int (*on_timeout)(void *arg),
-              void *arg);
-  void (*post)(struct vm_task *t);
-  /* Blocking only: waits for w, registered on q, so that a cancel can
-   * interrupt it; returns w's final state. */
-  int (*block)(struct vm_task *t, struct queue *q, struct queue_waiter *w, uint64_t ns);
-};
-
-/* A unit of work running in a state: a request, or the state's own code. */
+/* What the VM knows of the piece of Lua running in a state now (a
+ * request, a background thread, a script): its deadline and cancel flag,
+ * enforced by the count hook, and its IDs, for log lines.  The task layer
+ * (host/task.c) owns the record and says how it waits; `owner` points back
+ * to the task layer's struct.  Plain data: the thread running the state
+ * reads and writes it; `cancel` is set by any thread. */
 struct vm_task {
-  struct vm *vm;
   lua_State *co;                 /* the coroutine the task runs in, or NULL */
   const char *request_id;        /* NULL outside a request */
   uint64_t deadline_ns;          /* CLOCK_MONOTONIC; 0 = none */
   double deadline_s;             /* the deadline as configured, for messages */
-  const struct vm_waiter *waiter;   /* NULL: waiting blocks the thread */
-  void *owner;                   /* the waiter's per-task data */
   int64_t thread_id;             /* background thread ID, or 0 */
-  atomic_int *cancel;            /* set by bt.cancel: the hook raises Cancelled */
-  int woken_early;               /* set by the waiter: sleep returns false */
-  int parked;                    /* set by the waiter: the yield is the host's */
+  atomic_int *cancel;            /* set by bt.cancel: the hook raises vm_cancel_class */
+  void *owner;                   /* the task layer's record, or NULL */
 };
 
-struct vm {
-  struct arena arena;     /* the state's small blocks */
-  size_t used;            /* bytes allocated by the state now */
-  size_t limit;           /* memory_limit; 0 = none */
-  int limit_on;           /* off while the host itself works in the state */
-  int building;           /* set while vm_new builds it (fault injection) */
-  int warn_off;           /* warn("@off") given: Lua warnings not logged */
-  size_t warn_len;        /* a warning being assembled from pieces */
-  char *warn;             /* its buffer (VM_WARN_MAX), made on first use */
-  int role;
-  struct vm_task base;    /* the state's own code, outside any request */
-  struct vm_task *current;   /* the task running now (base when none) */
-  void *host_data;        /* the embedding layer's (e.g. apptest's config) */
-};
+/* The error class a cancelled task raises and its parent: set once by the
+ * module that owns them (background_thread) before any thread runs. */
+struct vm_cancel_class { const char *name, *parent; };
+void vm_set_cancel_class(const char *name, const char *parent);
+
+/* A state's bookkeeping (allocator, limits, tasks) lives in its extra
+ * space; only host/vm sees inside. */
+struct vm;
 
 struct vm_opts {
   int role;
@@ -96,8 +63,8 @@ struct vm_opts {
   const char *package_path;
 };
 
-/* Logs msg tagged with the task running in vm (its request or thread ID). */
-void vm_log(struct vm *vm, int level, const char *msg, size_t len);
+/* Logs msg tagged with the task running in L now (its request or thread ID). */
+void vm_log(lua_State *L, int level, const char *msg, size_t len);
 
 /* NULL (with a message in err) when the state cannot be built.  Lua's
  * warnings (warn(), errors in __gc) are logged as warnings through
@@ -117,13 +84,26 @@ int vm_load_script(lua_State *L, const char *name);
 void vm_arm_hook(lua_State *L);
 /* Raises runtime.DeadlineExceededError for the task running in L. */
 int vm_raise_deadline(lua_State *L);
-/* 1 when a host call made here may yield: L is the coroutine of a task
- * whose waiter resumes it (a request) and Lua allows the yield. */
-int vm_can_yield(lua_State *L);
+/* The task running in L now, and the state's own task (its code outside
+ * any request).  The caller's thread owns both. */
+struct vm_task *vm_current(lua_State *L);
+struct vm_task *vm_base(lua_State *L);
+/* Makes t the task running in L until vm_leave(L, prev); returns prev. */
+struct vm_task *vm_enter(lua_State *L, struct vm_task *t);
+void vm_leave(lua_State *L, struct vm_task *prev);
 
-static inline struct vm *vm_of(lua_State *L) {
-  return *(struct vm **)lua_getextraspace(L);
-}
+int vm_role(lua_State *L);                  /* enum vm_role */
+void *vm_host_data(lua_State *L);           /* the embedding layer's (the app config) */
+void vm_set_host_data(lua_State *L, void *p);
+size_t vm_memory_used(lua_State *L);        /* bytes the state holds now */
+size_t vm_memory_limit(lua_State *L);       /* 0 = none */
+void vm_set_memory_limit(lua_State *L, size_t limit);
 
+/* The one scoped way to do host work in a state without charging it to
+ * the memory limit (building a response, bookkeeping after a handler
+ * filled the heap): vm_limit_off returns the previous setting, which
+ * vm_limit_restore puts back.  Pairs nest. */
+int vm_limit_off(lua_State *L);
+void vm_limit_restore(lua_State *L, int was_on);
 
 #endif

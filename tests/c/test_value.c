@@ -460,16 +460,16 @@ TEST(encode_never_raises_at_memory_limit) {
   lua_rawseti(L, -2, 3);                     /* stack: t */
   lua_gc(L, LUA_GCCOLLECT);
   lua_gc(L, LUA_GCSTOP);
-  struct vm *vm = vm_of(L);
-  vm->limit = vm->used;
-  vm->limit_on = 1;
+  vm_set_memory_limit(L, vm_memory_used(L));
+  int was_on = vm_limit_off(L);
+  vm_limit_restore(L, 1);
   struct value v = {0};
   char err[128];
   ASSERT_INT_EQ(value_encode(L, -1, "value", &v, err, sizeof err), -1);
   ASSERT_INT_EQ(lua_gettop(L), 1);
   if (!strstr(err, "not enough memory")) FAIL_AT("got: %s", err);
   ASSERT_INT_EQ(v.len, 0);
-  vm->limit_on = 0;
+  vm_limit_restore(L, was_on);
   lua_gc(L, LUA_GCRESTART);
   value_free(&v);
   vm_close(L);

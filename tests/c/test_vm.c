@@ -31,18 +31,18 @@ TEST(memory_limit_refuses_growth) {
                 LUA_ERRMEM);
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT);
-  ASSERT(vm_of(L)->used < (4u << 20));
+  ASSERT(vm_memory_used(L) < (4u << 20));
   ASSERT_INT_EQ(run(L, "return ('y'):rep(1000)"), LUA_OK);   /* usable after */
   vm_close(L);
 }
 
 TEST(deadline_not_swallowed_by_pcall) {
   lua_State *L = new_state(0, VM_EXIT_REFUSE);
-  struct vm_task t = {vm_of(L), NULL, "rid", clock_coarse_ns() + 100000000u, 0.1, NULL, NULL, 0, 0};
-  vm_of(L)->current = &t;
+  struct vm_task t = {NULL, "rid", clock_coarse_ns() + 100000000u, 0.1, 0, NULL, NULL};
+  struct vm_task *prev = vm_enter(L, &t);
   uint64_t t0 = clock_now_ns();
   int st = run(L, "while true do pcall(function() while true do end end) end");
-  vm_of(L)->current = &vm_of(L)->base;
+  vm_leave(L, prev);
   ASSERT_INT_EQ(st, LUA_ERRRUN);
   const char *msg = lua_tostring(L, -1);
   if (!strstr(msg, "runtime.DeadlineExceededError")) FAIL_AT("got: %s", msg);

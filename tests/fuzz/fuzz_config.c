@@ -57,18 +57,17 @@ lua_State *__wrap_vm_new(const struct vm_opts *o, char *err, size_t errlen) {
     lua_setfield(L, -2, drop[i]);
   }
   lua_pop(L, 2);
-  struct vm *vm = vm_of(L);
-  vm->limit = CHUNK_MEMORY;
-  vm->limit_on = 1;
-  vm->base.deadline_s = CHUNK_SECONDS;
-  vm->base.deadline_ns = clock_coarse_ns() + (uint64_t)(CHUNK_SECONDS * 1e9);
+  vm_set_memory_limit(L, CHUNK_MEMORY);
+  vm_limit_restore(L, 1);
+  vm_base(L)->deadline_s = CHUNK_SECONDS;
+  vm_base(L)->deadline_ns = clock_coarse_ns() + (uint64_t)(CHUNK_SECONDS * 1e9);
   config_state = L;
   return L;
 }
 
 int __wrap_vm_pcall(lua_State *L, int nargs, int nresults) {
   int st = __real_vm_pcall(L, nargs, nresults);
-  if (L == config_state) vm_of(L)->limit_on = 0;
+  if (L == config_state) vm_limit_restore(L, 0);
   return st;
 }
 
