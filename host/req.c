@@ -9,6 +9,7 @@
 #include "http/form.h"
 #include "http/url.h"
 #include "vm/errors.h"
+#include "vm/value.h"
 
 /* The string field k of the table at idx (raw), or NULL; it stays on the
  * stack while it is used (one value pushed either way). */
@@ -148,6 +149,8 @@ void req_push_meta(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, "luahost.req");
   lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 1);   /* req still crosses to queues and threads */
+  lua_setfield(L, -2, VALUE_PLAIN_MT);
 }
 
 int req_form_error_status(lua_State *L, int idx, int *status) {

@@ -3,7 +3,9 @@
  * req.form, req.files (http/form.c over req.body and its Content-Type),
  * req.cookies (the Cookie header) and req.captures when the route has
  * none.  They come from one metatable shared by every req of a state, so
- * a request that never reads them pays only for setting it.  A malformed
+ * a request that never reads them pays only for setting it (the metatable
+ * is marked VALUE_PLAIN_MT: req still crosses to queues and threads, as a
+ * plain table of the fields it holds).  A malformed
  * form body raises a FormError (vm/errors class "runtime.FormError", runtime.FormError to Lua, with the
  * field status = 400, or 413 for too many parts) that the runner answers
  * with that status when the handler does not catch it.  Runs on the

@@ -221,6 +221,16 @@ function TestHeaders:test_set_cookie_per_name()
   lu.assertEquals(headers["set-cookie"], { "a=1; Path=/", "b=1; Path=/", "c=1; Path=/" })
 end
 
+TestCopy = {}
+
+function TestCopy:test_req_crosses_a_queue_as_a_plain_table()
+  local status, _, body = apptest.request {
+    method = "POST", path = "/copy/abc", headers = { Cookie = "k=v",
+    ["Content-Type"] = "application/x-www-form-urlencoded" }, body = "a=1" }
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body, "nil /copy/abc abc v nil 1")
+end
+
 TestFraming = {}
 
 function TestFraming:test_204_and_304_have_no_body_or_type()

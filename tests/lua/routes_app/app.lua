@@ -2,6 +2,7 @@
 -- (SPEC §12): methods, captures, forms, uploads, cookies, headers.
 return {
   max_body = "1m",
+  shared = { queues = { reqs = 4 } },
   handlers = {
     { url = "^/items/(%d+)$", script = "items", methods = { "GET", "PUT", "DELETE" } },
     { url = "^/items$", script = "items", methods = { "get", "POST" } },
@@ -17,6 +18,7 @@ return {
     { url = "^/status/(%d+)$", script = "status" },
     { url = "^/multi$", script = "multi" },
     { url = "^/catch$", script = "catch", methods = { "POST" } },
+    { url = "^/copy/(%w+)$", script = "copy" },
     { url = "^/static/", static_dir = "public", methods = { "GET" } },
   },
 }
