@@ -3,9 +3,10 @@ route), methods and 405 with Allow, captures, forms, uploads, cookies,
 repeated response headers, 204/304/HEAD framing, start-up messages."""
 
 import os
-import re
+import shutil
+import subprocess
 import sys
-import time
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -201,6 +202,54 @@ class RoutesOverHttp(harness.ServerTestCase):
         r = self.post("/upload", "multipart/form-data; boundary=b", body)
         self.assertStatus(r, 413)
         self.assert_still_serving()
+
+
+@unittest.skipUnless(shutil.which("curl"), "curl is not installed")
+class WithRealCurl(harness.ServerTestCase):
+    """What curl itself sends: -d, -F with files, -I, -b."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server({}, ["--workers", "1"], app_dir=ROUTES_APP)
+
+    def curl(self, *args):
+        p = subprocess.run(["curl", "-sS", "--max-time", "10"] + list(args), check=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return p.stdout
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.srv.port, path)
+
+    def test_curl_d_form(self):
+        self.assertEqual(self.curl("-d", "title=hello+world", "-d", "note=a%26b",
+                                   self.url("/form")), b"note=a&b\ntitle=hello world\nfiles=0")
+
+    def test_curl_F_upload(self):
+        d = tempfile.mkdtemp(prefix="luahost-curl-")
+        self.addCleanup(shutil.rmtree, d, True)
+        data = bytes(range(256)) * 64 + b"\r\n--tail"
+        with open(os.path.join(d, "data.bin"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(d, "a.csv"), "wb") as f:
+            f.write(b"x,y\n1,2\n")
+        out = self.curl("-F", "title=two files", "-F", "bin=@" + os.path.join(d, "data.bin"),
+                        "-F", "csv=@" + os.path.join(d, "a.csv") + ";type=text/csv",
+                        self.url("/upload"))
+        want = (b"bin|data.bin|application/octet-stream|%d|" % len(data)) + data + \
+            b"\ncsv|a.csv|text/csv|8|x,y\n1,2\n\nfield title=two files"
+        self.assertEqual(out, want)
+
+    def test_curl_head_and_cookies(self):
+        head = self.curl("-I", self.url("/status/200"))
+        self.assertRegex(head, rb"(?i)content-length: 28\r\n")
+        self.assertTrue(head.endswith(b"\r\n\r\n"), head)
+        self.assertEqual(self.curl("-b", "sid=abc; theme=dark", self.url("/cookies")),
+                         b"sid=abc;theme=dark;")
+        verbose = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null",
+                                  self.url("/cookies?set=a,b")],
+                                 stdout=subprocess.PIPE, check=True).stdout
+        self.assertEqual(len([l for l in verbose.split(b"\r\n")
+                              if l.lower().startswith(b"set-cookie:")]), 2, verbose)
 
 
 class StartupMessages(harness.ServerTestCase):
