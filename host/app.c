@@ -28,12 +28,16 @@ static const luaL_Reg serve_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
+  {"urlfetch", luaopen_urlfetch},
+  {"json", luaopen_json},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
   {"runtime", luaopen_runtime},
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
+  {"urlfetch", luaopen_urlfetch},
+  {"json", luaopen_json},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };
@@ -69,7 +73,7 @@ static int load_config(struct config *cfg, const char *dir, const struct config_
   if (rc == 0) return 0;
   fprintf(stderr, "luahost: %s\n", err);
   config_free(cfg);
-  return rc == CONFIG_SYSTEM ? 1 : 2;
+  return rc == LH_ESYSTEM ? 1 : 2;
 }
 
 int app_serve(const char *app_dir, const struct config_cli *cli) {

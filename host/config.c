@@ -36,7 +36,7 @@ static int fail(char *err, size_t n, const struct origin *o, const char *expecte
   } else {
     snprintf(err, n, "%s: expected %s", o->text, expected);
   }
-  return -1;
+  return LH_EINVAL;
 }
 
 static char *dupstr(const char *s) {
@@ -286,10 +286,10 @@ static int get_caps(lua_State *L, const char *kind, struct config_cap **out, int
     if (!(cap->name = dupstr(lua_tostring(L, -2)))) return fail(err, n, &o, "memory", NULL, 0);
     snprintf(o.text, sizeof o.text, "app.lua key 'shared.%s.%s'", kind, cap->name);
     if (!strcmp(kind, "dicts")) {
-      if (get_size(L, &o, 4096, &cap->size, err, n) < 0) return -1;
+      if (get_size(L, &o, 4096, &cap->size, err, n) < 0) return LH_EINVAL;
     } else {
       int items;
-      if (get_int(L, &o, 1, 100000000, &items, err, n) < 0) return -1;
+      if (get_int(L, &o, 1, 100000000, &items, err, n) < 0) return LH_EINVAL;
       cap->size = (size_t)items;
     }
     lua_pop(L, 1);
@@ -310,11 +310,11 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
   }
   lua_pushliteral(L, "dicts");
   lua_rawget(L, -2);
-  if (get_caps(L, "dicts", &c->dicts, &c->ndicts, err, n) < 0) return -1;
+  if (get_caps(L, "dicts", &c->dicts, &c->ndicts, err, n) < 0) return LH_EINVAL;
   lua_pop(L, 1);
   lua_pushliteral(L, "queues");
   lua_rawget(L, -2);
-  if (get_caps(L, "queues", &c->queues, &c->nqueues, err, n) < 0) return -1;
+  if (get_caps(L, "queues", &c->queues, &c->nqueues, err, n) < 0) return LH_EINVAL;
   lua_pop(L, 1);
   return 0;
 }
@@ -370,16 +370,16 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
   if (access(path, F_OK) != 0) return 0;
   if (luaL_loadfilex(L, path, "t") != LUA_OK) {
     snprintf(err, n, "app.lua: %s", lua_tostring(L, -1));
-    return -1;
+    return LH_EINVAL;
   }
   if (vm_pcall(L, 0, 1) != LUA_OK) {
     snprintf(err, n, "app.lua failed: %s", vm_error_text(L));
-    return -1;
+    return LH_EINVAL;
   }
   if (lua_isnil(L, -1)) return 0;
   if (!lua_istable(L, -1)) {
     snprintf(err, n, "app.lua: expected it to return a table, got %s", luaL_typename(L, -1));
-    return -1;
+    return LH_EINVAL;
   }
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -392,11 +392,11 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
       snprintf(err, n, "app.lua: unknown key '%s' (expected one of role, listen, workers, "
                "max_background_threads, memory_limit, request_deadline, shutdown_grace, "
                "max_body, access_log, handlers, shared)", key);
-      return -1;
+      return LH_EINVAL;
     }
     struct origin o;
     origin_key(&o, keys[k]);
-    if (set_key(L, c, k, &o, err, n) < 0) return -1;
+    if (set_key(L, c, k, &o, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
   }
   return 0;
@@ -420,7 +420,7 @@ static int apply_cli(lua_State *L, struct config *c, const struct config_cli *cl
     snprintf(o.text, sizeof o.text, "option %s", opts[i].opt);
     if (!opts[i].numeric || !lua_stringtonumber(L, opts[i].val))
       lua_pushstring(L, opts[i].val);
-    if (set_key(L, c, opts[i].key, &o, err, n) < 0) return -1;
+    if (set_key(L, c, opts[i].key, &o, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
   }
   if (cli->log_format) {
@@ -428,7 +428,7 @@ static int apply_cli(lua_State *L, struct config *c, const struct config_cli *cl
     else if (strcmp(cli->log_format, "text")) {
       snprintf(err, n, "option --log-format: expected \"text\" or \"json\", got '%s'",
                cli->log_format);
-      return -1;
+      return LH_EINVAL;
     }
   }
   return 0;
@@ -470,24 +470,24 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
   defaults(c);
   if (!realpath(app_dir, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
     snprintf(err, n, "APP_DIR '%s': expected an existing directory", app_dir);
-    return -1;
+    return LH_EINVAL;
   }
   if (!(c->app_dir = dupstr(real))) {
     snprintf(err, n, "out of memory");
-    return CONFIG_SYSTEM;
+    return LH_ESYSTEM;
   }
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL, NULL};
   lua_State *L = vm_new(&vo, err, n);
-  if (!L) return CONFIG_SYSTEM;
+  if (!L) return LH_ESYSTEM;
   /* Everything runs in one protected call: whatever app.lua's values do
    * (a raising __tostring, say), the outcome is a message, never a panic. */
-  struct load_args a = {c, cli, err, n, -1};
+  struct load_args a = {c, cli, err, n, LH_EINVAL};
   lua_pushcfunction(L, load_protected);
   lua_pushlightuserdata(L, &a);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (vm_pcall(L, 1, 0) != LUA_OK) {
     snprintf(err, n, "app.lua: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                     : "error while checking it");
-    a.rc = -1;
+    a.rc = LH_EINVAL;
   }
   int rc = a.rc;
   vm_close(L);

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "base/lherror.h"
+
 struct route {
   char *url;            /* Lua pattern */
   char *script;         /* module name, or NULL */
@@ -52,9 +54,8 @@ struct config_cli {
       *request_deadline, *shutdown_grace, *log_format;
 };
 
-/* 0 on success; CONFIG_BAD with a message in err (a configuration error,
- * exit 2), or CONFIG_SYSTEM (the host could not build a state, exit 1). */
-enum { CONFIG_BAD = -1, CONFIG_SYSTEM = -2 };
+/* 0 on success; LH_EINVAL with a message in err (a configuration error,
+ * exit 2), or LH_ESYSTEM (the host could not build a state, exit 1). */
 int config_load(struct config *c, const char *app_dir, const struct config_cli *cli,
                 char *err, size_t errlen);
 void config_free(struct config *c);

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,84 +17,90 @@
 #include "store/queue.h"
 #include "vm/call.h"
 #include "vm/state.h"
+#include "spares.h"
 #include "task.h"
 
 #define MAX_KEPT_OUTCOMES 1000
 
 /* The starter waits on this (on its own stack) until the thread runs or
- * fails to build its state.  Guarded by `tl`. */
+ * fails to build its state.  Guarded by reg.lock. */
 struct start_sync {
   int state;                    /* 0 waiting, 1 running, -1 no state (err) */
   char err[512];
   pthread_cond_t cond;
 };
 
-/* One background thread.  Fields marked (tl) are guarded by `tl`; id,
+/* One background thread.  Fields marked (lock) are guarded by reg.lock; id,
  * outcome and is_hook are set by the starter before the record is linked
- * into `by_id` and read-only after. */
+ * into `reg.by_id` and read-only after. */
 struct bt {
   int64_t id;
   struct queue *outcome;        /* capacity 1; the record holds a reference */
-  atomic_int cancel;            /* set by bt.cancel; read by the thread's count hook */
-  int alive;                    /* (tl) */
-  struct start_sync *sync;      /* (tl) the starter's, until the thread runs */
-  int is_hook;                  /* the shutdown hook: no outcome kept */
+  atomic_int cancel;            /* set by bt.cancel; read by the thread's count reg.hook */
+  int alive;                    /* (lock) */
+  struct start_sync *sync;      /* (lock) the starter's, until the thread runs */
+  int is_hook;                  /* the shutdown reg.hook: no outcome kept */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
-  struct bt *hnext;             /* (tl) the next record in its by_id bucket */
-  struct bt *next_done, *prev_done;   /* (tl) finished records, oldest first */
+  struct bt *hnext;             /* (lock) the next record in its reg.by_id bucket */
+  struct bt *next_done, *prev_done;   /* (lock) finished records, oldest first */
 };
 
-static pthread_mutex_t tl = PTHREAD_MUTEX_INITIALIZER;
+/* The registry of threads.  Fields marked (lock) are guarded by
+ * reg.lock, which guards every record's (lock) fields too; lock order:
+ * reg.lock, then a queue's (never the spare pool's: spares_take is called
+ * without it).  cfg, app_dir and package_path are set by threads_init on
+ * the main thread before any background thread starts; read-only after
+ * (app_dir is cfg.app_dir's own copy). */
 #define ID_BUCKETS 1024
-static struct bt *by_id[ID_BUCKETS];       /* (tl) all records, by id % ID_BUCKETS */
-static struct bt *done_head, *done_tail;   /* (tl) finished, oldest first */
-static int ndone;                          /* (tl) */
-static int active;                         /* (tl) reserved or running threads */
-static int shutting_down;                  /* (tl) */
-static int64_t next_id;                    /* (tl) */
-static pthread_cond_t idle_cond;           /* (tl) signalled when active drops */
-static struct value hook;                  /* (tl) the shutdown hook's target */
-/* Set by threads_init on the main thread before any background thread
- * starts; read-only after (app_dir is cfg.app_dir's own copy). */
-static struct threads_config cfg;
-static char *app_dir;
-static char *package_path;      /* every thread state's: made by threads_init, as cfg */
+static struct {
+  pthread_mutex_t lock;
+  struct bt *by_id[ID_BUCKETS];       /* (lock) all records, by id % ID_BUCKETS */
+  struct bt *done_head, *done_tail;   /* (lock) finished, oldest first */
+  int ndone;                          /* (lock) */
+  int active;                         /* (lock) reserved or running threads */
+  int shutting_down;                  /* (lock) */
+  int64_t next_id;                    /* (lock) */
+  pthread_cond_t idle_cond;           /* (lock) signalled when active drops */
+  struct value hook;                  /* (lock) the shutdown hook's target */
+  struct threads_config cfg;
+  char *app_dir;
+  char *package_path;                 /* every thread state's */
+} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+static struct bt **bucket(int64_t id) { return &reg.by_id[(uint64_t)id % ID_BUCKETS]; }
 
-static struct bt **bucket(int64_t id) { return &by_id[(uint64_t)id % ID_BUCKETS]; }
-
-/* (tl) */
+/* (lock) */
 static struct bt *find(int64_t id) {
   for (struct bt *b = *bucket(id); b; b = b->hnext)
     if (b->id == id) return b;
   return NULL;
 }
 
-/* (tl) every record, in ID buckets */
+/* (lock) every record, in ID buckets */
 #define FOR_EACH_RECORD(b) \
   for (int i_ = 0; i_ < ID_BUCKETS; i_++) \
-    for (struct bt *b = by_id[i_], *n_; b && (n_ = b->hnext, 1); b = n_)
+    for (struct bt *b = reg.by_id[i_], *n_; b && (n_ = b->hnext, 1); b = n_)
 
-/* (tl) b (its id set) in its bucket */
+/* (lock) b (its id set) in its bucket */
 static void link_record(struct bt *b) {
   b->hnext = *bucket(b->id);
   *bucket(b->id) = b;
 }
 
-/* (tl) takes b out of its bucket */
+/* (lock) takes b out of its bucket */
 static void unlink_record(struct bt *b) {
   struct bt **p = bucket(b->id);
   while (*p != b) p = &(*p)->hnext;
   *p = b->hnext;
 }
 
-/* (tl) unlinks and frees a finished record */
+/* (lock) unlinks and frees a finished record */
 static void drop(struct bt *b) {
   unlink_record(b);
-  if (b->prev_done || done_head == b) {   /* on the finished list */
-    if (b->prev_done) b->prev_done->next_done = b->next_done; else done_head = b->next_done;
-    if (b->next_done) b->next_done->prev_done = b->prev_done; else done_tail = b->prev_done;
-    ndone--;
+  if (b->prev_done || reg.done_head == b) {   /* on the finished list */
+    if (b->prev_done) b->prev_done->next_done = b->next_done; else reg.done_head = b->next_done;
+    if (b->next_done) b->next_done->prev_done = b->prev_done; else reg.done_tail = b->prev_done;
+    reg.ndone--;
   }
   queue_release(b->outcome);
   free(b);
@@ -178,8 +183,8 @@ static void failure(lua_State *L, const char *msg, struct value *out) {
  * measured: it no longer makes an idle thread smaller, and cost 3% of
  * starts per second.) */
 static lua_State *new_state(char *err, size_t errlen) {
-  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, cfg.memory_limit,
-                       {cfg.app_dir, NULL, NULL}, cfg.preload, package_path};
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, reg.cfg.memory_limit,
+                       {reg.cfg.app_dir, NULL, NULL}, reg.cfg.preload, reg.package_path};
   return vm_new(&vo, err, errlen);
 }
 
@@ -207,16 +212,13 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
   } else {
     const char *msg = vm_error_text(L);
     log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
-            b->is_hook ? "(shutdown hook)" : tid, msg);
+            b->is_hook ? "(shutdown reg.hook)" : tid, msg);
     failure(L, msg, outcome);
   }
 }
 
-static int reserve_spare(void);
-static int start_spare(void);
-
 /* Runs b's target in L (its fresh state), closes L, then publishes the
- * outcome, releases the slot and starts a spare in its place. */
+ * outcome, releases the slot and asks for a spare in its place. */
 static void run_job(struct bt *b, lua_State *L) {
   struct value outcome = {0};
   struct vm_task *base = vm_base(L);
@@ -235,27 +237,26 @@ static void run_job(struct bt *b, lua_State *L) {
   struct queue *q = b->outcome;
   int keep = !b->is_hook;
   queue_retain(q);
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   b->alive = 0;
-  active--;
-  pthread_cond_broadcast(&idle_cond);
+  reg.active--;
+  pthread_cond_broadcast(&reg.idle_cond);
   if (!keep) {
     drop(b);
   } else {
     b->next_done = NULL;
-    b->prev_done = done_tail;
-    if (done_tail) done_tail->next_done = b; else done_head = b;
-    done_tail = b;
-    if (++ndone > MAX_KEPT_OUTCOMES) drop(done_head);
+    b->prev_done = reg.done_tail;
+    if (reg.done_tail) reg.done_tail->next_done = b; else reg.done_head = b;
+    reg.done_tail = b;
+    if (++reg.ndone > MAX_KEPT_OUTCOMES) drop(reg.done_head);
   }
-  int spare = reserve_spare();
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
-  else if (keep) queue_close(q, QW_CLOSED);   /* no memory to copy even a failure:
+  else if (keep) queue_close(q, LH_ECLOSED);   /* no memory to copy even a failure:
                                                  joiners are not left waiting */
   value_free(&outcome);
   queue_release(q);
-  if (spare) start_spare();
+  spares_replace();
 }
 
 /* A thread made for one target: builds its state, tells the starter it
@@ -264,140 +265,24 @@ static void *thread_main(void *arg) {
   struct bt *b = arg;
   char err[512];
   lua_State *L = new_state(err, sizeof err);
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   struct start_sync *sync = b->sync;
   b->sync = NULL;
   sync->state = L ? 1 : -1;
   if (!L) snprintf(sync->err, sizeof sync->err, "%s", err);
   pthread_cond_signal(&sync->cond);
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
   if (L) run_job(b, L);   /* else the starter undoes b */
   return NULL;
 }
 
-/* ---- spare threads ------------------------------------------------------
- * A spare is a new thread that already holds a fresh state and waits for
- * its one target; a start hands the target to a spare (no thread creation
- * or state building on the starter's path) and the replenisher thread
- * makes a new spare in the background.  Each thread still runs exactly one
- * target, and each state is closed after it. */
-
-struct spare {
-  sem_t go;                     /* posted once, by whoever took the spare off
-                                   the list (a starter, or threads_shutdown);
-                                   destroyed by the spare */
-  struct bt *job;               /* set under tl while on the list; read by the
-                                   spare after the post (NULL: shutdown) */
-  struct spare *next;           /* (tl) idle spares */
-};
-
-static struct spare *spares;    /* (tl) idle spares, ready */
-static int nspares, spares_making;   /* (tl) ready, and being made */
-static int spares_wanted;       /* set by threads_init (main thread, first); read-only after */
-static pthread_cond_t replenish_cond;   /* (tl) */
-static pthread_cond_t spare_cond;       /* (tl) a spare is ready, or one in the making failed */
-
-/* A spare's state, or NULL (the spare then ends).  Not inlined: its
- * buffer is off the stack while the spare waits and runs.  Host modules
- * load on require, as in any state (measured: loading `runtime` ahead
- * cost 4 KiB per idle thread and a tenth of the starts per second, for no
- * gain in latency). */
-static __attribute__((noinline)) lua_State *spare_state(void) {
+/* spares_ops: a spare's fresh state, and its job. */
+static lua_State *spare_state(void) {
   char err[512];
   return new_state(err, sizeof err);
 }
 
-/* (tl) A spare counted as making is ready or failed.  Every start waiting
- * for one is woken: with none left in the making, they go on to make their
- * own rather than wait for a spare that never comes. */
-static void made_spare(void) {
-  spares_making--;
-  pthread_cond_broadcast(&spare_cond);
-}
-
-static void *spare_main(void *arg) {
-  struct spare sp;
-  lua_State *L = spare_state();
-  sem_init(&sp.go, 0, 0);
-  sp.job = NULL;
-  pthread_mutex_lock(&tl);
-  made_spare();
-  if (!L || shutting_down) {   /* cannot serve: leave the start path alone */
-    pthread_mutex_unlock(&tl);
-    sem_destroy(&sp.go);
-    if (L) vm_close(L);
-    return NULL;
-  }
-  sp.next = spares;
-  spares = &sp;
-  nspares++;
-  pthread_mutex_unlock(&tl);
-  /* A semaphore, not a condition variable: the post (made after whoever
-   * took us off the list set job) wakes us without our having to take
-   * `tl` back before running the target. */
-  while (sem_wait(&sp.go) != 0) {}
-  struct bt *b = sp.job;   /* NULL: shutdown */
-  sem_destroy(&sp.go);
-  if (b) run_job(b, L);
-  else vm_close(L);
-  return NULL;
-}
-
-/* Keeps spares_wanted spares ready. */
-static void *replenisher_main(void *arg) {
-  pthread_mutex_lock(&tl);
-  while (!shutting_down) {
-    if (reserve_spare()) {
-      pthread_mutex_unlock(&tl);
-      int rc = start_spare();
-      pthread_mutex_lock(&tl);
-      if (rc != 0) {
-        struct timespec ts = sync_deadline(100000000u);   /* retry later */
-        pthread_cond_timedwait(&replenish_cond, &tl, &ts);
-      }
-      continue;
-    }
-    pthread_cond_wait(&replenish_cond, &tl);
-  }
-  pthread_mutex_unlock(&tl);
-  return NULL;
-}
-
-/* A finishing thread starts the spare that replaces it, so that a start
- * wakes one thread (the spare), not the replenisher too: about a tenth
- * more starts per second with 2 in flight.  The replenisher fills in when
- * the last spare is taken (threads that run long) or a start fails.
- * (tl) reserve_spare: 1 when a spare is to be made (counted as making). */
-static int reserve_spare(void) {
-  if (!spares_wanted || shutting_down || nspares + spares_making >= spares_wanted) return 0;
-  spares_making++;
-  return 1;
-}
-
-/* Starts the spare reserve_spare counted, outside tl: 0, or -1 when no
- * thread could be made (then no longer counted; the replenisher retries
- * later). */
-static int start_spare(void) {
-  if (sync_spawn_detached(spare_main, NULL) == 0) return 0;
-  pthread_mutex_lock(&tl);
-  made_spare();
-  pthread_cond_signal(&replenish_cond);
-  pthread_mutex_unlock(&tl);
-  return -1;
-}
-
-/* (tl) A ready spare takes b: the spare, to be woken (sem_post) once tl
- * is released, or NULL when none is ready.  Until that post the spare
- * waits and, off the list, is reached by no one else. */
-static struct spare *hand_to_spare(struct bt *b) {
-  struct spare *sp = spares;
-  if (!sp) return NULL;
-  spares = sp->next;
-  nspares--;
-  sp->job = b;
-  if (nspares + spares_making == 0) pthread_cond_signal(&replenish_cond);
-  return sp;
-}
+static void run_spare_job(void *job, lua_State *L) { run_job(job, L); }
 
 /* Frees a record whose thread never ran, with its values and queue. */
 static void discard(struct bt *b) {
@@ -414,7 +299,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     free(b);
     snprintf(err, errlen, "out of memory");
     value_free(target); value_free(args); value_free(kwargs);
-    return BT_SYSTEM;
+    return LH_ESYSTEM;
   }
   b->outcome = q;
   b->is_hook = is_hook;
@@ -422,53 +307,45 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   memset(target, 0, sizeof *target); memset(args, 0, sizeof *args);
   memset(kwargs, 0, sizeof *kwargs);
   int64_t refused = 0;
-  pthread_mutex_lock(&tl);
-  if (shutting_down && !is_hook) {
+  pthread_mutex_lock(&reg.lock);
+  if (reg.shutting_down && !is_hook) {
     snprintf(err, errlen, "the instance is shutting down: no new background threads");
-    refused = BT_SHUTDOWN;
-  } else if (!is_hook && active >= cfg.max_threads) {
-    snprintf(err, errlen, "max_background_threads (%d) background threads are already active",
-             cfg.max_threads);
-    refused = BT_LIMIT;
+    refused = LH_ESHUTDOWN;
+  } else if (!is_hook && reg.active >= reg.cfg.max_threads) {
+    snprintf(err, errlen, "max_background_threads (%d) background threads are already reg.active",
+             reg.cfg.max_threads);
+    refused = LH_ELIMIT;
   }
   if (refused) {
-    pthread_mutex_unlock(&tl);
+    pthread_mutex_unlock(&reg.lock);
     discard(b);
     return refused;
   }
-  active++;   /* the reservation, released when the thread's state is closed */
-  b->id = ++next_id;
+  reg.active++;   /* the reservation, released when the thread's state is closed */
+  b->id = ++reg.next_id;
   b->alive = 1;
   link_record(b);
   int64_t id = b->id;
-  /* None ready but some in the making (starts outrun their replacement):
-   * wait for the first, which is less work than a thread and a state of
-   * our own and comes sooner. */
-  struct spare *sp;
-  while (!(sp = hand_to_spare(b)) && spares_making > 0 && !shutting_down)
-    pthread_cond_wait(&spare_cond, &tl);
-  if (sp) {   /* the spare runs: its ID can be returned now */
-    pthread_mutex_unlock(&tl);
-    sem_post(&sp->go);
-    return id;
-  }
-  if (spares_wanted) pthread_cond_signal(&replenish_cond);   /* none ready: make more */
+  pthread_mutex_unlock(&reg.lock);
+  if (spares_take(b)) return id;   /* a spare runs it: its ID can be returned now */
+  /* No spare: a thread and a state of its own. */
+  pthread_mutex_lock(&reg.lock);
   struct start_sync sync = {0};
   pthread_cond_init(&sync.cond, NULL);
   b->sync = &sync;
   int rc = sync_spawn_detached(thread_main, b);
   if (rc != 0) snprintf(err, errlen, "cannot create a thread: %s", strerror(rc));
-  else while (!sync.state) pthread_cond_wait(&sync.cond, &tl);
+  else while (!sync.state) pthread_cond_wait(&sync.cond, &reg.lock);
   if (rc == 0 && sync.state < 0) snprintf(err, errlen, "%s", sync.err);
   if (rc != 0 || sync.state < 0) {   /* never ran: undo the reservation */
     unlink_record(b);
-    active--;
-    pthread_cond_broadcast(&idle_cond);
-    id = BT_SYSTEM;
+    reg.active--;
+    pthread_cond_broadcast(&reg.idle_cond);
+    id = LH_ESYSTEM;
   }
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
   pthread_cond_destroy(&sync.cond);
-  if (id == BT_SYSTEM) discard(b);   /* else b may be gone by now */
+  if (id == LH_ESYSTEM) discard(b);   /* else b may be gone by now */
   return id;
 }
 
@@ -483,21 +360,17 @@ int threads_valid_target(const char *s) {
 }
 
 void threads_init(const struct threads_config *c) {
-  cfg = *c;
-  free(app_dir);
-  app_dir = c->app_dir ? strdup(c->app_dir) : NULL;
-  cfg.app_dir = app_dir;
+  reg.cfg = *c;
+  free(reg.app_dir);
+  reg.app_dir = c->app_dir ? strdup(c->app_dir) : NULL;
+  reg.cfg.app_dir = reg.app_dir;
   /* package.path costs a tenth of a thread state to assemble: once here */
-  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {app_dir, NULL, NULL}, NULL, NULL};
-  free(package_path);
-  package_path = vm_package_path(&vo);   /* NULL: each state builds its own */
-  sync_cond_init(&idle_cond);
-  pthread_cond_init(&replenish_cond, NULL);
-  pthread_cond_init(&spare_cond, NULL);
-  spares_wanted = c->spares;
-  if (spares_wanted > 0) {
-    if (sync_spawn_detached(replenisher_main, NULL) != 0) spares_wanted = 0;
-  }
+  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {reg.app_dir, NULL, NULL}, NULL, NULL};
+  free(reg.package_path);
+  reg.package_path = vm_package_path(&vo);   /* NULL: each state builds its own */
+  sync_cond_init(&reg.idle_cond);
+  static const struct spares_ops ops = {spare_state, run_spare_job};
+  spares_init(c->spares, &ops);
 }
 
 int64_t threads_start(struct value *target, struct value *args, struct value *kwargs,
@@ -506,99 +379,92 @@ int64_t threads_start(struct value *target, struct value *args, struct value *kw
 }
 
 struct queue *threads_outcome(int64_t id) {
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   struct bt *b = find(id);
   struct queue *q = b && !b->is_hook ? b->outcome : NULL;
   if (q) queue_retain(q);
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
   return q;
 }
 
 void threads_forget(int64_t id) {
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   struct bt *b = find(id);
   if (b && !b->alive) {
     /* a joiner took the outcome: others waiting for it are told now */
-    queue_close(b->outcome, QW_CLOSED);
+    queue_close(b->outcome, LH_ECLOSED);
     drop(b);
   }
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
 }
 
 int threads_is_alive(int64_t id) {
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   struct bt *b = find(id);
   int alive = b && b->alive;
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
   return alive;
 }
 
 int threads_active(void) {
-  pthread_mutex_lock(&tl);
-  int n = active;
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_lock(&reg.lock);
+  int n = reg.active;
+  pthread_mutex_unlock(&reg.lock);
   return n;
 }
 
-int threads_max(void) { return cfg.max_threads; }
+int threads_max(void) { return reg.cfg.max_threads; }
 
 int threads_cancel(int64_t id) {
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   struct bt *b = find(id);
   int alive = b && b->alive;
   if (alive) atomic_store(&b->cancel, 1);
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
   if (alive) task_poke_all();   /* its wait, if any, ends now */
   return alive;
 }
 
 void threads_shutdown(void) {
-  pthread_mutex_lock(&tl);
-  shutting_down = 1;
-  while (spares) {   /* off the list, then woken with no job: they end */
-    struct spare *sp = spares;
-    spares = sp->next;
-    nspares--;
-    sem_post(&sp->go);
-  }
-  pthread_cond_signal(&replenish_cond);
-  pthread_cond_broadcast(&spare_cond);   /* starts waiting for a spare go on */
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_lock(&reg.lock);
+  reg.shutting_down = 1;
+  pthread_mutex_unlock(&reg.lock);
+  spares_shutdown();
 }
 
 int threads_wait_idle(uint64_t timeout_ns) {
   struct timespec ts = sync_deadline(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
-  pthread_mutex_lock(&tl);
-  while (active > 0) {
-    if (timeout_ns == UINT64_MAX) pthread_cond_wait(&idle_cond, &tl);
-    else if (pthread_cond_timedwait(&idle_cond, &tl, &ts) == ETIMEDOUT) break;
+  pthread_mutex_lock(&reg.lock);
+  while (reg.active > 0) {
+    if (timeout_ns == UINT64_MAX) pthread_cond_wait(&reg.idle_cond, &reg.lock);
+    else if (pthread_cond_timedwait(&reg.idle_cond, &reg.lock, &ts) == ETIMEDOUT) break;
   }
-  int left = active;
-  pthread_mutex_unlock(&tl);
+  int left = reg.active;
+  pthread_mutex_unlock(&reg.lock);
   return left ? -1 : 0;
 }
 
 void threads_log_running(void) {
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   FOR_EACH_RECORD(b)
     if (b->alive) {
       char tid[24];
       snprintf(tid, sizeof tid, "%lld", (long long)b->id);
       log_msg(LOG_WARNING, "thread_id", tid, "background thread %s%s still running after "
-              "the shutdown grace", tid, b->is_hook ? " (shutdown hook)" : "");
+              "the shutdown grace", tid, b->is_hook ? " (shutdown reg.hook)" : "");
     }
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
 }
 
 void threads_set_hook(struct value *target, struct value *prev) {
-  pthread_mutex_lock(&tl);
-  *prev = hook;
-  memset(&hook, 0, sizeof hook);
+  pthread_mutex_lock(&reg.lock);
+  *prev = reg.hook;
+  memset(&reg.hook, 0, sizeof reg.hook);
   if (target) {
-    hook = *target;
+    reg.hook = *target;
     memset(target, 0, sizeof *target);
   }
-  pthread_mutex_unlock(&tl);
+  pthread_mutex_unlock(&reg.lock);
 }
 
 void threads_run_hook(void) {
@@ -607,13 +473,13 @@ void threads_run_hook(void) {
   threads_set_hook(NULL, &target);
   if (!target.len) { value_free(&target); return; }
   if (spawn(&target, &none1, &none2, 1, err, sizeof err) < 0)
-    log_msg(LOG_ERROR, NULL, NULL, "shutdown hook could not start: %s", err);
+    log_msg(LOG_ERROR, NULL, NULL, "shutdown reg.hook could not start: %s", err);
 }
 
 void threads_free_all(void) {
-  pthread_mutex_lock(&tl);
+  pthread_mutex_lock(&reg.lock);
   FOR_EACH_RECORD(b)   /* only finished records are freed; running threads own theirs */
     if (!b->alive) drop(b);
-  value_free(&hook);
-  pthread_mutex_unlock(&tl);
+  value_free(&reg.hook);
+  pthread_mutex_unlock(&reg.lock);
 }

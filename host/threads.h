@@ -12,8 +12,11 @@
  * blocking in a thread) like any queue pop.  The value is a table
  * {ok = true, n = N, ...results} or {ok = false, err = "message\ntraceback"}.
  *
- * Threads: every function may be called from any thread; the thread table
- * is guarded by one mutex (lock order: that mutex, then a queue's).
+ * Uses spares.c for threads kept ready with a fresh state.
+ *
+ * Threads: every function may be called from any thread; the registry of
+ * records is guarded by one mutex (lock order: that mutex, then a
+ * queue's).
  */
 #ifndef LUAHOST_THREADS_H
 #define LUAHOST_THREADS_H
@@ -23,9 +26,9 @@
 
 #include <lauxlib.h>
 
+#include "base/lherror.h"
 #include "vm/value.h"
 
-enum { BT_LIMIT = -1, BT_SHUTDOWN = -2, BT_SYSTEM = -3 };
 
 struct threads_config {
   int max_threads;
@@ -57,8 +60,8 @@ int threads_active(void);
 int threads_max(void);
 int threads_cancel(int64_t id);      /* 1 when the thread was alive */
 
-/* Shutdown: blocking sleeps in threads return at once (queues are woken
- * by queue_shutdown_all); later starts are refused. */
+/* Shutdown: later starts are refused and idle spares end (the threads'
+ * waits are ended by task_shutdown, queues by queue_shutdown_all). */
 void threads_shutdown(void);
 /* 0 when no thread is active within timeout_ns (UINT64_MAX: no limit). */
 int threads_wait_idle(uint64_t timeout_ns);

@@ -2,7 +2,7 @@
  * store/dict: process-wide named dictionaries (shared.dict).  Keys are
  * byte strings; values nil, booleans, integers, floats or byte strings,
  * each with an optional expiry (millisecond resolution).  Each dict has a
- * byte capacity; when it is full, writes fail with DICT_NOMEM and nothing
+ * byte capacity; when it is full, writes fail with LH_ENOMEM and nothing
  * stored is evicted (expired entries are reclaimed first).  Knows no Lua.
  *
  * Threads: any thread may call any function.  Each dict has its own mutex;
@@ -13,12 +13,12 @@
 #define LUAHOST_DICT_H
 
 #include <stddef.h>
+
+#include "base/lherror.h"
 #include <stdint.h>
 
 #define DICT_DEFAULT_CAPACITY (1u << 20)
 
-enum { DICT_OK = 0, DICT_NOMEM = -1, DICT_EXISTS = -2, DICT_NOTFOUND = -3,
-       DICT_NOTNUM = -4 };
 enum dict_type { DV_NIL, DV_BOOL, DV_INT, DV_FLOAT, DV_STR };
 
 struct dict_val {
@@ -43,16 +43,16 @@ void dict_retain(struct dict *d);
 void dict_release(struct dict *d);
 const char *dict_name(const struct dict *d);
 
-/* DICT_OK with *out set (DV_NIL when missing or expired). */
+/* LH_OK with *out set (DV_NIL when missing or expired). */
 int dict_get(struct dict *d, const char *k, size_t kl, struct dict_val *out,
              struct dict_buf *buf);
 /* ttl_ms 0: never expires.  A DV_NIL value deletes the key. */
 int dict_set(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
              uint64_t ttl_ms);
-/* Like set, but DICT_EXISTS when the key is present. */
+/* Like set, but LH_EEXISTS when the key is present. */
 int dict_add(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
              uint64_t ttl_ms);
-/* Adds n to a number; a missing key starts at *init (DICT_NOTFOUND when
+/* Adds n to a number; a missing key starts at *init (LH_ENOTFOUND when
  * init is NULL).  Integers stay integers when n and the value are. */
 int dict_incr(struct dict *d, const char *k, size_t kl, const struct dict_val *n,
               const struct dict_val *init, struct dict_val *out);

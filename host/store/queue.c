@@ -18,7 +18,7 @@ struct queue {
   struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
   struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
   int closed;                  /* 0, or the final state every wait now ends
-                                  with: QW_SHUTDOWN, QW_CLOSED */
+                                  with: LH_ESHUTDOWN, LH_ECLOSED */
   int private_;                /* set at creation: not in the registry, freed at refs 0 */
   atomic_int refs;             /* atomic, no lock */
   struct queue *next_queue;    /* registry list (registry lock) */
@@ -45,7 +45,7 @@ struct queue *queue_open(const char *name, size_t len) {
     memcpy(q->name, name, len);
     pthread_mutex_init(&q->lock, NULL);
     atomic_init(&q->refs, 1);   /* the registry's */
-    q->closed = all_shutting_down ? QW_SHUTDOWN : 0;
+    q->closed = all_shutting_down ? LH_ESHUTDOWN : 0;
     q->next_queue = all;
     all = q;
   }
@@ -139,7 +139,7 @@ static void admit_push(struct queue *q) {
   struct queue_waiter *w = q->pushes;
   if (w && q->count < q->capacity && ring_put(q, &w->val) == 0) {
     list_remove(&q->pushes, &q->pushes_tail, w);
-    finish(w, QW_DONE);
+    finish(w, LH_OK);
   }
 }
 
@@ -151,18 +151,18 @@ static int push_locked(struct queue *q, struct value *v) {
     value_free(&w->val);
     w->val = *v;
     memset(v, 0, sizeof *v);
-    finish(w, QW_DONE);
-    return QUEUE_OK;
+    finish(w, LH_OK);
+    return LH_OK;
   }
-  if (q->count >= q->capacity || ring_put(q, v) < 0) return QUEUE_FULL;
-  return QUEUE_OK;
+  if (q->count >= q->capacity || ring_put(q, v) < 0) return LH_EFULL;
+  return LH_OK;
 }
 
 static int pop_locked(struct queue *q, struct value *out) {
-  if (q->count == 0) return QUEUE_EMPTY;
+  if (q->count == 0) return LH_EEMPTY;
   ring_take(q, out);
   admit_push(q);
-  return QUEUE_OK;
+  return LH_OK;
 }
 
 /* ---- API -------------------------------------------------------------- */
@@ -179,7 +179,7 @@ static int state_rc(int state);
 int queue_pop(struct queue *q, struct value *out) {
   pthread_mutex_lock(&q->lock);
   int rc = pop_locked(q, out);
-  if (rc == QUEUE_EMPTY && q->closed) rc = state_rc(q->closed);
+  if (rc == LH_EEMPTY && q->closed) rc = state_rc(q->closed);
   pthread_mutex_unlock(&q->lock);
   return rc;
 }
@@ -188,7 +188,7 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
   int done = 1;
   pthread_mutex_lock(&q->lock);
   value_reset(&w->val);
-  if (pop_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  if (pop_locked(q, &w->val) == LH_OK) w->state = LH_OK;
   else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
@@ -202,7 +202,7 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
 int queue_wait_push(struct queue *q, struct queue_waiter *w) {
   int done = 1;
   pthread_mutex_lock(&q->lock);
-  if (push_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  if (push_locked(q, &w->val) == LH_OK) w->state = LH_OK;
   else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
@@ -245,22 +245,15 @@ int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
                                       : pthread_cond_timedwait(w->cond, &q->lock, &ts);
     if (rc == ETIMEDOUT && w->state == QW_WAITING) {
       unlink_waiter(q, w);
-      w->state = QW_TIMEOUT;
+      w->state = LH_ETIMEDOUT;
     }
   }
   pthread_mutex_unlock(&q->lock);
   return w->state;
 }
 
-static int state_rc(int state) {
-  switch (state) {
-    case QW_DONE: return QUEUE_OK;
-    case QW_TIMEOUT: return QUEUE_TIMEOUT;
-    case QW_SHUTDOWN: return QUEUE_SHUTDOWN;
-    case QW_CLOSED: return QUEUE_CLOSED;
-    default: return QUEUE_CANCELLED;
-  }
-}
+/* A final waiter state is already the return code. */
+static int state_rc(int state) { return state <= 0 ? state : LH_ECANCELLED; }
 
 void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
   memset(w, 0, sizeof *w);
@@ -274,9 +267,9 @@ int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
   struct queue_waiter w;
   queue_waiter_init_blocking(&w, &cond);
   if (!queue_wait_pop(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
-  else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
+  else if (w.state == QW_WAITING) queue_cancel(q, &w, LH_ETIMEDOUT);
   pthread_cond_destroy(&cond);
-  if (w.state == QW_DONE) *out = w.val;
+  if (w.state == LH_OK) *out = w.val;
   else value_free(&w.val);
   return state_rc(w.state);
 }
@@ -288,9 +281,9 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
   w.val = *v;
   memset(v, 0, sizeof *v);
   if (!queue_wait_push(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
-  else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
+  else if (w.state == QW_WAITING) queue_cancel(q, &w, LH_ETIMEDOUT);
   pthread_cond_destroy(&cond);
-  if (w.state != QW_DONE) *v = w.val;   /* not added: the caller keeps it */
+  if (w.state != LH_OK) *v = w.val;   /* not added: the caller keeps it */
   return state_rc(w.state);
 }
 
@@ -313,7 +306,7 @@ void queue_close(struct queue *q, int why) {
 void queue_shutdown_all(void) {
   pthread_mutex_lock(&reg_lock);
   all_shutting_down = 1;
-  for (struct queue *q = all; q; q = q->next_queue) queue_close(q, QW_SHUTDOWN);
+  for (struct queue *q = all; q; q = q->next_queue) queue_close(q, LH_ESHUTDOWN);
   pthread_mutex_unlock(&reg_lock);
 }
 

@@ -8,18 +8,12 @@
 
 static const char TB_KEY[] = "luahost.traceback";
 
-/* Message handler: string errors get the traceback appended (as lua.c
- * does); other error objects are kept, and the traceback is stored aside. */
+/* Message handler: the error value is kept as raised (a message stays
+ * the message, an object the object) and the traceback is stored aside,
+ * for vm_error_text. */
 static int msghandler(lua_State *L) {
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    luaL_traceback(L, L, lua_tostring(L, 1), 1);
-    lua_pushnil(L);
-  } else {
-    luaL_traceback(L, L, NULL, 1);
-    lua_pushvalue(L, 1);     /* stack: err tb err */
-    lua_insert(L, -2);
-  }
-  lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);   /* traceback or nil */
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, TB_KEY);
   return 1;
 }
 

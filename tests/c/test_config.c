@@ -33,7 +33,7 @@ static void expect_error(const char *lua, const struct config_cli *cli, const ch
   struct config c;
   char err[512] = "";
   app(lua);
-  if (load(&c, cli, err) != -1) FAIL_AT("accepted: %s", lua);
+  if (load(&c, cli, err) != LH_EINVAL) FAIL_AT("accepted: %s", lua);
   if (!strstr(err, needle)) FAIL_AT("error \"%s\" lacks \"%s\"", err, needle);
   config_free(&c);
 }
@@ -315,7 +315,7 @@ TEST(missing_app_dir) {
   struct config c;
   struct config_cli cli = {0};
   char err[512];
-  ASSERT_INT_EQ(config_load(&c, "/nonexistent/app", &cli, err, sizeof err), -1);
+  ASSERT_INT_EQ(config_load(&c, "/nonexistent/app", &cli, err, sizeof err), LH_EINVAL);
   ASSERT(strstr(err, "expected an existing directory"));
   config_free(&c);
 }

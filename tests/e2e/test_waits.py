@@ -42,7 +42,7 @@ FILES = {
         end
         function M.thread(kind)
           require("runtime").log("info", "WAITING thread " .. kind)
-          local a = M.answer(require("wait_kinds").run(kind, 60, 120))
+          local a = M.answer(require("wait_kinds").run(kind, 60, 120, 2))
           print("THREAD " .. kind .. " " .. a)
         end
         function M.hook()
@@ -70,7 +70,7 @@ FILES = {
         local waits = require "wait_kinds"
         return function(req)
           require("runtime").log("info", "WAITING request " .. req.args.kind)
-          local f = function() return report.answer(waits.run(req.args.kind, 60, 120)) end
+          local f = function() return report.answer(waits.run(req.args.kind, 60, 120, 2)) end
           if req.args.nested then
             local co = coroutine.create(f)
             local ok, a = coroutine.resume(co)
@@ -94,20 +94,31 @@ class ShutdownEndsWaits(harness.ServerTestCase):
             except Exception as e:   # noqa: BLE001 - reported below
                 results[target] = ("error", repr(e))
 
-        targets = ["/wait?kind=%s%s" % (k, n) for k in KINDS for n in ("", "&nested=1")]
-        clients = [threading.Thread(target=ask, args=(t,)) for t in targets]
-        for c in clients:
+        def waiting():
+            return sum("WAITING" in l for l in srv.err.snapshot())
+
+        def wait_for_waiting(n):
+            deadline = time.monotonic() + harness.scaled(10)
+            while waiting() < n and time.monotonic() < deadline:
+                srv.wait_stderr(r"WAITING", timeout=0.2)
+            self.assertEqual(waiting(), n, srv.stderr_text())
+
+        # A wait in a coroutine the handler made holds its worker: send
+        # those first, one by one, and let each worker count as busy (the
+        # balancer skips a worker whose Lua has run 10 ms) before the next.
+        nested = ["/wait?kind=%s&nested=1" % k for k in KINDS]
+        plain = ["/wait?kind=%s" % k for k in KINDS]
+        targets = nested + plain
+        clients = []
+        wait_for_waiting(len(KINDS))   # the threads started by /_ah/start
+        for t in targets:
+            c = threading.Thread(target=ask, args=(t,))
             c.start()
-        # each handler and thread logs WAITING just before its wait (a wait
-        # that begins after the signal ends at once all the same)
-        want = len(targets) + len(KINDS)
-        deadline = time.monotonic() + harness.scaled(10)
-        while time.monotonic() < deadline:
-            if sum("WAITING" in l for l in srv.err.snapshot()) >= want:
-                break
-            srv.wait_stderr(r"WAITING", timeout=0.2)
-        self.assertEqual(sum("WAITING" in l for l in srv.err.snapshot()), want,
-                         srv.stderr_text())
+            clients.append(c)
+            if t in nested:
+                wait_for_waiting(len(KINDS) + len(clients))
+                time.sleep(0.05)
+        wait_for_waiting(len(KINDS) + len(targets))
         self.assertEqual(results, {}, "a wait ended before shutdown")
         t0 = time.monotonic()
         srv.send_signal(signal.SIGTERM)

@@ -5,12 +5,18 @@ local bt = require "background_thread"
 
 local M = {}
 
-function M.sleeper(secs) runtime.sleep(secs) end
+-- Sleeps; with linger, stays busy that many seconds after (so a join ended
+-- by shutdown does not see it end first).
+function M.sleeper(secs, linger)
+  runtime.sleep(secs)
+  local t = runtime.monotonic() + (linger or 0)
+  while runtime.monotonic() < t do end
+end
 
 -- Returns what the wait returned.  A join waits for a thread that sleeps
 -- `sleeper` seconds (default: a little past the join's timeout, at most 3 s,
--- so a test run does not wait long for it at its end).
-function M.run(kind, secs, sleeper)
+-- so a test run does not wait long for it at its end), then lingers.
+function M.run(kind, secs, sleeper, linger)
   if kind == "sleep" then
     return runtime.sleep(secs)
   elseif kind == "pop" then
@@ -21,7 +27,7 @@ function M.run(kind, secs, sleeper)
     return q:push("more", secs)
   elseif kind == "join" then
     local id = bt.start_new_background_thread("wait_kinds:sleeper",
-                                              { sleeper or math.min(secs * 2 + 1, 3) })
+                                              { sleeper or math.min(secs * 2 + 1, 3), linger })
     return bt.join(id, secs)
   end
   error("unknown wait kind " .. tostring(kind))

@@ -1,0 +1,6 @@
+-- The app of tests/lua/test_urlfetch.lua.
+return {
+  role = "backend",
+  request_deadline = 1,
+  handlers = { { url = "^/proxy$", script = "proxy" } },
+}
