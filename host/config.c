@@ -230,16 +230,16 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
     char why[160];
     if (route_check_pattern(r->url, strlen(r->url), &r->ncaptures, why, sizeof why) < 0) {
       snprintf(err, n, "app.lua: handlers[%d].url: %s", i, why);
-      return -1;
+      return LH_EINVAL;
     }
     const char *shadowed = r->script ? route_shadowed(r->script) : NULL;
     if (shadowed) {
       snprintf(err, n, "app.lua: handlers[%d].script: '%s' shadows %s; rename the module", i,
                r->script, shadowed);
-      return -1;
+      return LH_EINVAL;
     }
     lua_pushliteral(L, "methods");
-    if (lua_rawget(L, -2) != LUA_TNIL && get_methods(L, r, i, err, n) < 0) return -1;
+    if (lua_rawget(L, -2) != LUA_TNIL && get_methods(L, r, i, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
     route_literal(r);
     if (r->static_dir) {

@@ -4,13 +4,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/lherror.h"
 #include "config.h"
 
 /* ---- patterns: Lua 5.4 lstrlib's rules, walked once statically ---------- */
 
 static int perr(char *err, size_t n, const char *msg) {
   snprintf(err, n, "%s", msg);
-  return -1;
+  return LH_EINVAL;
 }
 
 /* The end of the single-character class at p (a char, %x or [set]), as
@@ -72,14 +73,14 @@ int route_check_pattern(const char *pat, size_t len, int *ncaptures, char *err, 
         if (p[1] == 'f') {
           p += 2;
           if (p >= end || *p != '[') return perr(err, n, "missing '[' after '%f' in pattern");
-          if (!(p = class_end(p, end, err, n))) return -1;
+          if (!(p = class_end(p, end, err, n))) return LH_EINVAL;
           continue;
         }
         if (p[1] >= '0' && p[1] <= '9') {
           int l = p[1] - '1';
           if (l < 0 || l >= level || cap[l] == OPEN) {
             snprintf(err, n, "invalid capture index %%%d", l + 1);
-            return -1;
+            return LH_EINVAL;
           }
           p += 2;
           continue;
@@ -89,7 +90,7 @@ int route_check_pattern(const char *pat, size_t len, int *ncaptures, char *err, 
         break;
     }
     /* a single-character class, maybe with a quantifier */
-    if (!(p = class_end(p, end, err, n))) return -1;
+    if (!(p = class_end(p, end, err, n))) return LH_EINVAL;
     if (p < end && strchr("?+*-", *p)) p++;
   }
   for (int l = 0; l < level; l++)
@@ -161,7 +162,7 @@ static int in_list(const char *list, const char *m) {
 static int add_one(char *buf, size_t cap, size_t *len, const char *m) {
   if (in_list(buf, m)) return 0;
   size_t ml = strlen(m), sep = *len ? 2 : 0;
-  if (*len + sep + ml + 1 > cap) return -1;
+  if (*len + sep + ml + 1 > cap) return LH_ELIMIT;
   if (sep) memcpy(buf + *len, ", ", 2);
   memcpy(buf + *len + sep, m, ml + 1);
   *len += sep + ml;
@@ -174,7 +175,7 @@ int route_allow_add(const struct route *r, char *buf, size_t cap) {
     if (add_one(buf, cap, &len, r->methods[i]) < 0 ||
         (!strcmp(r->methods[i], "GET") && add_one(buf, cap, &len, "HEAD") < 0)) {
       buf[was] = '\0';
-      return -1;
+      return LH_ELIMIT;
     }
   }
   return 0;

@@ -22,7 +22,7 @@ struct route;
 
 #define ROUTE_MAX_CAPTURES 32   /* LUA_MAXCAPTURES */
 
-/* 0 when pat[0..n) is a valid Lua pattern for string.find; else -1 with
+/* 0 when pat[0..n) is a valid Lua pattern for string.find; else LH_EINVAL with
  * the reason in err, in Lua's words ("malformed pattern (missing ']')",
  * "invalid capture index %2", ...), except that a capture never closed
  * is "malformed pattern (unfinished capture)" (Lua says so only when a
@@ -43,7 +43,7 @@ int route_allows(const struct route *r, const char *m);
 /* Appends to an Allow list the methods of r not yet in it (HEAD after GET
  * when GET is listed): list is a ", "-separated NUL-terminated string in
  * buf[cap].  A route that takes every method adds nothing.  Returns 0, or
- * -1 when buf is too small (the list is then left as it was). */
+ * LH_ELIMIT when buf is too small (the list is then left as it was). */
 int route_allow_add(const struct route *r, char *buf, size_t cap);
 
 #endif

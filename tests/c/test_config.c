@@ -269,7 +269,7 @@ TEST(route_methods) {
   ASSERT_INT_EQ(route_allow_add(&c.routes[1], allow, sizeof allow), 0);
   ASSERT_STR_EQ(allow, "GET, HEAD, POST, PURGE");
   char tiny[8] = "";
-  ASSERT_INT_EQ(route_allow_add(r, tiny, sizeof tiny), -1);
+  ASSERT_INT_EQ(route_allow_add(r, tiny, sizeof tiny), LH_ELIMIT);
   ASSERT_STR_EQ(tiny, "");
   config_free(&c);
 
