@@ -18,7 +18,6 @@
 #include "threads.h"
 #include "waits.h"
 #include "task.h"
-#include "vm/call.h"
 #include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"

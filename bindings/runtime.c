@@ -12,7 +12,6 @@
 
 #include "base/clock.h"
 #include "base/instance.h"
-#include "base/log.h"
 #include "bindings/bindings.h"
 #include "req.h"
 #include "vm/errors.h"

@@ -18,13 +18,11 @@
 
 #include <lauxlib.h>
 
-#include "base/clock.h"
 #include "bindings/bindings.h"
 #include "task.h"
 #include "waits.h"
 #include "store/dict.h"
 #include "store/queue.h"
-#include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"
 

@@ -183,7 +183,8 @@ static void collect(struct files *f, const char *dir) {
   closedir(d);
 }
 
-static int run_test_file(const char *path, int role, const struct config *cfg) {
+static int run_test_file(const char *path, int role, const struct config *cfg,
+                         char **lu_args, int nlu_args) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
   struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : CONFIG_DEFAULT_MEMORY_LIMIT,
@@ -196,7 +197,8 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
     fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
   } else {
     lua_pushstring(L, path);
-    if (vm_pcall(L, 1, 1) != LUA_OK)
+    for (int i = 0; i < nlu_args; i++) lua_pushstring(L, lu_args[i]);
+    if (vm_pcall(L, 1 + nlu_args, 1) != LUA_OK)
       fprintf(stderr, "luahost: %s: %s\n", path, vm_error_text(L));
     else
       rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
@@ -206,7 +208,21 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
   return rc;
 }
 
-int app_test(const char *app_dir, const char *role_name, char **paths, int npaths) {
+/* Threads the tests left running (an app's long-lived consumer, say) are
+ * cancelled and joined, so that the run ends with its summary.  Returns
+ * how many still run after TEST_THREADS_GRACE_NS (logged by ID). */
+#define TEST_THREADS_GRACE_NS 10000000000ull
+static int end_test_threads(void) {
+  if (threads_wait_idle(0) == 0) return 0;
+  int n = threads_cancel_all();
+  if (n) log_msg(LOG_INFO, NULL, NULL, "luahost test: cancelling %d background thread%s the "
+                 "tests left running", n, n == 1 ? "" : "s");
+  if (threads_wait_idle(TEST_THREADS_GRACE_NS) == 0) return 0;
+  return threads_log_running();
+}
+
+int app_test(const char *app_dir, const char *role_name, char **paths, int npaths,
+             char **lu_args, int nlu_args) {
   struct config cfg, *cfgp = NULL;
   struct config_cli cli;
   int role = VM_FRONTEND;
@@ -251,15 +267,16 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);
     fflush(stdout);
-    if (run_test_file(files.v[i], role, cfgp) != 0) failed++;
+    if (run_test_file(files.v[i], role, cfgp, lu_args, nlu_args) != 0) failed++;
     fflush(stdout);
     free(files.v[i]);
   }
   free(files.v);
-  threads_wait_idle(UINT64_MAX);   /* threads the tests started */
+  int stuck = end_test_threads();
   printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
+  fflush(stdout);
   if (cfgp) config_free(cfgp);
-  free_stores();
+  if (!stuck) free_stores();   /* a thread that ignored its cancel may still use them */
   if (files.n == 0) {
     fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
     return 1;

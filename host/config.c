@@ -319,13 +319,47 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
   return 0;
 }
 
+/* metrics_allow: an array of CIDR strings ("10.0.0.0/8", "2001:db8::/32"). */
+static int get_cidrs(lua_State *L, const struct origin *o, struct config *c, char *err,
+                     size_t n) {
+  static const char what[] = "an array of CIDR strings such as \"10.0.0.0/8\"";
+  if (!lua_istable(L, -1)) return fail(err, n, o, what, L, -1);
+  int count = (int)lua_rawlen(L, -1), seen = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {   /* only the array part: no other keys */
+    int ok = lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 &&
+             lua_tointeger(L, -2) <= count;
+    lua_pop(L, 1);
+    if (!ok) return fail(err, n, o, what, NULL, 0);
+    seen++;
+  }
+  if (seen != count) return fail(err, n, o, what, NULL, 0);
+  free(c->metrics_allow);
+  c->metrics_allow = calloc((size_t)count + 1, sizeof *c->metrics_allow);
+  c->nmetrics_allow = 0;
+  if (!c->metrics_allow) return fail(err, n, o, "memory", NULL, 0);
+  for (int i = 1; i <= count; i++) {
+    struct origin oi;
+    snprintf(oi.text, sizeof oi.text, "app.lua key 'metrics_allow[%d]'", i);
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING || strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1) ||
+        cidr_parse(&c->metrics_allow[i - 1], lua_tostring(L, -1)) < 0)
+      return fail(err, n, &oi, "a CIDR such as \"10.0.0.0/8\", \"192.0.2.7\" or "
+                  "\"2001:db8::/32\"", L, -1);
+    c->nmetrics_allow = i;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* ---- keys ------------------------------------------------------------- */
 
 enum { K_ROLE, K_LISTEN, K_WORKERS, K_MAXBG, K_MEM, K_DEADLINE, K_GRACE, K_BODY,
-       K_ACCESS, K_HANDLERS, K_SHARED, K_COUNT };
+       K_ACCESS, K_HANDLERS, K_SHARED, K_DRAIN, K_METRICS_ALLOW, K_COUNT };
 static const char *const keys[K_COUNT] = {
   "role", "listen", "workers", "max_background_threads", "memory_limit",
-  "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared"};
+  "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared",
+  "drain", "metrics_allow"};
 
 /* Validates the value at the top of L as key k. */
 static int set_key(lua_State *L, struct config *c, int k, const struct origin *o,
@@ -340,11 +374,17 @@ static int set_key(lua_State *L, struct config *c, int k, const struct origin *o
     case K_GRACE: return get_seconds(L, o, 0, &c->shutdown_grace, err, n);
     case K_BODY: return get_size(L, o, 0, &c->max_body, err, n);
     case K_ACCESS:
-      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true or false", L, -1);
+      if (lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "json")) {
+        c->access_log = 2;
+        return 0;
+      }
+      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true or false, or \"json\"", L, -1);
       c->access_log = lua_toboolean(L, -1);
       return 0;
     case K_HANDLERS: return get_routes(L, c, err, n);
     case K_SHARED: return get_shared(L, c, err, n);
+    case K_DRAIN: return get_seconds(L, o, 0, &c->drain, err, n);
+    case K_METRICS_ALLOW: return get_cidrs(L, o, c, err, n);
   }
   return 0;
 }
@@ -389,9 +429,11 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
     if (k == K_COUNT) {
       const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
                                                        : luaL_typename(L, -2);
-      snprintf(err, n, "app.lua: unknown key '%s' (expected one of role, listen, workers, "
-               "max_background_threads, memory_limit, request_deadline, shutdown_grace, "
-               "max_body, access_log, handlers, shared)", key);
+      char known[512];
+      size_t at = 0;
+      for (int i = 0; i < K_COUNT && at < sizeof known; i++)   /* the keys[] table, listed */
+        at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", i ? ", " : "", keys[i]);
+      snprintf(err, n, "app.lua: unknown key '%s' (expected one of %s)", key, known);
       return LH_EINVAL;
     }
     struct origin o;
@@ -449,6 +491,8 @@ static int load_protected(lua_State *L) {
   a->rc = load_app_lua(L, c, a->err, a->n);
   lua_settop(L, 0);
   if (a->rc == 0) a->rc = apply_cli(L, c, a->cli, a->err, a->n);
+  if (a->rc == 0) c->reload = a->cli->reload;
+  if (a->rc == 0) c->cli = *a->cli;
   if (a->rc == 0 && !c->routes) {
     lua_newtable(L);
     lua_newtable(L);
@@ -509,7 +553,38 @@ void config_free(struct config *c) {
   free(c->routes);
   free(c->dicts);
   free(c->queues);
+  free(c->metrics_allow);
   free(c->app_dir);
   free(c->listen_host);
   memset(c, 0, sizeof *c);
+}
+
+struct config *config_load_new(const char *app_dir, const struct config_cli *cli,
+                               int *rc, char *err, size_t n) {
+  struct config *c = malloc(sizeof *c);
+  if (!c) {
+    snprintf(err, n, "out of memory");
+    *rc = LH_ESYSTEM;
+    return NULL;
+  }
+  if ((*rc = config_load(c, app_dir, cli, err, n)) != 0) {
+    config_free(c);
+    free(c);
+    return NULL;
+  }
+  c->on_heap = 1;
+  atomic_init(&c->refs, 1);
+  return c;
+}
+
+void config_retain(const struct config *c) {
+  if (c && c->on_heap) atomic_fetch_add(&((struct config *)c)->refs, 1);
+}
+
+void config_release(const struct config *c) {
+  struct config *m = (struct config *)c;
+  if (m && m->on_heap && atomic_fetch_sub(&m->refs, 1) == 1) {
+    config_free(m);
+    free(m);
+  }
 }

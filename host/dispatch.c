@@ -122,6 +122,21 @@ static int load_handler(lua_State *L) {
   return 1;
 }
 
+int app_state_check(lua_State *L, const struct config *cfg, char *err, size_t errlen) {
+  for (int i = 0; i < cfg->nroutes; i++) {
+    if (!cfg->routes[i].script) continue;
+    lua_pushcfunction(L, load_handler);
+    lua_pushstring(L, cfg->routes[i].script);
+    if (vm_pcall(L, 1, 1) != LUA_OK) {
+      snprintf(err, errlen, "%s", vm_error_text(L));
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
                    char *err, size_t errlen) {
   memset(d, 0, sizeof *d);
@@ -322,6 +337,7 @@ static int request_main(lua_State *L) {
   int ncap = 0, refused = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, j->st->handlers_ref);   /* stack: job handlers */
   int i = match_route(L, 2, cfg, r, &rest, &ncap, allow, sizeof allow, &refused);
+  j->route = i;
   if (i < 0 && refused) {   /* the path exists, not for this method */
     lua_pushinteger(L, 405);
     lua_createtable(L, 0, 1);
@@ -558,6 +574,7 @@ void run_start(struct app_state *d, struct run_job *j, const struct http_request
   j->nheaders = 0;
   j->out_of_memory = 0;
   j->failed = 0;
+  j->route = -1;
   j->task.vt.co = NULL;
   int status;
   const char *body;

@@ -1,7 +1,12 @@
 -- The glue of `luahost test`: runs one luaunit test file inside a fresh
 -- host state and returns its exit status (0 when every test passed).
--- Called by host/app.c with the file's path.
+-- Called by host/app.c with the file's path, then luaunit's own options
+-- from `luahost test --filter/--exclude/-v` ("-p", PAT, "-x", PAT, "-v").
 local path = ...
+local lu_args = table.pack(select(2, ...))
+-- `arg` is set before luaunit loads (it reads the command line from it
+-- then), so a file that calls lu.LuaUnit.run() itself gets the options too.
+arg = { [0] = path, table.unpack(lu_args, 1, lu_args.n) }
 local lu = require "luaunit"
 
 local chunk, err = loadfile(path)
@@ -9,7 +14,6 @@ if not chunk then
   io.stderr:write(path, ": ", tostring(err), "\n")
   return 1
 end
-arg = { [0] = path }
 
 local function trace(e)
   if type(e) == "table" and e.luahost_exit ~= nil then return e end
@@ -25,7 +29,7 @@ if not ok then
   return 1
 end
 
-local ok2, res = xpcall(function() return lu.LuaUnit.run("-o", "text") end, trace)
+local ok2, res = xpcall(function() return lu.LuaUnit.run("-o", "text", table.unpack(lu_args, 1, lu_args.n)) end, trace)
 if not ok2 then
   if type(res) == "table" and res.luahost_exit ~= nil then return res.luahost_exit end
   io.stderr:write(path, ": ", res, "\n")

@@ -385,6 +385,23 @@ size_t dict_keys(struct dict *d, size_t max, void (*fn)(void *, const char *, si
 
 size_t dict_used(struct dict *d) { return atomic_load(&d->used); }
 
+/* Lock order: reg_lock, then one stripe lock at a time (as dict_open and
+ * the operations never hold a stripe lock while taking reg_lock). */
+void dict_each(void (*fn)(void *ud, const char *name, size_t bytes, size_t entries),
+               void *ud) {
+  pthread_mutex_lock(&reg_lock);
+  for (struct dict *d = all; d; d = d->next_dict) {
+    size_t entries = 0;
+    for (int i = 0; i < STRIPES; i++) {
+      pthread_mutex_lock(&d->stripes[i].lock);
+      entries += d->stripes[i].count;
+      pthread_mutex_unlock(&d->stripes[i].lock);
+    }
+    fn(ud, d->name, atomic_load(&d->used), entries);
+  }
+  pthread_mutex_unlock(&reg_lock);
+}
+
 static void free_dict(struct dict *d) {
   for (int i = 0; i < STRIPES; i++) {
     struct stripe *s = &d->stripes[i];

@@ -5,8 +5,9 @@
  * byte capacity; when it is full, writes fail with LH_ENOMEM and nothing
  * stored is evicted (expired entries are reclaimed first).  Knows no Lua.
  *
- * Threads: any thread may call any function.  Each dict has its own mutex;
- * the registry of names has one more.  Dicts live until dict_free_all at
+ * Threads: any thread may call any function.  Each dict is split in 16
+ * stripes by key hash, each with its own mutex (and its share of the
+ * capacity); the registry of names has one more.  Dicts live until dict_free_all at
  * process exit (a refcount is kept for the handles that cross states).
  */
 #ifndef LUAHOST_DICT_H
@@ -63,6 +64,11 @@ void dict_flush_all(struct dict *d);
 size_t dict_keys(struct dict *d, size_t max,
                  void (*fn)(void *ud, const char *k, size_t kl), void *ud);
 size_t dict_used(struct dict *d);       /* bytes charged against capacity */
+/* Calls fn once per dict with its bytes charged and live entries (expired
+ * ones not yet reclaimed included), under the registry lock and then each
+ * stripe's in turn: fn must not call into dict.  Any thread. */
+void dict_each(void (*fn)(void *ud, const char *name, size_t bytes, size_t entries),
+               void *ud);
 void dict_free_all(void);               /* process exit, no threads left */
 
 #endif

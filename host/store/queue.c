@@ -15,8 +15,8 @@ struct queue {
   struct value *ring;          /* items [head, head + count) mod ring_cap */
   size_t head, count, ring_cap;
   size_t capacity;             /* set at creation, read-only after */
-  struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
-  struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
+  struct list pops;            /* waiting pops, oldest first (queue_waiter.node) */
+  struct list pushes;          /* waiting pushes, oldest first */
   int closed;                  /* 0, or the final state every wait now ends
                                   with: LH_ESHUTDOWN, LH_ECLOSED */
   int private_;                /* set at creation: not in the registry, freed at refs 0 */
@@ -44,6 +44,8 @@ struct queue *queue_open(const char *name, size_t len) {
     q->capacity = store_caps_get(&caps, name, len, QUEUE_DEFAULT_CAPACITY);
     memcpy(q->name, name, len);
     pthread_mutex_init(&q->lock, NULL);
+    list_init(&q->pops);
+    list_init(&q->pushes);
     atomic_init(&q->refs, 1);   /* the registry's */
     q->closed = all_shutting_down ? LH_ESHUTDOWN : 0;
     q->next_queue = all;
@@ -68,6 +70,8 @@ struct queue *queue_new_private(size_t capacity) {
   q->capacity = capacity;
   q->private_ = 1;
   pthread_mutex_init(&q->lock, NULL);
+  list_init(&q->pops);
+  list_init(&q->pushes);
   atomic_init(&q->refs, 1);
   return q;
 }
@@ -82,26 +86,10 @@ size_t queue_len(struct queue *q) {
 
 /* ---- under q->lock ---------------------------------------------------- */
 
-static void list_append(struct queue_waiter **head, struct queue_waiter **tail,
-                        struct queue_waiter *w) {
-  w->next = NULL;
-  w->prev = *tail;
-  if (*tail) (*tail)->next = w; else *head = w;
-  *tail = w;
-}
-
-static void list_remove(struct queue_waiter **head, struct queue_waiter **tail,
-                        struct queue_waiter *w) {
-  if (w->prev) w->prev->next = w->next; else *head = w->next;
-  if (w->next) w->next->prev = w->prev; else *tail = w->prev;
-  w->prev = w->next = NULL;
-}
-
-/* Takes a registered waiter off whichever list holds it. */
-static void unlink_waiter(struct queue *q, struct queue_waiter *w) {
-  for (struct queue_waiter *x = q->pops; x; x = x->next)
-    if (x == w) { list_remove(&q->pops, &q->pops_tail, w); return; }
-  list_remove(&q->pushes, &q->pushes_tail, w);
+/* The oldest waiter of l, or NULL. */
+static struct queue_waiter *first(struct list *l) {
+  struct list_node *n = list_first(l);
+  return n ? list_entry(n, struct queue_waiter, node) : NULL;
 }
 
 static void finish(struct queue_waiter *w, int state) {
@@ -136,18 +124,18 @@ static void ring_take(struct queue *q, struct value *out) {
 
 /* After a pop made room: the oldest waiting push gets in. */
 static void admit_push(struct queue *q) {
-  struct queue_waiter *w = q->pushes;
+  struct queue_waiter *w = first(&q->pushes);
   if (w && q->count < q->capacity && ring_put(q, &w->val) == 0) {
-    list_remove(&q->pushes, &q->pushes_tail, w);
+    list_remove(&w->node);
     finish(w, LH_OK);
   }
 }
 
 /* A push: straight to the oldest waiting pop, else into the ring. */
 static int push_locked(struct queue *q, struct value *v) {
-  struct queue_waiter *w = q->pops;
+  struct queue_waiter *w = first(&q->pops);
   if (w) {
-    list_remove(&q->pops, &q->pops_tail, w);
+    list_remove(&w->node);
     value_free(&w->val);
     w->val = *v;
     memset(v, 0, sizeof *v);
@@ -192,7 +180,7 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
   else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
-    list_append(&q->pops, &q->pops_tail, w);
+    list_push_back(&q->pops, &w->node);
     done = 0;
   }
   pthread_mutex_unlock(&q->lock);
@@ -206,7 +194,7 @@ int queue_wait_push(struct queue *q, struct queue_waiter *w) {
   else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
-    list_append(&q->pushes, &q->pushes_tail, w);
+    list_push_back(&q->pushes, &w->node);
     done = 0;
   }
   pthread_mutex_unlock(&q->lock);
@@ -217,7 +205,7 @@ int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
   int took = 0;
   pthread_mutex_lock(&q->lock);
   if (w->state == QW_WAITING) {
-    unlink_waiter(q, w);
+    list_remove(&w->node);
     w->state = why;
     took = 1;
   }
@@ -227,24 +215,15 @@ int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
 
 static void signal_cond(struct queue_waiter *w) { pthread_cond_signal(w->cond); }
 
-void queue_interrupt(struct queue *q, struct queue_waiter *w, int why) {
-  pthread_mutex_lock(&q->lock);
-  if (w->state == QW_WAITING) {
-    unlink_waiter(q, w);
-    finish(w, why);
-  }
-  pthread_mutex_unlock(&q->lock);
-}
-
 /* Waits on a condition variable until w is final or the timeout passes. */
-int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
+static int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
   struct timespec ts = sync_deadline(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
   pthread_mutex_lock(&q->lock);
   while (w->state == QW_WAITING) {
     int rc = timeout_ns == UINT64_MAX ? pthread_cond_wait(w->cond, &q->lock)
                                       : pthread_cond_timedwait(w->cond, &q->lock, &ts);
     if (rc == ETIMEDOUT && w->state == QW_WAITING) {
-      unlink_waiter(q, w);
+      list_remove(&w->node);
       w->state = LH_ETIMEDOUT;
     }
   }
@@ -255,7 +234,7 @@ int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
 /* A final waiter state is already the return code. */
 static int state_rc(int state) { return state <= 0 ? state : LH_ECANCELLED; }
 
-void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
+static void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
   memset(w, 0, sizeof *w);
   sync_cond_init(cond);
   w->cond = cond;
@@ -290,14 +269,9 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
 void queue_close(struct queue *q, int why) {
   pthread_mutex_lock(&q->lock);
   q->closed = why;
-  while (q->pops) {
-    struct queue_waiter *w = q->pops;
-    list_remove(&q->pops, &q->pops_tail, w);
-    finish(w, why);
-  }
-  while (q->pushes) {
-    struct queue_waiter *w = q->pushes;
-    list_remove(&q->pushes, &q->pushes_tail, w);
+  struct queue_waiter *w;
+  while ((w = first(&q->pops)) || (w = first(&q->pushes))) {
+    list_remove(&w->node);
     finish(w, why);
   }
   pthread_mutex_unlock(&q->lock);
@@ -307,6 +281,12 @@ void queue_shutdown_all(void) {
   pthread_mutex_lock(&reg_lock);
   all_shutting_down = 1;
   for (struct queue *q = all; q; q = q->next_queue) queue_close(q, LH_ESHUTDOWN);
+  pthread_mutex_unlock(&reg_lock);
+}
+
+void queue_each(void (*fn)(void *ud, const char *name, size_t len), void *ud) {
+  pthread_mutex_lock(&reg_lock);
+  for (struct queue *q = all; q; q = q->next_queue) fn(ud, q->name, queue_len(q));
   pthread_mutex_unlock(&reg_lock);
 }
 

@@ -3,10 +3,9 @@
  * (shared.queue).  A pop on an empty queue or a push on a full one can
  * wait: the caller registers a struct queue_waiter, and whoever makes
  * progress hands the value over to the first waiter directly and calls
- * its notify (under the queue's lock).  Request coroutines use a notify
- * that posts to their worker's loop; blocking callers (background
- * threads, scripts, tests) use queue_pop_wait / queue_push_wait, which
- * sleep on a condition variable.  Knows no Lua.
+ * its notify (under the queue's lock).  Lua code waits through the task
+ * layer (host/waits.c), whose notify completes the task's wait; C callers
+ * may block with queue_pop_wait / queue_push_wait.  Knows no Lua.
  *
  * Threads: any thread may call any function.  Each queue has its own
  * mutex; a waiter's fields are guarded by its queue's mutex while it is
@@ -20,6 +19,7 @@
 #include <stdint.h>
 
 #include "base/lherror.h"
+#include "base/list.h"
 #include "vm/value.h"
 
 #define QUEUE_DEFAULT_CAPACITY 1000
@@ -38,7 +38,7 @@ struct queue_waiter {
   void (*notify)(struct queue_waiter *w);
   void *ud;
   pthread_cond_t *cond;       /* blocking waiters: signalled by notify */
-  struct queue_waiter *prev, *next;
+  struct list_node node;      /* (the queue's lock) its pops or pushes list */
 };
 
 struct queue;
@@ -52,6 +52,10 @@ void queue_retain(struct queue *q);
 void queue_release(struct queue *q);
 const char *queue_name(const struct queue *q);
 size_t queue_len(struct queue *q);
+/* Calls fn once per named queue with its length, under the registry lock
+ * and then the queue's (as queue_shutdown_all): fn must not call into
+ * queue.  Any thread. */
+void queue_each(void (*fn)(void *ud, const char *name, size_t len), void *ud);
 
 /* Non-waiting: push moves *v in (LH_OK) or leaves it (LH_EFULL);
  * pop moves the head into *out (LH_OK), or LH_EEMPTY (LH_ESHUTDOWN,
@@ -69,16 +73,8 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w);
 int queue_wait_push(struct queue *q, struct queue_waiter *w);
 int queue_cancel(struct queue *q, struct queue_waiter *w, int why);
 
-/* Blocking, in pieces, for owners that must be able to interrupt the
- * wait from another thread (background thread cancel): init a waiter with
- * a condition variable, register it (queue_wait_pop / queue_wait_push),
- * then queue_block until it is final; queue_interrupt (any thread, while
- * the waiter is registered) ends the wait with `why`. */
-void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond);
-int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns);
-void queue_interrupt(struct queue *q, struct queue_waiter *w, int why);
-
-/* Blocking forms for threads without a loop.  timeout_ns UINT64_MAX: no
+/* Blocking forms on a condition variable, for C callers without a task
+ * (Lua code waits through host/waits.c).  timeout_ns UINT64_MAX: no
  * limit. */
 int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns);
 int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns);
