@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
-for t in fuzz_http fuzz_values fuzz_config fuzz_redis fuzz_json; do
+for t in fuzz_http fuzz_values fuzz_config fuzz_multipart fuzz_redis fuzz_json; do
   bin=$bindir/$t
   if [ ! -x "$bin" ]; then
     echo "$t: not built in $build (configure with -DLUAHOST_FUZZ=ON)" >&2
