@@ -176,7 +176,8 @@ static void collect(struct files *f, const char *dir) {
   closedir(d);
 }
 
-static int run_test_file(const char *path, int role, const struct config *cfg) {
+/* Runs one file; adds the number of tests it ran to *ran. */
+static int run_test_file(const char *path, int role, const struct config *cfg, long *ran) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
   struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : CONFIG_DEFAULT_MEMORY_LIMIT,
@@ -189,10 +190,12 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
     fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
   } else {
     lua_pushstring(L, path);
-    if (vm_pcall(L, 1, 1) != LUA_OK)
+    if (vm_pcall(L, 1, 2) != LUA_OK) {
       fprintf(stderr, "luahost: %s: %s\n", path, vm_error_text(L));
-    else
-      rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+    } else {
+      rc = lua_isinteger(L, -2) ? (int)lua_tointeger(L, -2) : 1;
+      if (lua_isinteger(L, -1)) *ran += (long)lua_tointeger(L, -1);
+    }
   }
   vm_close(L);
   return rc;
@@ -240,20 +243,26 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
   }
   if (!cfgp) configure_threads(CONFIG_DEFAULT_MAX_THREADS, CONFIG_DEFAULT_MEMORY_LIMIT, NULL, role);
   int failed = 0;
+  long ran = 0;
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);
     fflush(stdout);
-    if (run_test_file(files.v[i], role, cfgp) != 0) failed++;
+    if (run_test_file(files.v[i], role, cfgp, &ran) != 0) failed++;
     fflush(stdout);
     free(files.v[i]);
   }
   free(files.v);
   threads_wait_idle(UINT64_MAX);   /* threads the tests started */
-  printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
+  printf("luahost test: %d files, %d passed, %d failed; %ld tests ran\n", files.n,
+         files.n - failed, failed, ran);
   if (cfgp) config_free(cfgp);
   free_stores();
   if (files.n == 0) {
-    fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
+    fprintf(stderr, "luahost: no tests found (no test_*.lua files)\n");
+    return 1;
+  }
+  if (ran == 0) {   /* an empty run is never a pass (as pytest refuses one) */
+    fprintf(stderr, "luahost: no tests found (no test ran in %d files)\n", files.n);
     return 1;
   }
   return failed ? 1 : 0;

@@ -18,6 +18,7 @@ static const char usage[] =
   "  luahost --version | --help\n"
   "\n"
   "serve without APP_DIR serves the bundled example app.\n"
+  "test fails (exit 1, \"no tests found\") when no test ran: an empty run is never a pass.\n"
   "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
