@@ -76,9 +76,10 @@ LIFECYCLE = {
         local bt = require "background_thread"
         return function(req)
           local id = bt.start_new_background_thread(function(x)
-            require("runtime").sleep(0.3)
+            require("runtime").sleep(1.5)
             return x * 2
           end, {21})
+          print("JOINING " .. id) io.stdout:flush()
           local ok, v = bt.join(id, 5)
           return tostring(ok) .. " " .. tostring(v)
         end
@@ -98,8 +99,10 @@ class BackendLifecycle(harness.ServerTestCase):
         srv = self.start_server(app())
         # /_ah/start ran before the host took traffic (its line may reach
         # the reader of the server's stdout a little after the port opens)
-        self.assertIsNotNone(srv.wait_stdout(lambda l: "START-HOOK thread 1" in l, 3),
-                             srv.stdout_lines())
+        line = srv.wait_stdout(lambda l: "START-HOOK thread " in l, 3)
+        self.assertIsNotNone(line, srv.stdout_lines())
+        # SPEC §5: an ID is a positive integer (which one is not promised)
+        self.assertRegex(line, r"START-HOOK thread [1-9]\d*$")
         for i in range(5):
             self.assertOK(srv.get("/enqueue?v=%d" % i), b"true")
         deadline = time.monotonic() + harness.scaled(3)
@@ -126,15 +129,22 @@ class BackendLifecycle(harness.ServerTestCase):
         self.assertIn("background thread %s still running after the shutdown grace" % tid, err)
 
     def test_join_in_a_handler_yields(self):
-        srv = self.start_server(app())
+        # one worker, so that the second request meets the joining one's
+        files = app()
+        files["app.lua"] = files["app.lua"].replace("workers = 2", "workers = 1")
+        srv = self.start_server(files)
         with srv.connect() as c:
             c.send(harness.build_request("GET", "/join"))
-            time.sleep(0.05)
+            self.assertIsNotNone(srv.wait_stdout(lambda l: l.startswith("JOINING "), 5),
+                                 srv.stdout_lines())
             t0 = time.monotonic()
             self.assertServes(srv)     # the joining request does not hold its worker
-            self.assertLess(time.monotonic() - t0, harness.scaled(0.25))
+            served = time.monotonic() - t0
             r = c.read_response(timeout=harness.scaled(5))
             self.assertOK(r, b"true 42")
+            # answered while the joined thread still slept its 1.5 s: a
+            # worker held by the join would have answered after it
+            self.assertLess(served, 1.0)
 
 
 class FrontendRefusal(harness.ServerTestCase):

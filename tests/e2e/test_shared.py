@@ -33,6 +33,9 @@ FILES = {
         local shared = require "shared"
         local me = tostring({}):match("0x%x+")
         return function(req)
+          -- the marker is written just before the pop waits: tests wait for
+          -- it instead of sleeping
+          io.stdout:write("POP-WAITING\n") io.stdout:flush()
           local v, err = shared.queue("jobs"):pop(tonumber(req.args.timeout))
           return string.format("%s %s %s", tostring(v), tostring(err), me)
         end
@@ -58,6 +61,15 @@ FILES = {
 }
 
 
+def wait_popping(test, srv, n):
+    """Until n pop handlers have announced their wait on stdout."""
+    deadline = time.monotonic() + harness.scaled(10)
+    while sum(1 for l in srv.stdout_lines() if l == "POP-WAITING") < n:
+        test.assertLess(time.monotonic(), deadline, "pops did not start: %r"
+                        % srv.stdout_lines())
+        srv.wait_stdout(lambda l: False, 0.02)
+
+
 class SharedAcrossWorkers(harness.ServerTestCase):
 
     def setUp(self):
@@ -70,7 +82,7 @@ class SharedAcrossWorkers(harness.ServerTestCase):
             c = self.srv.connect()
             c.send(harness.build_request("GET", "/pop?timeout=10"))
             conns.append(c)
-        time.sleep(harness.scaled(0.3))      # every pop is parked now
+        wait_popping(self, self.srv, n)      # every pop is parked now
         t0 = time.monotonic()
         for i in range(n):
             r = self.srv.get("/push?v=job%d" % i)
@@ -86,15 +98,20 @@ class SharedAcrossWorkers(harness.ServerTestCase):
                          "pops did not wait on both workers: %r\n%s" % (results, self.srv.stderr_text()[-3000:]))
 
     def test_waiting_pop_does_not_block_its_worker(self):
-        with self.srv.connect() as c:
-            c.send(harness.build_request("GET", "/pop?timeout=1"))
-            time.sleep(0.1)
+        # one worker: the other requests must meet the waiting pop's worker
+        srv = self.start_server(dict(FILES, **{
+            "app.lua": FILES["app.lua"].replace("workers = 2", "workers = 1")}))
+        with srv.connect() as c:
+            c.send(harness.build_request("GET", "/pop?timeout=3"))
+            wait_popping(self, srv, 1)
+            t0 = time.monotonic()
             for _ in range(10):
-                t0 = time.monotonic()
-                self.assertServes(self.srv)
-                self.assertLess(time.monotonic() - t0, harness.scaled(0.5))
-            r = c.read_response(timeout=harness.scaled(5))
+                self.assertServes(srv)
+            served = time.monotonic() - t0
+            r = c.read_response(timeout=harness.scaled(10))
             self.assertTrue(r.body.startswith(b"nil timeout "), r.body)
+            # all ten answered while the pop still waited its 3 s
+            self.assertLess(served, 2.0)
 
     def test_concurrent_incr_is_exact(self):
         per, reqs = 1000, 100
@@ -133,7 +150,7 @@ class SharedAcrossWorkers(harness.ServerTestCase):
     def test_waiting_pop_returns_shutting_down_at_sigterm(self):
         with self.srv.connect() as c:
             c.send(harness.build_request("GET", "/pop?timeout=20"))
-            time.sleep(harness.scaled(0.3))
+            wait_popping(self, self.srv, 1)
             self.srv.send_signal(signal.SIGTERM)
             r = c.read_response(timeout=harness.scaled(5))
             self.assertTrue(r.body.startswith(b"nil shutting down"), r.body)
