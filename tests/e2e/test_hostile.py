@@ -409,7 +409,11 @@ class SlowlorisTest(harness.ServerTestCase):
                 n_open, 0.9 * SLOW_CONNS,
                 "slow connections closed too early to load the server "
                 "(%d of %d open)" % (n_open, SLOW_CONNS))
-            self.assertLess(lat, harness.scaled(0.1),
+            # typically under 1 ms; the bound leaves room for a loaded
+            # 2-core machine (other tests in parallel, this process busy
+            # with 2,000 sockets), while a host held up by the slow
+            # connections would take seconds (they send a byte a second)
+            self.assertLess(lat, harness.scaled(0.5),
                             "GET /hello took %.3f s with %d slow connections "
                             "open (all: %r)" % (lat, n_open, latencies))
         still = [v for v in conns.values() if v["closed"] is None]
