@@ -157,5 +157,54 @@ class SharedAcrossWorkers(harness.ServerTestCase):
         self.assertEqual(self.srv.wait(harness.scaled(10)), 0)
 
 
+ISOLATION = {
+    "app.lua": r'''
+        return { workers = 2, handlers = { {url = "^/who$", script = "who"} } }
+    ''',
+    # module upvalue, global and loaded module: each worker's own
+    "who.lua": r'''
+        local shared = require "shared"
+        local me = tostring({}):match("0x%x+")
+        local hits = 0
+        return function(req)
+          hits = hits + 1
+          GLOBAL_HITS = (GLOBAL_HITS or 0) + 1
+          package.loaded["counter_mod"] = (package.loaded["counter_mod"] or 0) + 1
+          local total = shared.dict("iso"):incr("n", 1, 0)
+          return string.format("%s %d %d %d %d", me, hits, GLOBAL_HITS,
+                               package.loaded["counter_mod"], total)
+        end
+    ''',
+}
+
+
+class WorkersShareNothing(harness.ServerTestCase):
+    """SPEC §4: Lua state a handler keeps lives in its worker's state;
+    nothing is shared between workers except through `shared`."""
+
+    def test_only_shared_is_shared(self):
+        srv = self.start_server(ISOLATION)
+        seen = {}      # state -> [(hits, global, module, total)]
+        n = 0
+        deadline = time.monotonic() + harness.scaled(20)
+        # new connections until both workers answered a few times each
+        while len(seen) < 2 or min(len(v) for v in seen.values()) < 3:
+            self.assertLess(time.monotonic(), deadline, "one worker only: %r" % seen)
+            r = srv.get("/who")
+            self.assertOK(r)
+            me, hits, glob, mod, total = r.text.split()
+            seen.setdefault(me, []).append((int(hits), int(glob), int(mod), int(total)))
+            n += 1
+        self.assertEqual(len(seen), 2, seen)
+        for me, rows in seen.items():
+            k = len(rows)
+            # each worker counts only its own requests, in every kind of state
+            self.assertEqual([r[:3] for r in rows], [(i, i, i) for i in range(1, k + 1)],
+                             "worker %s saw another's state: %r" % (me, seen))
+        # the shared dict counts every request, whichever worker ran it
+        totals = sorted(r[3] for rows in seen.values() for r in rows)
+        self.assertEqual(totals, list(range(1, n + 1)))
+
+
 if __name__ == "__main__":
     unittest.main()

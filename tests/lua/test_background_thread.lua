@@ -112,6 +112,26 @@ function TestStart:test_limit_reached_and_released()
   bt.join(bt.start_new_background_thread(function() end), 5)
 end
 
+-- SPEC §3, §8: memory_limit bounds each Lua state, a background thread's
+-- too (8m in tests/lua/app): the thread ends with a memory error, its
+-- joiner gets it, and the next thread runs normally.
+function TestStart:test_memory_limit_in_a_thread()
+  local id = bt.start_new_background_thread(function()
+    local t = {}
+    for i = 1, 1e8 do t[i] = ("x"):rep(65536) .. i end
+    return "escaped the limit"
+  end)
+  local ok, err = bt.join(id, 30)
+  lu.assertFalse(ok)
+  lu.assertStrContains(tostring(err), "not enough memory")
+  local id2 = bt.start_new_background_thread(function()
+    local t = {}
+    for i = 1, 1000 do t[i] = ("y"):rep(64) .. i end
+    return #t
+  end)
+  lu.assertEquals({ bt.join(id2, 30) }, { true, 1000 })
+end
+
 TestJoin = {}
 
 function TestJoin:test_timeout_then_result()
