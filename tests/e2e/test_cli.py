@@ -257,9 +257,9 @@ class AccessLogTests(harness.ServerTestCase):
                 r = c.read_response()
                 self.assertOK(r, b"hello")
                 rids.append(r.header("x-request-id"))
+        # lines are written in answer order: the last one's means all
         self.assertIsNotNone(srv.wait_stdout(lambda l: rids[-1] in l, 3),
                              srv.stdout_lines())
-        time.sleep(0.2)
         entries = []
         for line in srv.stdout_lines():
             try:

@@ -233,22 +233,34 @@ class AbortedClientTests(harness.ServerTestCase):
                              struct.pack("ii", 1, 0))
         conn.close()
 
+    def answered(self, path, n, start):
+        """Until n more access lines for path (from stdout line `start`):
+        the host has written (or tried to write) those answers."""
+        deadline = time.monotonic() + harness.scaled(10)
+        while sum(1 for l in self.srv.stdout_lines()[start:] if " GET %s " % path in l) < n:
+            self.assertLess(time.monotonic(), deadline, "answers not written")
+            self.srv.wait_stdout(lambda l: False, 0.02)
+
+    # (a crash at any point also fails the class's teardown: the server
+    # must exit 0 at SIGTERM)
     def test_client_gone_before_sleeping_handler_answers(self):
+        start = len(self.srv.stdout_lines())
         for _ in range(5):
             c = self.srv.connect()
             c.send(build_request("GET", "/sleep?s=0.3"))
             self.reset(c)
-        time.sleep(0.8)
+        self.answered("/sleep", 5, start)   # after their sleep, to a reset peer
         self.assertTrue(self.srv.alive(), self.srv.stderr_text())
         self.assertServes(self.srv)
 
     def test_client_gone_during_large_response(self):
+        start = len(self.srv.stdout_lines())
         for _ in range(5):
             c = self.srv.connect()
             c.send(build_request("GET", "/big"))
             c.sock.recv(1000)
             self.reset(c)
-        time.sleep(0.3)
+        self.answered("/big", 5, start)
         self.assertTrue(self.srv.alive(), self.srv.stderr_text())
         self.assertServes(self.srv)
 
@@ -275,7 +287,6 @@ class AbortedClientTests(harness.ServerTestCase):
                                  headers=[("Content-Length", "100000")])
                    + b"x" * 5000)
             self.reset(c)
-        time.sleep(0.2)
         self.assertServes(self.srv)
 
 

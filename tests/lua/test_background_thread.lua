@@ -135,11 +135,16 @@ end
 TestJoin = {}
 
 function TestJoin:test_timeout_then_result()
-  local id = bt.start_new_background_thread(function() require("runtime").sleep(0.2) return "done" end)
+  -- the thread waits for the test's word (no race with its own timing)
+  local id = bt.start_new_background_thread(function()
+    return require("shared").queue("bt_go"):pop(30) and "done"
+  end)
   lu.assertTrue(bt.is_alive(id))
   local v, err = bt.join(id, 0.01)
   lu.assertNil(v)
   lu.assertEquals(err, "timeout")
+  lu.assertTrue(bt.is_alive(id))
+  shared.queue("bt_go"):push(true)
   lu.assertEquals({ bt.join(id, 5) }, { true, "done" })
   lu.assertFalse(bt.is_alive(id))
 end
@@ -200,13 +205,23 @@ end
 
 TestCancel = {}
 
+-- Until the thread has set dict key `k` (it is running its target).
+local function wait_flag(k)
+  local d, deadline = shared.dict("bt_flags"), runtime.monotonic() + 10
+  while not d:get(k) do
+    lu.assertTrue(runtime.monotonic() < deadline, "thread did not start")
+    runtime.sleep(0.002)
+  end
+end
+
 function TestCancel:test_blocking_calls_return_at_once()
   local id = bt.start_new_background_thread(function()
+    require("shared").dict("bt_flags"):set("sleeper", true)
     local slept = require("runtime").sleep(30)
     local v, why = require("shared").queue("bt_never"):pop(30)
     return slept, v, why
   end)
-  runtime.sleep(0.05)
+  wait_flag("sleeper")
   local t0 = runtime.monotonic()
   lu.assertTrue(bt.cancel(id))
   local r = table.pack(bt.join(id, 5))
@@ -218,8 +233,11 @@ function TestCancel:test_blocking_calls_return_at_once()
 end
 
 function TestCancel:test_busy_loop_gets_cancelled_error()
-  local id = bt.start_new_background_thread(function() while true do pcall(function() while true do end end) end end)
-  runtime.sleep(0.05)
+  local id = bt.start_new_background_thread(function()
+    require("shared").dict("bt_flags"):set("spinner", true)
+    while true do pcall(function() while true do end end) end
+  end)
+  wait_flag("spinner")
   lu.assertTrue(bt.cancel(id))
   local ok, err = bt.join(id, 5)
   lu.assertFalse(ok)
