@@ -232,14 +232,15 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     if (S_ISDIR(st.st_mode)) {
       int before = files.n;
       collect(&files, paths[i]);
-      qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
+      if (files.n > before)   /* qsort's array may not be NULL, even empty */
+        qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
     } else {
       add_file(&files, paths[i]);
     }
   }
   if (npaths == 0) {
     collect(&files, app_dir ? app_dir : ".");
-    qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
+    if (files.n > 0) qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
   }
   if (!cfgp) configure_threads(CONFIG_DEFAULT_MAX_THREADS, CONFIG_DEFAULT_MEMORY_LIMIT, NULL, role);
   int failed = 0;
