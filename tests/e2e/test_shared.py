@@ -35,7 +35,7 @@ FILES = {
         return function(req)
           -- the marker is written just before the pop waits: tests wait for
           -- it instead of sleeping
-          io.stdout:write("POP-WAITING\n") io.stdout:flush()
+          io.stdout:write("POP-WAITING ", me, "\n") io.stdout:flush()
           local v, err = shared.queue("jobs"):pop(tonumber(req.args.timeout))
           return string.format("%s %s %s", tostring(v), tostring(err), me)
         end
@@ -64,7 +64,7 @@ FILES = {
 def wait_popping(test, srv, n):
     """Until n pop handlers have announced their wait on stdout."""
     deadline = time.monotonic() + harness.scaled(10)
-    while sum(1 for l in srv.stdout_lines() if l == "POP-WAITING") < n:
+    while sum(1 for l in srv.stdout_lines() if l.startswith("POP-WAITING ")) < n:
         test.assertLess(time.monotonic(), deadline, "pops did not start: %r"
                         % srv.stdout_lines())
         srv.wait_stdout(lambda l: False, 0.02)
@@ -76,13 +76,24 @@ class SharedAcrossWorkers(harness.ServerTestCase):
         self.srv = self.start_server(FILES)
 
     def test_pops_on_both_workers_are_woken_by_pushes(self):
-        n = 16
-        conns, results = [], [None] * n
-        for i in range(n):
-            c = self.srv.connect()
-            c.send(harness.build_request("GET", "/pop?timeout=10"))
-            conns.append(c)
-        wait_popping(self, self.srv, n)      # every pop is parked now
+        # Pops on new connections, until both workers have some parked
+        # (which worker takes a connection is the host's choice: by load).
+        conns = []
+        self.addCleanup(lambda: [c.close() for c in conns])
+        deadline = time.monotonic() + harness.scaled(10)
+        while True:
+            for _ in range(8):
+                c = self.srv.connect()
+                c.send(harness.build_request("GET", "/pop?timeout=20"))
+                conns.append(c)
+            wait_popping(self, self.srv, len(conns))      # every pop is parked now
+            states = {l.split()[1] for l in self.srv.stdout_lines()
+                      if l.startswith("POP-WAITING ")}
+            if len(states) == 2:
+                break
+            self.assertLess(time.monotonic(), deadline, "every pop went to one worker")
+        n = len(conns)
+        results = [None] * n
         t0 = time.monotonic()
         for i in range(n):
             r = self.srv.get("/push?v=job%d" % i)
