@@ -51,6 +51,25 @@ function TestStart:test_fresh_state_inherits_nothing()
   lu.assertEquals(tid, id)
 end
 
+-- Fresh for every thread, whatever the host does with its OS threads and
+-- spare states: what one thread leaves in its state no later one sees.
+function TestStart:test_a_thread_leaves_nothing_to_later_threads()
+  for round = 1, 8 do
+    local id = bt.start_new_background_thread(function(r)
+      local seen = { LEFT_BEHIND, package.loaded.left_module, string.left }
+      LEFT_BEHIND = r
+      package.loaded.left_module = r
+      string.left = r                     -- even in a library table
+      return seen[1], seen[2], seen[3]
+    end, { round })
+    local ok, g, m, lib = bt.join(id, 5)
+    lu.assertTrue(ok, g)
+    lu.assertNil(g, "round " .. round)
+    lu.assertNil(m, "round " .. round)
+    lu.assertNil(lib, "round " .. round)
+  end
+end
+
 function TestStart:test_values_cross_by_copy_with_handles()
   local t = { list = { 1, 2 } }
   t.self = t
