@@ -4,8 +4,8 @@ request_deadline → 500 with DeadlineExceededError logged, idle half-sent
 request → disconnected. After each, the host keeps serving."""
 
 import os
-import socket
 import re
+import socket
 import sys
 import time
 import unittest
