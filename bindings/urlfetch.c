@@ -358,6 +358,8 @@ static void read_request(lua_State *L, struct fetch_request *rq, struct fetch_he
       luaL_error(L, "urlfetch: option 'headers' must be a table");
     }
   }
+  /* response bytes count against the calling state's memory_limit */
+  rq->alloc = vm_charged_allocf(L, &rq->alloc_ud);
   /* never past the request's own deadline */
   const struct vm_task *vt = vm_current(L);
   if (vt->deadline_ns) {

@@ -205,8 +205,9 @@ static void collect(struct files *f, const char *dir) {
   closedir(d);
 }
 
+/* Runs one file; adds the number of tests it ran to *ran. */
 static int run_test_file(const char *path, int role, const struct config *cfg,
-                         char **lu_args, int nlu_args) {
+                         char **lu_args, int nlu_args, long *ran) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
   struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : CONFIG_DEFAULT_MEMORY_LIMIT,
@@ -220,10 +221,12 @@ static int run_test_file(const char *path, int role, const struct config *cfg,
   } else {
     lua_pushstring(L, path);
     for (int i = 0; i < nlu_args; i++) lua_pushstring(L, lu_args[i]);
-    if (vm_pcall(L, 1 + nlu_args, 1) != LUA_OK)
+    if (vm_pcall(L, 1 + nlu_args, 2) != LUA_OK) {
       fprintf(stderr, "luahost: %s: %s\n", path, vm_error_text(L));
-    else
-      rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+    } else {
+      rc = lua_isinteger(L, -2) ? (int)lua_tointeger(L, -2) : 1;
+      if (lua_isinteger(L, -1)) *ran += (long)lua_tointeger(L, -1);
+    }
   }
   task_thread_end();
   vm_close(L);
@@ -275,32 +278,39 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     if (S_ISDIR(st.st_mode)) {
       int before = files.n;
       collect(&files, paths[i]);
-      qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
+      if (files.n > before)   /* qsort's array may not be NULL, even empty */
+        qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
     } else {
       add_file(&files, paths[i]);
     }
   }
   if (npaths == 0) {
     collect(&files, app_dir ? app_dir : ".");
-    qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
+    if (files.n > 0) qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
   }
   if (!cfgp) configure_threads(CONFIG_DEFAULT_MAX_THREADS, CONFIG_DEFAULT_MEMORY_LIMIT, NULL, role);
   int failed = 0;
+  long ran = 0;
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);
     fflush(stdout);
-    if (run_test_file(files.v[i], role, cfgp, lu_args, nlu_args) != 0) failed++;
+    if (run_test_file(files.v[i], role, cfgp, lu_args, nlu_args, &ran) != 0) failed++;
     fflush(stdout);
     free(files.v[i]);
   }
   free(files.v);
   int stuck = end_test_threads();
-  printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
+  printf("luahost test: %d files, %d passed, %d failed; %ld tests ran\n", files.n,
+         files.n - failed, failed, ran);
   fflush(stdout);
   if (cfgp) config_free(cfgp);
   if (!stuck) free_stores();   /* a thread that ignored its cancel may still use them */
   if (files.n == 0) {
-    fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
+    fprintf(stderr, "luahost: no tests found (no test_*.lua files)\n");
+    return 1;
+  }
+  if (ran == 0) {   /* an empty run is never a pass (as pytest refuses one) */
+    fprintf(stderr, "luahost: no tests found (no test ran in %d files)\n", files.n);
     return 1;
   }
   return failed ? 1 : 0;

@@ -13,6 +13,7 @@
 
 #include "base/size.h"
 #include "net/redis_url.h"
+#include "route.h"
 #include "vm/call.h"
 #include "vm/state.h"
 
@@ -145,6 +146,43 @@ static void route_literal(struct route *r) {
   r->exact = exact;
 }
 
+/* The route's methods (value at the top): an array of HTTP tokens,
+ * upper-cased. */
+static int get_methods(lua_State *L, struct route *r, int i, char *err, size_t n) {
+  struct origin o;
+  snprintf(o.text, sizeof o.text, "app.lua key 'handlers[%d].methods'", i);
+  static const char what[] = "an array of HTTP methods such as {\"GET\", \"POST\"}";
+  if (!lua_istable(L, -1)) return fail(err, n, &o, what, L, -1);
+  int count = (int)lua_rawlen(L, -1);
+  if (count < 1 || count > 64) return fail(err, n, &o, what, NULL, 0);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {   /* only the array part */
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > count) {
+      lua_pop(L, 1);
+      return fail(err, n, &o, what, NULL, 0);
+    }
+  }
+  if (!(r->methods = calloc((size_t)count, sizeof *r->methods)))
+    return fail(err, n, &o, "memory", NULL, 0);
+  for (int m = 1; m <= count; m++) {
+    size_t len;
+    lua_rawgeti(L, -1, m);
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (!s || !route_is_token(s, len) || len > 32) {
+      snprintf(o.text, sizeof o.text, "app.lua: handlers[%d].methods[%d]", i, m);
+      return fail(err, n, &o, "an HTTP method: a token such as \"GET\" (letters, digits, "
+                              "!#$%&'*+-.^_`|~)", L, -1);
+    }
+    if (!(r->methods[m - 1] = dupstr(s))) return fail(err, n, &o, "memory", NULL, 0);
+    r->nmethods = m;
+    for (char *p = r->methods[m - 1]; *p; p++)
+      if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
   struct origin o;
   origin_key(&o, "handlers");
@@ -164,9 +202,10 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-      if (!k || (strcmp(k, "url") && strcmp(k, "script") && strcmp(k, "static_dir"))) {
+      if (!k || (strcmp(k, "url") && strcmp(k, "script") && strcmp(k, "static_dir") &&
+                 strcmp(k, "methods"))) {
         lua_pop(L, 1);
-        return fail(err, n, &o, "only the keys url, script and static_dir", L, -1);
+        return fail(err, n, &o, "only the keys url, script, static_dir and methods", L, -1);
       }
       lua_pop(L, 1);
     }
@@ -188,17 +227,20 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
     if (!r->url) return fail(err, n, &o, "a 'url' pattern", NULL, 0);
     if (!!r->script == !!r->static_dir)
       return fail(err, n, &o, "exactly one of 'script' and 'static_dir'", NULL, 0);
-    /* the pattern must compile: try it on an empty string */
-    lua_getglobal(L, "string");
-    lua_getfield(L, -1, "find");
-    lua_pushliteral(L, "");
-    lua_pushstring(L, r->url);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-      char what[300];
-      snprintf(o.text, sizeof o.text, "app.lua key 'handlers[%d].url'", i);
-      snprintf(what, sizeof what, "a valid Lua pattern (%s)", lua_tostring(L, -1));
-      return fail(err, n, &o, what, NULL, 0);
+    /* the pattern must be one Lua accepts on every path, not only on "" */
+    char why[160];
+    if (route_check_pattern(r->url, strlen(r->url), &r->ncaptures, why, sizeof why) < 0) {
+      snprintf(err, n, "app.lua: handlers[%d].url: %s", i, why);
+      return LH_EINVAL;
     }
+    const char *shadowed = r->script ? route_shadowed(r->script) : NULL;
+    if (shadowed) {
+      snprintf(err, n, "app.lua: handlers[%d].script: '%s' shadows %s; rename the module", i,
+               r->script, shadowed);
+      return LH_EINVAL;
+    }
+    lua_pushliteral(L, "methods");
+    if (lua_rawget(L, -2) != LUA_TNIL && get_methods(L, r, i, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
     route_literal(r);
     if (r->static_dir) {
@@ -574,6 +616,8 @@ void config_free(struct config *c) {
     free(c->routes[i].script);
     free(c->routes[i].static_dir);
     free(c->routes[i].literal);
+    for (int m = 0; m < c->routes[i].nmethods; m++) free(c->routes[i].methods[m]);
+    free(c->routes[i].methods);
   }
   for (int i = 0; i < c->ndicts; i++) free(c->dicts[i].name);
   for (int i = 0; i < c->nqueues; i++) free(c->queues[i].name);

@@ -20,6 +20,10 @@ struct route {
   char *literal;        /* url's literal text when it is "^text" / "^text$" */
   size_t literal_len;
   int exact;            /* literal must match the whole path */
+  char **methods;       /* upper-cased HTTP tokens, or NULL: every method
+                           (see route.h: GET also takes HEAD) */
+  int nmethods;
+  int ncaptures;        /* captures in url (position captures included) */
   int metrics_id;       /* the route's label in /_ah/metrics (set by the server) */
 };
 

@@ -50,6 +50,7 @@ static const char tail[] =
   "\n"
   "serve without APP_DIR serves the bundled example app.\n"
   "`luahost COMMAND --help` describes one command.\n"
+  "test fails (exit 1, \"no tests found\") when no test ran: an empty run is never a pass.\n"
   "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n";
 
 static void print_usage(FILE *f) {

@@ -258,9 +258,10 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
   for (; started < s.nworkers; started++)
     if (worker_start(&s.workers[started], fd) < 0) abort();
   const char *h = cfg->listen_host;
-  log_msg(LOG_INFO, NULL, NULL, "listening on http://%s%s%s:%d (%s, %d workers, app %s)",
+  log_msg(LOG_INFO, NULL, NULL, "listening on http://%s%s%s:%d (%s, %d worker%s, app %s)",
           strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", port,
-          cfg->role == VM_BACKEND ? "backend" : "frontend", cfg->workers, cfg->app_dir);
+          cfg->role == VM_BACKEND ? "backend" : "frontend", cfg->workers,
+          cfg->workers == 1 ? "" : "s", cfg->app_dir);
   uv_run(loop, UV_RUN_DEFAULT);
   status = 0;
   int all_done = threads_active() == 0;
