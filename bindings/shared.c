@@ -55,17 +55,17 @@ static void push_proxy(lua_State *L, void *obj, const char *mt) {
   p->obj = obj;
 }
 
-static void dict_retain_(void *o) { dict_retain(o); }
-static void dict_release_(void *o) { dict_release(o); }
-static void queue_retain_(void *o) { queue_retain(o); }
-static void queue_release_(void *o) { queue_release(o); }
-static void dict_push_(lua_State *L, void *o) { dict_retain(o); push_proxy(L, o, DICT_MT); }
-static void queue_push_(lua_State *L, void *o) { queue_retain(o); push_proxy(L, o, QUEUE_MT); }
+static void retain_dict(void *o) { dict_retain(o); }
+static void release_dict(void *o) { dict_release(o); }
+static void retain_queue(void *o) { queue_retain(o); }
+static void release_queue(void *o) { queue_release(o); }
+static void push_dict(lua_State *L, void *o) { dict_retain(o); push_proxy(L, o, DICT_MT); }
+static void push_queue(lua_State *L, void *o) { queue_retain(o); push_proxy(L, o, QUEUE_MT); }
 
 static const struct value_handle_type dict_handle = {
-  DICT_MT, proxy_get, dict_retain_, dict_release_, dict_push_};
+  DICT_MT, proxy_get, retain_dict, release_dict, push_dict};
 static const struct value_handle_type queue_handle = {
-  QUEUE_MT, proxy_get, queue_retain_, queue_release_, queue_push_};
+  QUEUE_MT, proxy_get, retain_queue, release_queue, push_queue};
 
 /* The handle types are registered with vm/value once per process, by the
  * first state that requires the module (pthread_once: any thread). */
