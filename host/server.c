@@ -22,7 +22,7 @@
 
 /* serve --reload: one watch per directory of the app (inotify is not
  * recursive). */
-struct watch { uv_fs_event_t ev; struct watch *next; };
+struct watch { uv_fs_event_t ev; struct watch *next; char path[]; };
 
 #define WATCH_MAX_DIRS 256
 #define WATCH_DEBOUNCE_MS 250
@@ -155,12 +155,13 @@ static void close_watches(struct server *s) {
   s->nwatches = 0;
 }
 
-/* The watches are made anew (directories may have come or gone) before
- * the reload reads the files: a change made once the reload is visible
- * (a worker may serve the new code before this callback ends) is seen. */
+/* Directories that came since are watched too, before the reload reads
+ * the files (a worker may serve the new code before this callback ends: a
+ * change made then is seen).  Existing watches stay as they are: closing
+ * and remaking them lost changes made in between.  A directory that went
+ * keeps a watch that no longer fires. */
 static void on_quiet(uv_timer_t *t) {
   struct server *s = t->data;
-  close_watches(s);
   if (s->phase == 0) watch_tree(s, s->cfg->app_dir, 0);
   reload(s, "a file of the app changed");
 }
@@ -173,19 +174,29 @@ static void on_change(uv_fs_event_t *ev, const char *name, int events, int statu
   uv_timer_start(&s->debounce, on_quiet, WATCH_DEBOUNCE_MS, 0);
 }
 
+static int watched(const struct server *s, const char *dir) {
+  for (const struct watch *w = s->watches; w; w = w->next)
+    if (!strcmp(w->path, dir)) return 1;
+  return 0;
+}
+
 static void watch_tree(struct server *s, const char *dir, int depth) {
-  if (s->nwatches >= WATCH_MAX_DIRS || depth > 16) return;
-  struct watch *w = calloc(1, sizeof *w);
-  if (!w) return;
-  uv_fs_event_init(uv_default_loop(), &w->ev);
-  w->ev.data = s;
-  if (uv_fs_event_start(&w->ev, on_change, dir, 0) < 0) {
-    uv_close((uv_handle_t *)&w->ev, on_watch_closed);
-    return;
+  if (depth > 16) return;
+  if (!watched(s, dir)) {
+    if (s->nwatches >= WATCH_MAX_DIRS) return;
+    struct watch *w = calloc(1, sizeof *w + strlen(dir) + 1);
+    if (!w) return;
+    strcpy(w->path, dir);
+    uv_fs_event_init(uv_default_loop(), &w->ev);
+    w->ev.data = s;
+    if (uv_fs_event_start(&w->ev, on_change, dir, 0) < 0) {
+      uv_close((uv_handle_t *)&w->ev, on_watch_closed);
+      return;
+    }
+    w->next = s->watches;
+    s->watches = w;
+    s->nwatches++;
   }
-  w->next = s->watches;
-  s->watches = w;
-  s->nwatches++;
   /* the subdirectories, through libuv's synchronous scandir */
   uv_fs_t req;
   uv_dirent_t e;
