@@ -19,7 +19,7 @@ HANDLERS = {
     "sleep.lua": r'''
         local runtime = require "runtime"
         return function(req)
-          if req.args.mark then io.stdout:write("SLEEPING ", req.args.mark, "\n") io.stdout:flush() end
+          if req.args.mark then io.stdout:write("SLEEPING " .. req.args.mark .. "\n") io.stdout:flush() end
           local ok = runtime.sleep(tonumber(req.args.s) or 1)
           return "slept " .. tostring(ok)
         end

@@ -3,6 +3,7 @@ one worker is woken by a push on another; concurrent incr is exact; a
 waiting pop never blocks the worker and returns at shutdown."""
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -35,7 +36,7 @@ FILES = {
         return function(req)
           -- the marker is written just before the pop waits: tests wait for
           -- it instead of sleeping
-          io.stdout:write("POP-WAITING ", me, "\n") io.stdout:flush()
+          io.stdout:write("POP-WAITING " .. me .. "\n") io.stdout:flush()   -- one write: atomic
           local v, err = shared.queue("jobs"):pop(tonumber(req.args.timeout))
           return string.format("%s %s %s", tostring(v), tostring(err), me)
         end
@@ -61,10 +62,19 @@ FILES = {
 }
 
 
+# Two workers' writes may share a line on stdout: count markers, not lines.
+POP_RE = re.compile(r"POP-WAITING (0x[0-9a-f]+)")
+
+
+def popping_states(srv):
+    """The state identity of every pop that announced its wait."""
+    return [m for l in srv.stdout_lines() for m in POP_RE.findall(l)]
+
+
 def wait_popping(test, srv, n):
     """Until n pop handlers have announced their wait on stdout."""
     deadline = time.monotonic() + harness.scaled(10)
-    while sum(1 for l in srv.stdout_lines() if l.startswith("POP-WAITING ")) < n:
+    while len(popping_states(srv)) < n:
         test.assertLess(time.monotonic(), deadline, "pops did not start: %r"
                         % srv.stdout_lines())
         srv.wait_stdout(lambda l: False, 0.02)
@@ -87,8 +97,7 @@ class SharedAcrossWorkers(harness.ServerTestCase):
                 c.send(harness.build_request("GET", "/pop?timeout=20"))
                 conns.append(c)
             wait_popping(self, self.srv, len(conns))      # every pop is parked now
-            states = {l.split()[1] for l in self.srv.stdout_lines()
-                      if l.startswith("POP-WAITING ")}
+            states = set(popping_states(self.srv))
             if len(states) == 2:
                 break
             self.assertLess(time.monotonic(), deadline, "every pop went to one worker")
