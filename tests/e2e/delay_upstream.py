@@ -10,7 +10,10 @@ Paths (GET or anything else; a request body is read and ignored):
                       (the client closed the connection before the
                       answer), and when, in ms after the request arrived.
   /hello              "hello" at once
-  /stats              "open=O accepted=A requests=R pending=P answered=D aborted=K"
+  /stats              "open=O accepted=A requests=R pending=P answered=D aborted=K
+                      max_pending=M span_ms=S" (S: from the first /delay that
+                      arrived to the last; max_pending and span restart at
+                      /stats?reset=1)
   /stats?id=X         "state=pending|answered|aborted|unknown after_ms=T"
 
 Standard library only.
@@ -20,7 +23,9 @@ import sys
 import time
 from urllib.parse import parse_qs, urlsplit
 
-STATS = {"open": 0, "accepted": 0, "requests": 0, "pending": 0, "answered": 0, "aborted": 0}
+STATS = {"open": 0, "accepted": 0, "requests": 0, "pending": 0, "answered": 0, "aborted": 0,
+         "max_pending": 0}
+SPAN = [None, None]   # monotonic times of the first and the last /delay arrival
 BY_ID = {}            # id -> [state, after_ms]
 MAX_HEAD = 64 * 1024
 
@@ -98,6 +103,10 @@ class Conn(asyncio.Protocol):
             if rid is not None:
                 BY_ID[rid] = ["pending", 0.0]
             STATS["pending"] += 1
+            STATS["max_pending"] = max(STATS["max_pending"], STATS["pending"])
+            if SPAN[0] is None:
+                SPAN[0] = t0
+            SPAN[1] = t0
             handle = asyncio.get_running_loop().call_later(ms / 1000.0, self.answer_delay, ms)
             self.pending = (handle, rid, t0)
         elif u.path == "/hello":
@@ -107,7 +116,11 @@ class Conn(asyncio.Protocol):
                 state, after = BY_ID.get(q["id"], ["unknown", 0.0])
                 body = "state=%s after_ms=%d" % (state, after)
             else:
-                body = " ".join("%s=%d" % kv for kv in STATS.items())
+                span = (SPAN[1] - SPAN[0]) * 1000 if SPAN[0] is not None else 0
+                body = " ".join("%s=%d" % kv for kv in STATS.items()) + " span_ms=%d" % span
+                if "reset" in q:
+                    SPAN[0] = SPAN[1] = None
+                    STATS["max_pending"] = STATS["pending"]
             self.t.write(response(200, body.encode()))
         else:
             self.t.write(response(404, b"no such path"))
