@@ -105,8 +105,13 @@ def burst(port, path, n, pid, timeout):
                 errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
             buf += data
             end = buf.find(b"\r\n\r\n")
-            m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", buf[:end]) if end >= 0 else None
-            complete = m is not None and len(buf) >= end + 4 + int(m.group(1))
+            head = bytes(buf[:end]) if end >= 0 else b""
+            m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if m:
+                complete = len(buf) >= end + 4 + int(m.group(1))
+            else:   # chunked (OpenResty's ngx.print)
+                complete = (end >= 0 and re.search(rb"(?i)\r\ntransfer-encoding: *chunked", head)
+                            is not None and buf.endswith(b"\r\n0\r\n\r\n"))
             if complete or not data:
                 ep.unregister(fd)
                 del bufs[fd]
