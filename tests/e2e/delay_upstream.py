@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A loopback upstream for the urlfetch end-to-end tests and bench/fetch
-that holds thousands of slow requests at once: one asyncio loop (no
-thread per connection), HTTP/1.1 with keep-alive.  Listens on 127.0.0.1
-(an ephemeral port, or --port N) and prints "PORT <n>" once it does.
+that holds thousands of slow requests at once: one thread, one epoll loop
+over non-blocking sockets (no thread, no coroutine per connection: it has
+to stay cheap next to the server under test on a small machine), HTTP/1.1
+with keep-alive.  Listens on 127.0.0.1 (an ephemeral port, or --port N)
+and prints "PORT <n>" once it does.
 
 Paths (GET or anything else; a request body is read and ignored):
   /delay?ms=N[&id=X]  answers "delayed N" after N ms.  With an id, what
@@ -10,15 +12,18 @@ Paths (GET or anything else; a request body is read and ignored):
                       (the client closed the connection before the
                       answer), and when, in ms after the request arrived.
   /hello              "hello" at once
-  /stats              "open=O accepted=A requests=R pending=P answered=D aborted=K
-                      max_pending=M span_ms=S" (S: from the first /delay that
-                      arrived to the last; max_pending and span restart at
-                      /stats?reset=1)
+  /stats              "open=O accepted=A requests=R pending=P answered=D
+                      aborted=K max_pending=M span_ms=S" (S: from the first
+                      /delay that arrived to the last; max_pending and
+                      span restart at /stats?reset=1)
   /stats?id=X         "state=pending|answered|aborted|unknown after_ms=T"
 
 Standard library only.
 """
-import asyncio
+import errno
+import heapq
+import select
+import socket
 import sys
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -37,62 +42,166 @@ def response(status, body, close=False):
     return head.encode() + body
 
 
-class Conn(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.t = transport
-        self.buf = bytearray()
-        self.need_body = 0
-        self.pending = None        # (timer handle, id, t0) of the delayed answer
-        self.queue = []            # requests pipelined behind a delayed one
-        self.closed = False
-        STATS["open"] += 1
-        STATS["accepted"] += 1
+class Conn:
+    __slots__ = ("sock", "fd", "buf", "out", "need_body", "pending", "closed")
 
-    def connection_lost(self, exc):
-        self.closed = True
+    def __init__(self, sock):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray()
+        self.out = bytearray()       # bytes the socket did not take yet
+        self.need_body = 0
+        self.pending = None          # [due, seq, conn, ms, rid, t0] of the delayed answer
+        self.closed = False
+
+
+class Server:
+    def __init__(self, port):
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", port))
+        self.ls.listen(4096)
+        self.ls.setblocking(False)
+        self.ep = select.epoll()
+        self.ep.register(self.ls.fileno(), select.EPOLLIN)
+        self.conns = {}
+        self.timers = []             # heap of pending entries
+        self.seq = 0
+
+    def port(self):
+        return self.ls.getsockname()[1]
+
+    def run(self):
+        while True:
+            timeout = -1
+            if self.timers:
+                timeout = max(0.0, self.timers[0][0] - time.monotonic())
+            for fd, ev in self.ep.poll(timeout, 1024):
+                if fd == self.ls.fileno():
+                    self.accept()
+                    continue
+                c = self.conns.get(fd)
+                if c is None:
+                    continue
+                if ev & select.EPOLLOUT:
+                    self.flush(c)
+                if ev & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP) and not c.closed:
+                    self.read(c)
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                entry = heapq.heappop(self.timers)
+                c = entry[2]
+                if c.pending is entry and not c.closed:
+                    self.answer_delay(c)
+
+    def accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return   # try again at the next readiness
+                raise
+            s.setblocking(False)
+            c = Conn(s)
+            self.conns[c.fd] = c
+            self.ep.register(c.fd, select.EPOLLIN)
+            STATS["open"] += 1
+            STATS["accepted"] += 1
+
+    def close(self, c):
+        if c.closed:
+            return
+        c.closed = True
         STATS["open"] -= 1
-        if self.pending:
-            handle, rid, t0 = self.pending
-            handle.cancel()
-            self.pending = None
+        if c.pending:
+            _, _, _, _, rid, t0 = c.pending
+            c.pending = None
             STATS["pending"] -= 1
             STATS["aborted"] += 1
             if rid is not None:
                 BY_ID[rid] = ["aborted", (time.monotonic() - t0) * 1000]
+        del self.conns[c.fd]
+        try:
+            self.ep.unregister(c.fd)
+        except OSError:
+            pass
+        c.sock.close()
 
-    def data_received(self, data):
-        self.buf += data
-        self.parse()
-
-    def parse(self):
-        while not self.closed and not self.pending:
-            if self.need_body:
-                take = min(self.need_body, len(self.buf))
-                del self.buf[:take]
-                self.need_body -= take
-                if self.need_body:
-                    return
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > MAX_HEAD:
-                    self.t.write(response(400, b"head too large", True))
-                    self.t.close()
+    def read(self, c):
+        while True:
+            try:
+                data = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.close(c)
                 return
-            head = bytes(self.buf[:end]).decode("latin-1")
-            del self.buf[:end + 4]
+            c.buf += data
+            if len(data) < 65536:
+                break
+        self.parse(c)
+
+    def write(self, c, data):
+        if not c.out:
+            try:
+                n = c.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self.close(c)
+                return
+            data = data[n:]
+            if not data:
+                return
+            self.ep.modify(c.fd, select.EPOLLIN | select.EPOLLOUT)
+        c.out += data
+
+    def flush(self, c):
+        try:
+            n = c.sock.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(c)
+            return
+        del c.out[:n]
+        if not c.out:
+            self.ep.modify(c.fd, select.EPOLLIN)
+
+    def parse(self, c):
+        while not c.closed and not c.pending:
+            if c.need_body:
+                take = min(c.need_body, len(c.buf))
+                del c.buf[:take]
+                c.need_body -= take
+                if c.need_body:
+                    return
+            end = c.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(c.buf) > MAX_HEAD:
+                    self.write(c, response(400, b"head too large", True))
+                    self.close(c)
+                return
+            head = bytes(c.buf[:end]).decode("latin-1")
+            del c.buf[:end + 4]
             lines = head.split("\r\n")
             parts = lines[0].split(" ")
             if len(parts) != 3:
-                self.t.write(response(400, b"bad request line", True))
-                self.t.close()
+                self.write(c, response(400, b"bad request line", True))
+                self.close(c)
                 return
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "content-length":
-                    self.need_body = int(value.strip() or "0")
-            self.request(parts[1])
+                    c.need_body = int(value.strip() or "0")
+            self.request(c, parts[1])
 
-    def request(self, target):
+    def request(self, c, target):
         STATS["requests"] += 1
         u = urlsplit(target)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
@@ -107,10 +216,11 @@ class Conn(asyncio.Protocol):
             if SPAN[0] is None:
                 SPAN[0] = t0
             SPAN[1] = t0
-            handle = asyncio.get_running_loop().call_later(ms / 1000.0, self.answer_delay, ms)
-            self.pending = (handle, rid, t0)
+            self.seq += 1
+            c.pending = [t0 + ms / 1000.0, self.seq, c, ms, rid, t0]
+            heapq.heappush(self.timers, c.pending)
         elif u.path == "/hello":
-            self.t.write(response(200, b"hello"))
+            self.write(c, response(200, b"hello"))
         elif u.path == "/stats":
             if "id" in q:
                 state, after = BY_ID.get(q["id"], ["unknown", 0.0])
@@ -121,35 +231,22 @@ class Conn(asyncio.Protocol):
                 if "reset" in q:
                     SPAN[0] = SPAN[1] = None
                     STATS["max_pending"] = STATS["pending"]
-            self.t.write(response(200, body.encode()))
+            self.write(c, response(200, body.encode()))
         else:
-            self.t.write(response(404, b"no such path"))
+            self.write(c, response(404, b"no such path"))
 
-    def answer_delay(self, ms):
-        _, rid, t0 = self.pending
-        self.pending = None
+    def answer_delay(self, c):
+        _, _, _, ms, rid, t0 = c.pending
+        c.pending = None
         STATS["pending"] -= 1
         STATS["answered"] += 1
         if rid is not None:
             BY_ID[rid] = ["answered", (time.monotonic() - t0) * 1000]
-        self.t.write(response(200, b"delayed %d" % ms))
-        self.parse()
+        self.write(c, response(200, b"delayed %d" % ms))
+        self.parse(c)
 
 
-async def main():
-    port = 0
-    if "--port" in sys.argv:
-        port = int(sys.argv[sys.argv.index("--port") + 1])
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(Conn, "127.0.0.1", port, backlog=4096,
-                                      reuse_address=True)
-    sys.stdout.write("PORT %d\n" % server.sockets[0].getsockname()[1])
-    sys.stdout.flush()
-    async with server:
-        await server.serve_forever()
-
-
-if __name__ == "__main__":
+def main():
     try:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -157,7 +254,17 @@ if __name__ == "__main__":
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
     except (ImportError, ValueError, OSError):
         pass
+    port = 0
+    if "--port" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+    srv = Server(port)
+    sys.stdout.write("PORT %d\n" % srv.port())
+    sys.stdout.flush()
     try:
-        asyncio.run(main())
+        srv.run()
     except KeyboardInterrupt:
         pass
+
+
+if __name__ == "__main__":
+    main()
