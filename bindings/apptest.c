@@ -19,6 +19,7 @@
 #include "base/instance.h"
 #include "bindings/bindings.h"
 #include "dispatch.h"
+#include "http/response.h"
 #include "lifecycle.h"
 #include "task.h"
 
@@ -135,15 +136,29 @@ static void on_done(struct run_job *rj) {
   int was_on = vm_limit_off(L);
   lua_pushinteger(L, rj->status);
   lua_createtable(L, 0, rj->nheaders);
-  for (int i = 0; i < rj->nheaders; i++) {
+  for (int i = 0; i < rj->nheaders; i++) {   /* a repeated name: an array, in order */
     luaL_Buffer b;
     char *low = luaL_buffinitsize(L, &b, rj->headers[i].name_len);
     http_lower(low, rj->headers[i].name, rj->headers[i].name_len);
     luaL_pushresultsize(&b, rj->headers[i].name_len);
+    lua_pushvalue(L, -1);
+    int had = lua_rawget(L, -3);   /* stack: t name old */
     lua_pushlstring(L, rj->headers[i].value, rj->headers[i].value_len);
+    if (had == LUA_TSTRING) {
+      lua_createtable(L, 2, 0);
+      lua_rotate(L, -3, 1);        /* stack: t name arr old value */
+      lua_rawseti(L, -3, 2);
+      lua_rawseti(L, -2, 1);
+    } else if (had == LUA_TTABLE) {
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    } else {
+      lua_remove(L, -2);
+    }
     lua_rawset(L, -3);
   }
-  lua_pushlstring(L, rj->body, rj->body_len);
+  /* as on the wire: HEAD and 1xx/204/304 answers carry no body */
+  if (rj->req->is_head || http_status_bodiless(rj->status)) lua_pushliteral(L, "");
+  else lua_pushlstring(L, rj->body, rj->body_len);
   run_finish(rj);
   vm_limit_restore(L, was_on);
   tj->answered = 1;
@@ -168,6 +183,7 @@ static int request(lua_State *L) {
   r.query = q ? q + 1 : "";
   r.query_len = q ? r.target_len - r.path_len - 1 : 0;
   r.http_major = r.http_minor = 1;
+  r.is_head = !strcmp(r.method, "HEAD");
   r.remote = "127.0.0.1";
   r.start_ns = clock_now_ns();
   r.seq = instance_request_id(r.request_id);

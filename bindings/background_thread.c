@@ -18,7 +18,6 @@
 #include "threads.h"
 #include "waits.h"
 #include "task.h"
-#include "vm/call.h"
 #include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"
@@ -85,7 +84,7 @@ static int start_new_background_thread(lua_State *L) {
   if (lua_istable(L, 3)) encode_arg(L, 3, "kwargs", &kwargs, t_args);
   char err[512];
   int64_t id = threads_start(&target, &args, &kwargs, err, sizeof err);
-  if (id == BT_LIMIT) raise_class(L, BT_CLASS_LIMIT, err);
+  if (id == LH_ELIMIT) raise_class(L, BT_CLASS_LIMIT, err);
   if (id < 0) raise_class(L, ERR, err);
   lua_pushinteger(L, (lua_Integer)id);
   return 1;

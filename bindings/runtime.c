@@ -12,8 +12,8 @@
 
 #include "base/clock.h"
 #include "base/instance.h"
-#include "base/log.h"
 #include "bindings/bindings.h"
+#include "req.h"
 #include "vm/errors.h"
 #include "threads.h"
 #include "vm/state.h"
@@ -132,5 +132,7 @@ int luaopen_runtime(lua_State *L) {
   lua_pop(L, 2);
   vm_error_class(L, VM_DEADLINE_CLASS, NULL);
   lua_setfield(L, -2, "DeadlineExceededError");
+  vm_error_class(L, REQ_FORM_ERROR, NULL);   /* what req.form raises on a malformed body */
+  lua_setfield(L, -2, "FormError");
   return 1;
 }

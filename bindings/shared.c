@@ -18,13 +18,11 @@
 
 #include <lauxlib.h>
 
-#include "base/clock.h"
 #include "bindings/bindings.h"
 #include "task.h"
 #include "waits.h"
 #include "store/dict.h"
 #include "store/queue.h"
-#include "vm/errors.h"
 #include "vm/state.h"
 #include "vm/value.h"
 
@@ -127,9 +125,10 @@ static void push_val(lua_State *L, const struct dict_val *v) {
   }
 }
 
+/* false, reason (set, add). */
 static int fail(lua_State *L, int rc) {
   lua_pushboolean(L, 0);
-  lua_pushstring(L, rc == DICT_EXISTS ? "exists" : "no memory");
+  lua_pushstring(L, lh_strerror(rc));
   return 2;
 }
 
@@ -161,7 +160,7 @@ static int d_get(lua_State *L) {
   const char *k = check_key(L, 2, &kl);
   struct dict_val v;
   struct dict_buf *buf = scratch();
-  if (!buf || dict_get(d, k, kl, &v, buf) != DICT_OK) return luaL_error(L, "not enough memory");
+  if (!buf || dict_get(d, k, kl, &v, buf) != LH_OK) return luaL_error(L, "not enough memory");
   push_val(L, &v);
   return 1;
 }
@@ -175,7 +174,7 @@ static int store_with(lua_State *L, int (*op)(struct dict *, const char *, size_
   struct dict_val v;
   check_val(L, 3, &v);
   int rc = op(d, k, kl, &v, check_ttl(L, 4));
-  if (rc != DICT_OK) return fail(L, rc);
+  if (rc != LH_OK) return fail(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -195,12 +194,12 @@ static int d_incr(lua_State *L) {
     check_val(L, 4, &init);
   }
   int rc = dict_incr(d, k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init, &out);
-  if (rc == DICT_NOTFOUND || rc == DICT_NOTNUM) {
+  if (rc == LH_ENOMEM) return fail(L, rc);
+  if (rc != LH_OK) {   /* nil, "not found" | "not a number" */
     lua_pushnil(L);
-    lua_pushstring(L, rc == DICT_NOTFOUND ? "not found" : "not a number");
+    lua_pushstring(L, lh_strerror(rc));
     return 2;
   }
-  if (rc != DICT_OK) return fail(L, rc);
   push_val(L, &out);
   return 1;
 }

@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "base/size.h"
 #include "bindings/bindings.h"
+#include "metrics.h"
 #include "net/fetch.h"
 #include "task.h"
 #include "vm/errors.h"
@@ -65,6 +66,8 @@ static size_t add_str(size_t *total, size_t n) { size_t at = *total; *total += n
 
 static void on_done(void *ud, const struct fetch_result *res) {
   struct rpc *r = ud;
+  metrics_count_any(METRIC_URLFETCH_REQUESTS);   /* /_ah/metrics */
+  if (res->error) metrics_count_any(METRIC_URLFETCH_ERRORS);
   size_t total = sizeof(struct fetched) + res->nheaders * sizeof(struct fetch_header);
   size_t msg_at = add_str(&total, res->message ? strlen(res->message) : 0);
   size_t url_at = add_str(&total, res->final_url ? strlen(res->final_url) : 0);
@@ -361,6 +364,8 @@ static void read_request(lua_State *L, struct fetch_request *rq, struct fetch_he
       luaL_error(L, "urlfetch: option 'headers' must be a table");
     }
   }
+  /* response bytes count against the calling state's memory_limit */
+  rq->alloc = vm_charged_allocf(L, &rq->alloc_ud);
   /* never past the request's own deadline */
   const struct vm_task *vt = vm_current(L);
   if (vt->deadline_ns) {

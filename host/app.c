@@ -29,6 +29,7 @@ static const luaL_Reg serve_modules[] = {
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
   {"urlfetch", luaopen_urlfetch},
+  {"json", luaopen_json},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
@@ -36,6 +37,7 @@ static const luaL_Reg test_modules[] = {
   {"shared", luaopen_shared},
   {"background_thread", luaopen_background_thread},
   {"urlfetch", luaopen_urlfetch},
+  {"json", luaopen_json},
   {"apptest", luaopen_apptest},
   {NULL, NULL}
 };
@@ -71,7 +73,7 @@ static int load_config(struct config *cfg, const char *dir, const struct config_
   if (rc == 0) return 0;
   fprintf(stderr, "luahost: %s\n", err);
   config_free(cfg);
-  return rc == CONFIG_SYSTEM ? 1 : 2;
+  return rc == LH_ESYSTEM ? 1 : 2;
 }
 
 int app_serve(const char *app_dir, const struct config_cli *cli) {
@@ -181,7 +183,9 @@ static void collect(struct files *f, const char *dir) {
   closedir(d);
 }
 
-static int run_test_file(const char *path, int role, const struct config *cfg) {
+/* Runs one file; adds the number of tests it ran to *ran. */
+static int run_test_file(const char *path, int role, const struct config *cfg,
+                         char **lu_args, int nlu_args, long *ran) {
   char err[1024], dir[PATH_MAX];
   dir_of(path, dir);
   struct vm_opts vo = {role, VM_EXIT_CATCH, cfg ? cfg->memory_limit : CONFIG_DEFAULT_MEMORY_LIMIT,
@@ -194,17 +198,34 @@ static int run_test_file(const char *path, int role, const struct config *cfg) {
     fprintf(stderr, "luahost: %s\n", lua_tostring(L, -1));
   } else {
     lua_pushstring(L, path);
-    if (vm_pcall(L, 1, 1) != LUA_OK)
+    for (int i = 0; i < nlu_args; i++) lua_pushstring(L, lu_args[i]);
+    if (vm_pcall(L, 1 + nlu_args, 2) != LUA_OK) {
       fprintf(stderr, "luahost: %s: %s\n", path, vm_error_text(L));
-    else
-      rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+    } else {
+      rc = lua_isinteger(L, -2) ? (int)lua_tointeger(L, -2) : 1;
+      if (lua_isinteger(L, -1)) *ran += (long)lua_tointeger(L, -1);
+    }
   }
   task_thread_end();
   vm_close(L);
   return rc;
 }
 
-int app_test(const char *app_dir, const char *role_name, char **paths, int npaths) {
+/* Threads the tests left running (an app's long-lived consumer, say) are
+ * cancelled and joined, so that the run ends with its summary.  Returns
+ * how many still run after TEST_THREADS_GRACE_NS (logged by ID). */
+#define TEST_THREADS_GRACE_NS 10000000000ull
+static int end_test_threads(void) {
+  if (threads_wait_idle(0) == 0) return 0;
+  int n = threads_cancel_all();
+  if (n) log_msg(LOG_INFO, NULL, NULL, "luahost test: cancelling %d background thread%s the "
+                 "tests left running", n, n == 1 ? "" : "s");
+  if (threads_wait_idle(TEST_THREADS_GRACE_NS) == 0) return 0;
+  return threads_log_running();
+}
+
+int app_test(const char *app_dir, const char *role_name, char **paths, int npaths,
+             char **lu_args, int nlu_args) {
   struct config cfg, *cfgp = NULL;
   struct config_cli cli;
   int role = VM_FRONTEND;
@@ -235,31 +256,39 @@ int app_test(const char *app_dir, const char *role_name, char **paths, int npath
     if (S_ISDIR(st.st_mode)) {
       int before = files.n;
       collect(&files, paths[i]);
-      qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
+      if (files.n > before)   /* qsort's array may not be NULL, even empty */
+        qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
     } else {
       add_file(&files, paths[i]);
     }
   }
   if (npaths == 0) {
     collect(&files, app_dir ? app_dir : ".");
-    qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
+    if (files.n > 0) qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
   }
   if (!cfgp) configure_threads(CONFIG_DEFAULT_MAX_THREADS, CONFIG_DEFAULT_MEMORY_LIMIT, NULL, role);
   int failed = 0;
+  long ran = 0;
   for (int i = 0; i < files.n; i++) {
     printf("== %s\n", files.v[i]);
     fflush(stdout);
-    if (run_test_file(files.v[i], role, cfgp) != 0) failed++;
+    if (run_test_file(files.v[i], role, cfgp, lu_args, nlu_args, &ran) != 0) failed++;
     fflush(stdout);
     free(files.v[i]);
   }
   free(files.v);
-  threads_wait_idle(UINT64_MAX);   /* threads the tests started */
-  printf("luahost test: %d files, %d passed, %d failed\n", files.n, files.n - failed, failed);
+  int stuck = end_test_threads();
+  printf("luahost test: %d files, %d passed, %d failed; %ld tests ran\n", files.n,
+         files.n - failed, failed, ran);
+  fflush(stdout);
   if (cfgp) config_free(cfgp);
-  free_stores();
+  if (!stuck) free_stores();   /* a thread that ignored its cancel may still use them */
   if (files.n == 0) {
-    fprintf(stderr, "luahost: no test files found (expected test_*.lua files)\n");
+    fprintf(stderr, "luahost: no tests found (no test_*.lua files)\n");
+    return 1;
+  }
+  if (ran == 0) {   /* an empty run is never a pass (as pytest refuses one) */
+    fprintf(stderr, "luahost: no tests found (no test ran in %d files)\n", files.n);
     return 1;
   }
   return failed ? 1 : 0;

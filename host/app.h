@@ -10,7 +10,10 @@
 
 int app_serve(const char *app_dir, const struct config_cli *cli);
 int app_run(const char *script, int argc, char **argv);
-/* role: "frontend" / "backend" or NULL (the app's, else frontend). */
-int app_test(const char *app_dir, const char *role, char **paths, int npaths);
+/* role: "frontend" / "backend" or NULL (the app's, else frontend).
+ * lu_args: luaunit options given to every file's run ("-p", PATTERN,
+ * "-x", PATTERN, "-v"); borrowed for the call. */
+int app_test(const char *app_dir, const char *role, char **paths, int npaths,
+             char **lu_args, int nlu_args);
 
 #endif

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "base/size.h"
+#include "route.h"
 #include "vm/call.h"
 #include "vm/state.h"
 
@@ -35,7 +36,7 @@ static int fail(char *err, size_t n, const struct origin *o, const char *expecte
   } else {
     snprintf(err, n, "%s: expected %s", o->text, expected);
   }
-  return -1;
+  return LH_EINVAL;
 }
 
 static char *dupstr(const char *s) {
@@ -144,6 +145,43 @@ static void route_literal(struct route *r) {
   r->exact = exact;
 }
 
+/* The route's methods (value at the top): an array of HTTP tokens,
+ * upper-cased. */
+static int get_methods(lua_State *L, struct route *r, int i, char *err, size_t n) {
+  struct origin o;
+  snprintf(o.text, sizeof o.text, "app.lua key 'handlers[%d].methods'", i);
+  static const char what[] = "an array of HTTP methods such as {\"GET\", \"POST\"}";
+  if (!lua_istable(L, -1)) return fail(err, n, &o, what, L, -1);
+  int count = (int)lua_rawlen(L, -1);
+  if (count < 1 || count > 64) return fail(err, n, &o, what, NULL, 0);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {   /* only the array part */
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > count) {
+      lua_pop(L, 1);
+      return fail(err, n, &o, what, NULL, 0);
+    }
+  }
+  if (!(r->methods = calloc((size_t)count, sizeof *r->methods)))
+    return fail(err, n, &o, "memory", NULL, 0);
+  for (int m = 1; m <= count; m++) {
+    size_t len;
+    lua_rawgeti(L, -1, m);
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (!s || !route_is_token(s, len) || len > 32) {
+      snprintf(o.text, sizeof o.text, "app.lua: handlers[%d].methods[%d]", i, m);
+      return fail(err, n, &o, "an HTTP method: a token such as \"GET\" (letters, digits, "
+                              "!#$%&'*+-.^_`|~)", L, -1);
+    }
+    if (!(r->methods[m - 1] = dupstr(s))) return fail(err, n, &o, "memory", NULL, 0);
+    r->nmethods = m;
+    for (char *p = r->methods[m - 1]; *p; p++)
+      if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
   struct origin o;
   origin_key(&o, "handlers");
@@ -163,9 +201,10 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-      if (!k || (strcmp(k, "url") && strcmp(k, "script") && strcmp(k, "static_dir"))) {
+      if (!k || (strcmp(k, "url") && strcmp(k, "script") && strcmp(k, "static_dir") &&
+                 strcmp(k, "methods"))) {
         lua_pop(L, 1);
-        return fail(err, n, &o, "only the keys url, script and static_dir", L, -1);
+        return fail(err, n, &o, "only the keys url, script, static_dir and methods", L, -1);
       }
       lua_pop(L, 1);
     }
@@ -187,17 +226,20 @@ static int get_routes(lua_State *L, struct config *c, char *err, size_t n) {
     if (!r->url) return fail(err, n, &o, "a 'url' pattern", NULL, 0);
     if (!!r->script == !!r->static_dir)
       return fail(err, n, &o, "exactly one of 'script' and 'static_dir'", NULL, 0);
-    /* the pattern must compile: try it on an empty string */
-    lua_getglobal(L, "string");
-    lua_getfield(L, -1, "find");
-    lua_pushliteral(L, "");
-    lua_pushstring(L, r->url);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-      char what[300];
-      snprintf(o.text, sizeof o.text, "app.lua key 'handlers[%d].url'", i);
-      snprintf(what, sizeof what, "a valid Lua pattern (%s)", lua_tostring(L, -1));
-      return fail(err, n, &o, what, NULL, 0);
+    /* the pattern must be one Lua accepts on every path, not only on "" */
+    char why[160];
+    if (route_check_pattern(r->url, strlen(r->url), &r->ncaptures, why, sizeof why) < 0) {
+      snprintf(err, n, "app.lua: handlers[%d].url: %s", i, why);
+      return LH_EINVAL;
     }
+    const char *shadowed = r->script ? route_shadowed(r->script) : NULL;
+    if (shadowed) {
+      snprintf(err, n, "app.lua: handlers[%d].script: '%s' shadows %s; rename the module", i,
+               r->script, shadowed);
+      return LH_EINVAL;
+    }
+    lua_pushliteral(L, "methods");
+    if (lua_rawget(L, -2) != LUA_TNIL && get_methods(L, r, i, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
     route_literal(r);
     if (r->static_dir) {
@@ -244,10 +286,10 @@ static int get_caps(lua_State *L, const char *kind, struct config_cap **out, int
     if (!(cap->name = dupstr(lua_tostring(L, -2)))) return fail(err, n, &o, "memory", NULL, 0);
     snprintf(o.text, sizeof o.text, "app.lua key 'shared.%s.%s'", kind, cap->name);
     if (!strcmp(kind, "dicts")) {
-      if (get_size(L, &o, 4096, &cap->size, err, n) < 0) return -1;
+      if (get_size(L, &o, 4096, &cap->size, err, n) < 0) return LH_EINVAL;
     } else {
       int items;
-      if (get_int(L, &o, 1, 100000000, &items, err, n) < 0) return -1;
+      if (get_int(L, &o, 1, 100000000, &items, err, n) < 0) return LH_EINVAL;
       cap->size = (size_t)items;
     }
     lua_pop(L, 1);
@@ -268,22 +310,56 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
   }
   lua_pushliteral(L, "dicts");
   lua_rawget(L, -2);
-  if (get_caps(L, "dicts", &c->dicts, &c->ndicts, err, n) < 0) return -1;
+  if (get_caps(L, "dicts", &c->dicts, &c->ndicts, err, n) < 0) return LH_EINVAL;
   lua_pop(L, 1);
   lua_pushliteral(L, "queues");
   lua_rawget(L, -2);
-  if (get_caps(L, "queues", &c->queues, &c->nqueues, err, n) < 0) return -1;
+  if (get_caps(L, "queues", &c->queues, &c->nqueues, err, n) < 0) return LH_EINVAL;
   lua_pop(L, 1);
+  return 0;
+}
+
+/* metrics_allow: an array of CIDR strings ("10.0.0.0/8", "2001:db8::/32"). */
+static int get_cidrs(lua_State *L, const struct origin *o, struct config *c, char *err,
+                     size_t n) {
+  static const char what[] = "an array of CIDR strings such as \"10.0.0.0/8\"";
+  if (!lua_istable(L, -1)) return fail(err, n, o, what, L, -1);
+  int count = (int)lua_rawlen(L, -1), seen = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {   /* only the array part: no other keys */
+    int ok = lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 &&
+             lua_tointeger(L, -2) <= count;
+    lua_pop(L, 1);
+    if (!ok) return fail(err, n, o, what, NULL, 0);
+    seen++;
+  }
+  if (seen != count) return fail(err, n, o, what, NULL, 0);
+  free(c->metrics_allow);
+  c->metrics_allow = calloc((size_t)count + 1, sizeof *c->metrics_allow);
+  c->nmetrics_allow = 0;
+  if (!c->metrics_allow) return fail(err, n, o, "memory", NULL, 0);
+  for (int i = 1; i <= count; i++) {
+    struct origin oi;
+    snprintf(oi.text, sizeof oi.text, "app.lua key 'metrics_allow[%d]'", i);
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING || strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1) ||
+        cidr_parse(&c->metrics_allow[i - 1], lua_tostring(L, -1)) < 0)
+      return fail(err, n, &oi, "a CIDR such as \"10.0.0.0/8\", \"192.0.2.7\" or "
+                  "\"2001:db8::/32\"", L, -1);
+    c->nmetrics_allow = i;
+    lua_pop(L, 1);
+  }
   return 0;
 }
 
 /* ---- keys ------------------------------------------------------------- */
 
 enum { K_ROLE, K_LISTEN, K_WORKERS, K_MAXBG, K_MEM, K_DEADLINE, K_GRACE, K_BODY,
-       K_ACCESS, K_HANDLERS, K_SHARED, K_COUNT };
+       K_ACCESS, K_HANDLERS, K_SHARED, K_DRAIN, K_METRICS_ALLOW, K_COUNT };
 static const char *const keys[K_COUNT] = {
   "role", "listen", "workers", "max_background_threads", "memory_limit",
-  "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared"};
+  "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared",
+  "drain", "metrics_allow"};
 
 /* Validates the value at the top of L as key k. */
 static int set_key(lua_State *L, struct config *c, int k, const struct origin *o,
@@ -298,11 +374,17 @@ static int set_key(lua_State *L, struct config *c, int k, const struct origin *o
     case K_GRACE: return get_seconds(L, o, 0, &c->shutdown_grace, err, n);
     case K_BODY: return get_size(L, o, 0, &c->max_body, err, n);
     case K_ACCESS:
-      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true or false", L, -1);
+      if (lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "json")) {
+        c->access_log = 2;
+        return 0;
+      }
+      if (!lua_isboolean(L, -1)) return fail(err, n, o, "true or false, or \"json\"", L, -1);
       c->access_log = lua_toboolean(L, -1);
       return 0;
     case K_HANDLERS: return get_routes(L, c, err, n);
     case K_SHARED: return get_shared(L, c, err, n);
+    case K_DRAIN: return get_seconds(L, o, 0, &c->drain, err, n);
+    case K_METRICS_ALLOW: return get_cidrs(L, o, c, err, n);
   }
   return 0;
 }
@@ -328,16 +410,16 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
   if (access(path, F_OK) != 0) return 0;
   if (luaL_loadfilex(L, path, "t") != LUA_OK) {
     snprintf(err, n, "app.lua: %s", lua_tostring(L, -1));
-    return -1;
+    return LH_EINVAL;
   }
   if (vm_pcall(L, 0, 1) != LUA_OK) {
     snprintf(err, n, "app.lua failed: %s", vm_error_text(L));
-    return -1;
+    return LH_EINVAL;
   }
   if (lua_isnil(L, -1)) return 0;
   if (!lua_istable(L, -1)) {
     snprintf(err, n, "app.lua: expected it to return a table, got %s", luaL_typename(L, -1));
-    return -1;
+    return LH_EINVAL;
   }
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -347,14 +429,16 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
     if (k == K_COUNT) {
       const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
                                                        : luaL_typename(L, -2);
-      snprintf(err, n, "app.lua: unknown key '%s' (expected one of role, listen, workers, "
-               "max_background_threads, memory_limit, request_deadline, shutdown_grace, "
-               "max_body, access_log, handlers, shared)", key);
-      return -1;
+      char known[512];
+      size_t at = 0;
+      for (int i = 0; i < K_COUNT && at < sizeof known; i++)   /* the keys[] table, listed */
+        at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", i ? ", " : "", keys[i]);
+      snprintf(err, n, "app.lua: unknown key '%s' (expected one of %s)", key, known);
+      return LH_EINVAL;
     }
     struct origin o;
     origin_key(&o, keys[k]);
-    if (set_key(L, c, k, &o, err, n) < 0) return -1;
+    if (set_key(L, c, k, &o, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
   }
   return 0;
@@ -378,7 +462,7 @@ static int apply_cli(lua_State *L, struct config *c, const struct config_cli *cl
     snprintf(o.text, sizeof o.text, "option %s", opts[i].opt);
     if (!opts[i].numeric || !lua_stringtonumber(L, opts[i].val))
       lua_pushstring(L, opts[i].val);
-    if (set_key(L, c, opts[i].key, &o, err, n) < 0) return -1;
+    if (set_key(L, c, opts[i].key, &o, err, n) < 0) return LH_EINVAL;
     lua_pop(L, 1);
   }
   if (cli->log_format) {
@@ -386,7 +470,7 @@ static int apply_cli(lua_State *L, struct config *c, const struct config_cli *cl
     else if (strcmp(cli->log_format, "text")) {
       snprintf(err, n, "option --log-format: expected \"text\" or \"json\", got '%s'",
                cli->log_format);
-      return -1;
+      return LH_EINVAL;
     }
   }
   return 0;
@@ -407,6 +491,8 @@ static int load_protected(lua_State *L) {
   a->rc = load_app_lua(L, c, a->err, a->n);
   lua_settop(L, 0);
   if (a->rc == 0) a->rc = apply_cli(L, c, a->cli, a->err, a->n);
+  if (a->rc == 0) c->reload = a->cli->reload;
+  if (a->rc == 0) c->cli = *a->cli;
   if (a->rc == 0 && !c->routes) {
     lua_newtable(L);
     lua_newtable(L);
@@ -428,24 +514,24 @@ int config_load(struct config *c, const char *app_dir, const struct config_cli *
   defaults(c);
   if (!realpath(app_dir, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
     snprintf(err, n, "APP_DIR '%s': expected an existing directory", app_dir);
-    return -1;
+    return LH_EINVAL;
   }
   if (!(c->app_dir = dupstr(real))) {
     snprintf(err, n, "out of memory");
-    return CONFIG_SYSTEM;
+    return LH_ESYSTEM;
   }
   struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, 0, {c->app_dir, NULL, NULL}, NULL, NULL};
   lua_State *L = vm_new(&vo, err, n);
-  if (!L) return CONFIG_SYSTEM;
+  if (!L) return LH_ESYSTEM;
   /* Everything runs in one protected call: whatever app.lua's values do
    * (a raising __tostring, say), the outcome is a message, never a panic. */
-  struct load_args a = {c, cli, err, n, -1};
+  struct load_args a = {c, cli, err, n, LH_EINVAL};
   lua_pushcfunction(L, load_protected);
   lua_pushlightuserdata(L, &a);
   if (vm_pcall(L, 1, 0) != LUA_OK) {
     snprintf(err, n, "app.lua: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                     : "error while checking it");
-    a.rc = -1;
+    a.rc = LH_EINVAL;
   }
   int rc = a.rc;
   vm_close(L);
@@ -459,13 +545,46 @@ void config_free(struct config *c) {
     free(c->routes[i].script);
     free(c->routes[i].static_dir);
     free(c->routes[i].literal);
+    for (int m = 0; m < c->routes[i].nmethods; m++) free(c->routes[i].methods[m]);
+    free(c->routes[i].methods);
   }
   for (int i = 0; i < c->ndicts; i++) free(c->dicts[i].name);
   for (int i = 0; i < c->nqueues; i++) free(c->queues[i].name);
   free(c->routes);
   free(c->dicts);
   free(c->queues);
+  free(c->metrics_allow);
   free(c->app_dir);
   free(c->listen_host);
   memset(c, 0, sizeof *c);
+}
+
+struct config *config_load_new(const char *app_dir, const struct config_cli *cli,
+                               int *rc, char *err, size_t n) {
+  struct config *c = malloc(sizeof *c);
+  if (!c) {
+    snprintf(err, n, "out of memory");
+    *rc = LH_ESYSTEM;
+    return NULL;
+  }
+  if ((*rc = config_load(c, app_dir, cli, err, n)) != 0) {
+    config_free(c);
+    free(c);
+    return NULL;
+  }
+  c->on_heap = 1;
+  atomic_init(&c->refs, 1);
+  return c;
+}
+
+void config_retain(const struct config *c) {
+  if (c && c->on_heap) atomic_fetch_add(&((struct config *)c)->refs, 1);
+}
+
+void config_release(const struct config *c) {
+  struct config *m = (struct config *)c;
+  if (m && m->on_heap && atomic_fetch_sub(&m->refs, 1) == 1) {
+    config_free(m);
+    free(m);
+  }
 }

@@ -7,7 +7,11 @@
 #ifndef LUAHOST_CONFIG_H
 #define LUAHOST_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+
+#include "base/lherror.h"
+#include "http/cidr.h"
 
 struct route {
   char *url;            /* Lua pattern */
@@ -16,9 +20,22 @@ struct route {
   char *literal;        /* url's literal text when it is "^text" / "^text$" */
   size_t literal_len;
   int exact;            /* literal must match the whole path */
+  char **methods;       /* upper-cased HTTP tokens, or NULL: every method
+                           (see route.h: GET also takes HEAD) */
+  int nmethods;
+  int ncaptures;        /* captures in url (position captures included) */
+  int metrics_id;       /* the route's label in /_ah/metrics (set by the server) */
 };
 
 struct config_cap { char *name; size_t size; };
+
+/* Command-line values (strings as typed); NULL when not given.  The
+ * strings are borrowed (argv): they outlive every config. */
+struct config_cli {
+  const char *listen, *role, *workers, *max_background_threads, *memory_limit,
+      *request_deadline, *shutdown_grace, *log_format;
+  int reload;   /* serve --reload */
+};
 
 /* Defaults that hold without an app.lua too (luahost run, luahost test). */
 #define CONFIG_DEFAULT_MAX_THREADS 10
@@ -35,24 +52,34 @@ struct config {
   double request_deadline;
   double shutdown_grace;
   size_t max_body;
-  int access_log;
+  int access_log;               /* 0 false, 1 true, 2 "json" (HTTP_ACCESS_LOG_*) */
   int log_json;
   struct route *routes; int nroutes;
   struct config_cap *dicts; int ndicts;     /* bytes */
   struct config_cap *queues; int nqueues;   /* items */
+  double drain;                /* seconds of draining before shutdown (0: none) */
+  struct cidr *metrics_allow; int nmetrics_allow;   /* besides loopback */
+  int reload;                  /* serve --reload: watch the app directory */
+  struct config_cli cli;       /* the options it was loaded with (for a reload) */
+  /* A config from config_load_new is shared by the states built from it
+   * and freed by its last config_release; one from config_load is the
+   * caller's, and retain/release leave it alone. */
+  atomic_int refs;
+  int on_heap;
 };
 
-/* Command-line values (strings as typed); NULL when not given. */
-struct config_cli {
-  const char *listen, *role, *workers, *max_background_threads, *memory_limit,
-      *request_deadline, *shutdown_grace, *log_format;
-};
 
-/* 0 on success; CONFIG_BAD with a message in err (a configuration error,
- * exit 2), or CONFIG_SYSTEM (the host could not build a state, exit 1). */
-enum { CONFIG_BAD = -1, CONFIG_SYSTEM = -2 };
+
+/* 0 on success; LH_EINVAL with a message in err (a configuration error,
+ * exit 2), or LH_ESYSTEM (the host could not build a state, exit 1). */
 int config_load(struct config *c, const char *app_dir, const struct config_cli *cli,
                 char *err, size_t errlen);
 void config_free(struct config *c);
+/* As config_load, into a new heap config with one reference (NULL with
+ * *rc and err set on failure).  Any thread. */
+struct config *config_load_new(const char *app_dir, const struct config_cli *cli,
+                               int *rc, char *err, size_t errlen);
+void config_retain(const struct config *c);
+void config_release(const struct config *c);
 
 #endif

@@ -2,6 +2,8 @@
  * coroutines, static files, results. */
 #include "dispatch.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,10 @@
 #include "http/static.h"
 #include "http/url.h"
 #include "lifecycle.h"
+#include "req.h"
+#include "route.h"
 #include "vm/call.h"
+#include "vm/errors.h"
 
 #define POOL_MAX 64
 
@@ -23,13 +28,16 @@
  * the handlers table after the routes (a rawgeti is far cheaper than
  * pushing a C string, which hashes it and compares it in the API cache). */
 enum { K_METHOD, K_PATH, K_QUERY, K_ARGS, K_HEADERS, K_BODY, K_REMOTE, K_VERSION,
-       K_RID, K_V11, K_GET, K_POST, K_COUNT };
+       K_RID, K_V11, K_GET, K_POST, K_CAPTURES, K_COUNT };
 /* The handlers table: [1..nroutes] handlers, then the K_* strings, then
- * string.find at find_slot and route i's pattern at find_slot + 1 + i. */
+ * string.find at find_slot and route i's pattern at find_slot + 1 + i,
+ * then req's metatable (req.h) at meta_slot. */
 static int find_slot(const struct config *cfg) { return cfg->nroutes + K_COUNT + 1; }
+static int meta_slot_of(int nroutes) { return nroutes + K_COUNT + 2 + nroutes; }
+static int meta_slot(const struct config *cfg) { return meta_slot_of(cfg->nroutes); }
 static const char *const key_names[K_COUNT] = {
   "method", "path", "query", "args", "headers", "body", "remote_addr", "http_version",
-  "request_id", "1.1", "GET", "POST"};
+  "request_id", "1.1", "GET", "POST", "captures"};
 
 static void store_keys(lua_State *L, int tbl, int base) {
   for (int k = 0; k < K_COUNT; k++) {
@@ -50,15 +58,83 @@ void dispatch_internal_request(struct http_request *r, const char *path) {
   r->seq = instance_request_id(r->request_id);
 }
 
+/* A load error's text without what adds nothing: traceback lines of C
+ * functions ("[C]: in ?", require) and, when every Lua frame left is
+ * already named in the message, the whole traceback (a syntax error, an
+ * error() at a module's top level).  Writes into out[n]. */
+static void tidy_error(const char *text, char *out, size_t n) {
+  static const char tb[] = "\nstack traceback:\n";
+  const char *cut = strstr(text, tb);
+  size_t ml = cut ? (size_t)(cut - text) : strlen(text), len;
+  snprintf(out, n, "%.*s", (int)ml, text);
+  len = strlen(out);
+  size_t at_tb = len;
+  int kept = 0, news = 0;
+  for (const char *p = cut ? cut + 1 : NULL; p && *p;) {
+    const char *eol = strchr(p, '\n');
+    size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+    const char *l = p;
+    p = eol ? eol + 1 : NULL;
+    while (ll && (*l == '\t' || *l == ' ')) { l++; ll--; }
+    if (!ll || !strncmp(l, "[C]:", 4) || !strncmp(l, "stack traceback:", 16) ||
+        !strncmp(l, "(...tail calls...)", 18))
+      continue;
+    /* "file.lua:12: in ..." adds a place when "file.lua:12:" is not in the message */
+    const char *in = strstr(l, ": in ");
+    size_t where = in && (size_t)(in - l) < ll ? (size_t)(in - l) + 1 : ll;
+    char place[512];
+    snprintf(place, sizeof place, "%.*s", (int)where, l);
+    if (!strstr(out, place) || where == ll) news = 1;
+    if (!kept && len < n) len += (size_t)snprintf(out + len, n - len, "\nstack traceback:");
+    if (len < n) len += (size_t)snprintf(out + len, n - len, "\n\t%.*s", (int)ll, l);
+    kept++;
+  }
+  if (!news && at_tb < n) out[at_tb] = '\0';
+}
+
+/* Logs a load error once per instance however many states hit it: every
+ * worker loads the same modules.  Remembers (by hash) up to 256 texts. */
+static void log_load_error_once(const char *text) {
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  static uint64_t seen[256];
+  static int nseen;
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = text; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  pthread_mutex_lock(&lock);
+  int fresh = 1;
+  for (int i = 0; i < nseen && fresh; i++) fresh = seen[i] != h;
+  if (fresh && nseen < 256) seen[nseen++] = h;
+  pthread_mutex_unlock(&lock);
+  if (fresh) log_msg(LOG_ERROR, NULL, NULL, "%s", text);
+}
+
 /* require(script), checked to give a function.  Stack: name -> handler. */
 static int load_handler(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  if (vm_require(L, name) != LUA_OK)
-    return luaL_error(L, "handler script '%s' failed to load: %s", name, lua_tostring(L, -1));
+  if (vm_require(L, name) != LUA_OK) {
+    char msg[2048];
+    tidy_error(lua_tostring(L, -1), msg, sizeof msg);
+    return luaL_error(L, "handler script '%s' failed to load: %s", name, msg);
+  }
   if (!lua_isfunction(L, -1))
     return luaL_error(L, "handler script '%s' returned %s; expected it to return the "
                          "handler function(req)", name, luaL_typename(L, -1));
   return 1;
+}
+
+int app_state_check(lua_State *L, const struct config *cfg, char *err, size_t errlen) {
+  for (int i = 0; i < cfg->nroutes; i++) {
+    if (!cfg->routes[i].script) continue;
+    lua_pushcfunction(L, load_handler);
+    lua_pushstring(L, cfg->routes[i].script);
+    if (vm_pcall(L, 1, 1) != LUA_OK) {
+      snprintf(err, errlen, "%s", vm_error_text(L));
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
 }
 
 int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
@@ -69,7 +145,7 @@ int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
   d->pool = calloc(POOL_MAX, sizeof *d->pool);
   d->pool_refs = calloc(POOL_MAX, sizeof *d->pool_refs);
   if (!d->pool || !d->pool_refs) { snprintf(err, errlen, "out of memory"); return -1; }
-  lua_createtable(L, find_slot(cfg) + cfg->nroutes, 0);
+  lua_createtable(L, meta_slot(cfg), 0);
   /* string.find as the fresh state has it (before any app code runs) and
    * the route patterns, for match_route */
   int tbl = lua_absindex(L, -1), find_at = find_slot(cfg);
@@ -81,6 +157,8 @@ int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
     lua_pushstring(L, cfg->routes[i].url);
     lua_rawseti(L, tbl, find_at + 1 + i);
   }
+  req_push_meta(L);
+  lua_rawseti(L, tbl, meta_slot(cfg));
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
     if (!r->script) continue;
@@ -89,7 +167,9 @@ int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
     lua_pushcfunction(L, load_handler);
     lua_pushstring(L, r->script);
     if (vm_pcall(L, 1, 1) != LUA_OK) {
-      log_msg(LOG_ERROR, NULL, NULL, "%s", vm_error_text(L));
+      char msg[4096];
+      tidy_error(vm_error_text(L), msg, sizeof msg);
+      log_load_error_once(msg);
       lua_pop(L, 1);
       continue;
     }
@@ -110,33 +190,55 @@ void app_state_free(struct app_state *d) {
 
 /* ---- inside the coroutine --------------------------------------------- */
 
-/* Index of the first matching route, or -1; *rest = end of the match.
- * handlers: index of the handlers table (string.find and the patterns are
- * kept there: no global lookups, and an app that replaces string.find
- * does not change routing). */
-static int match_route(lua_State *L, int handlers, const struct config *cfg, const char *path,
-                       size_t plen, size_t *rest) {
+/* Index of the first route that matches the path and takes the method,
+ * or -1; *rest = end of the match, and the route's captures (*ncap of
+ * them) are left on the stack.  Routes that match the path but not the
+ * method add their methods to allow (*refused = 1).  handlers: index of
+ * the handlers table (string.find and the patterns are kept there: no
+ * global lookups, and an app that replaces string.find does not change
+ * routing). */
+static int match_route(lua_State *L, int handlers, const struct config *cfg,
+                       const struct http_request *req, size_t *rest, int *ncap,
+                       char *allow, size_t allow_cap, int *refused) {
   int find_at = find_slot(cfg), path_pushed = 0;
+  const char *path = req->path;
+  size_t plen = req->path_len;
+  *ncap = 0;
   for (int i = 0; i < cfg->nroutes; i++) {
     const struct route *r = &cfg->routes[i];
-    if (r->literal) {
+    if (r->literal) {   /* no captures: a literal has no '(' */
       if (plen >= r->literal_len && memcmp(path, r->literal, r->literal_len) == 0 &&
           (!r->exact || plen == r->literal_len)) {
+        if (!route_allows(r, req->method)) {
+          *refused = 1;
+          route_allow_add(r, allow, allow_cap);
+          continue;
+        }
         *rest = r->literal_len;
         if (path_pushed) lua_pop(L, 1);
         return i;
       }
       continue;
     }
+    int nc = r->ncaptures;
     if (!path_pushed) { lua_pushlstring(L, path, plen); path_pushed = 1; }
+    luaL_checkstack(L, nc + 3, "route captures");
     lua_rawgeti(L, handlers, find_at);
     lua_pushvalue(L, -2);
     lua_rawgeti(L, handlers, find_at + 1 + i);
-    lua_call(L, 2, 2);                  /* stack: path start end */
-    int hit = !lua_isnil(L, -2);
-    *rest = hit ? (size_t)lua_tointeger(L, -1) : 0;
-    lua_pop(L, 2);
-    if (hit) { lua_pop(L, 1); return i; }
+    lua_call(L, 2, 2 + nc);             /* stack: path start end captures... */
+    int hit = !lua_isnil(L, -2 - nc);
+    if (hit && !route_allows(r, req->method)) {
+      *refused = 1;
+      route_allow_add(r, allow, allow_cap);
+      hit = 0;
+    }
+    if (!hit) { lua_pop(L, 2 + nc); continue; }
+    *rest = (size_t)lua_tointeger(L, -1 - nc);
+    lua_rotate(L, -3 - nc, nc);         /* stack: captures... path start end */
+    lua_pop(L, 3);
+    *ncap = nc;
+    return i;
   }
   if (path_pushed) lua_pop(L, 1);
   return -1;
@@ -199,6 +301,8 @@ static void push_req(lua_State *L, const struct http_request *r, int keys, int b
   SET_KEY(L, keys, K_VERSION);
   lua_pushlstring(L, r->request_id, INSTANCE_RID_LEN);
   SET_KEY(L, keys, K_RID);
+  lua_rawgeti(L, keys, meta_slot_of(base));   /* base = nroutes; form, files, cookies */
+  lua_setmetatable(L, -2);
 }
 
 /* Normalises the handler's results to exactly: status headers|nil body. */
@@ -229,8 +333,19 @@ static int request_main(lua_State *L) {
   const struct http_request *r = j->req;
   const struct config *cfg = j->st->cfg;
   size_t rest = 0;
+  char allow[512] = "";
+  int ncap = 0, refused = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, j->st->handlers_ref);   /* stack: job handlers */
-  int i = match_route(L, 2, cfg, r->path, r->path_len, &rest);
+  int i = match_route(L, 2, cfg, r, &rest, &ncap, allow, sizeof allow, &refused);
+  j->route = i;
+  if (i < 0 && refused) {   /* the path exists, not for this method */
+    lua_pushinteger(L, 405);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, allow);
+    lua_setfield(L, -2, "Allow");
+    lua_pushliteral(L, "method not allowed\n");
+    return 3;
+  }
   if (i < 0) {
     lua_pushinteger(L, 404);
     lua_pushnil(L);
@@ -242,6 +357,11 @@ static int request_main(lua_State *L) {
     j->static_rest = rest;
     return 0;
   }
+  if (ncap > 0) {   /* stack: job handlers captures... -> job handlers captures */
+    lua_createtable(L, ncap, 0);
+    lua_insert(L, 3);
+    for (int c = ncap; c >= 1; c--) lua_rawseti(L, 3, c);
+  }
   if (lua_rawgeti(L, 2, i + 1) != LUA_TFUNCTION) {   /* it failed to load */
     lua_pop(L, 1);
     lua_pushcfunction(L, load_handler);
@@ -250,7 +370,13 @@ static int request_main(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, i + 1);
   }
-  push_req(L, r, 2, cfg->nroutes);   /* stack: job handlers handler req */
+  push_req(L, r, 2, cfg->nroutes);   /* stack: job handlers [captures] handler req */
+  if (ncap > 0) {   /* a route without captures gets {} from req's __index */
+    lua_rawgeti(L, 2, cfg->nroutes + K_CAPTURES + 1);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
+    lua_remove(L, 3);
+  }
   lua_remove(L, 2);
   lua_callk(L, 1, LUA_MULTRET, 0, handler_done);
   return handler_done(L, LUA_OK, 0);
@@ -269,38 +395,65 @@ static int grow_headers(struct run_job *j, int *cap) {
   return 0;
 }
 
+/* Adds the header name: value (both on co at -2 and -1) to j->headers,
+ * unless invalid (a log line).  1 when it is a Content-Type. */
+static int add_header(struct run_job *j, lua_State *co, int *cap) {
+  if (j->nheaders == *cap && grow_headers(j, cap) < 0) return 0;
+  struct http_header *h = &j->headers[j->nheaders];
+  lua_tolstring(co, -1, NULL);   /* number values become strings in place */
+  h->name = lua_tolstring(co, -2, &h->name_len);
+  h->value = lua_tolstring(co, -1, &h->value_len);
+  if (!http_header_valid(h)) {
+    log_msg(LOG_WARNING, "request_id", j->req->request_id,
+            "invalid response header '%.*s' dropped (names must be tokens; values "
+            "must not contain CR, LF or NUL)", (int)h->name_len, h->name);
+    return 0;
+  }
+  int is_type = h->name_len == 12 && !strncasecmp(h->name, "content-type", 12);
+  if (is_type && http_status_bodiless(j->status)) return 0;   /* 204, 304: no body */
+  j->nheaders++;
+  return is_type;
+}
+
 /* Collects the handler's headers table into j->headers (skipping invalid
- * ones with a log line).  Runs with the limit off; values stay on co. */
+ * ones with a log line): a string value is one line, an array of strings
+ * one line each (Set-Cookie).  Runs with the limit off; values stay on co
+ * (raw reads only: no metamethod runs here). */
 static void collect_headers(struct run_job *j, lua_State *co, int idx) {
   int cap = (int)(sizeof j->hbuf / sizeof j->hbuf[0]), has_type = 0;
   j->headers = j->hbuf;
   j->nheaders = 0;
   if (idx > 0 && lua_istable(co, idx)) {
     lua_pushnil(co);
-    while (lua_next(co, idx)) {
+    while (lua_next(co, idx)) {   /* stack: name value */
+      if (lua_type(co, -2) == LUA_TSTRING && lua_type(co, -1) == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(co, -1);
+        for (lua_Integer k = 1; k <= n; k++) {
+          lua_pushvalue(co, -2);   /* stack: name array name */
+          lua_rawgeti(co, -2, k);  /* stack: name array name item */
+          if (!lua_isstring(co, -1)) {
+            log_msg(LOG_WARNING, "request_id", j->req->request_id,
+                    "response header '%s' item %lld is not a string: ignored",
+                    lua_tostring(co, -2), (long long)k);
+          } else {
+            has_type |= add_header(j, co, &cap);
+          }
+          lua_pop(co, 2);
+        }
+        lua_pop(co, 1);
+        continue;
+      }
       if (lua_type(co, -2) != LUA_TSTRING || !lua_isstring(co, -1)) {
         log_msg(LOG_WARNING, "request_id", j->req->request_id,
                 "response header with a non-string name or value ignored");
         lua_pop(co, 1);
         continue;
       }
-      if (j->nheaders == cap && grow_headers(j, &cap) < 0) { lua_pop(co, 2); break; }
-      struct http_header *h = &j->headers[j->nheaders];
-      lua_tolstring(co, -1, NULL);   /* number values become strings in place */
-      h->name = lua_tolstring(co, -2, &h->name_len);
-      h->value = lua_tolstring(co, -1, &h->value_len);
+      has_type |= add_header(j, co, &cap);
       lua_pop(co, 1);
-      if (!http_header_valid(h)) {
-        log_msg(LOG_WARNING, "request_id", j->req->request_id,
-                "invalid response header '%.*s' dropped (names must be tokens; values "
-                "must not contain CR, LF or NUL)", (int)h->name_len, h->name);
-        continue;
-      }
-      if (h->name_len == 12 && !strncasecmp(h->name, "content-type", 12)) has_type = 1;
-      j->nheaders++;
     }
   }
-  if (!has_type) {
+  if (!has_type && !http_status_bodiless(j->status)) {
     if (j->nheaders == cap && grow_headers(j, &cap) < 0) j->nheaders--;   /* out of memory */
     j->headers[j->nheaders++] = (struct http_header)HTTP_HEADER_TEXT_PLAIN;
   }
@@ -348,6 +501,22 @@ static int settle(struct run_job *j, int st, int nres) {
     j->status = (int)lua_tointeger(co, -3);
     j->body = lua_tolstring(co, -1, &j->body_len);
     collect_headers(j, co, lua_absindex(co, -2));
+  } else if (st == LUA_ERRRUN && req_form_error_status(co, -1, &j->status)) {
+    /* a malformed form body the handler did not catch: the client's fault */
+    lua_xmove(co, L, 1);
+    const char *msg = vm_error_text(L);   /* its first line: no traceback */
+    int ml = (int)strcspn(msg, "\n");
+    log_msg(LOG_WARNING, "request_id", j->req->request_id, "bad request body for %s %.*s: %.*s",
+            j->req->method, (int)j->req->path_len, j->req->path, ml, msg);
+    lua_pushfstring(L, "%d %s\n", j->status, http_reason(j->status));
+    lua_pushlstring(L, msg, (size_t)ml);
+    lua_pushfstring(L, "\nrequest id: %s\n", j->req->request_id);
+    lua_concat(L, 3);
+    lua_remove(L, -2);
+    lua_xmove(L, co, 1);   /* kept on co until run_finish */
+    j->failed = 1;
+    j->body = lua_tolstring(co, -1, &j->body_len);
+    collect_headers(j, co, 0);
   } else {   /* the handler raised (or ran out of memory or time) */
     lua_xmove(co, L, 1);
     const char *msg = st == LUA_ERRMEM ? "not enough memory (memory_limit reached)"
@@ -405,6 +574,7 @@ void run_start(struct app_state *d, struct run_job *j, const struct http_request
   j->nheaders = 0;
   j->out_of_memory = 0;
   j->failed = 0;
+  j->route = -1;
   j->task.vt.co = NULL;
   int status;
   const char *body;

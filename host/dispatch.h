@@ -52,6 +52,7 @@ struct run_job {
   char *file;                /* a static file's bytes (malloc'd), or NULL */
   const struct route *static_route;   /* the route matched a static_dir */
   size_t static_rest;                 /* the path after the route's match */
+  int route;                 /* index of the route that took it, or -1 */
   int out_of_memory;         /* ended by the memory limit */
   int failed;                /* ended by an error */
 };
@@ -63,6 +64,9 @@ void dispatch_internal_request(struct http_request *r, const char *path);
 int app_state_init(struct app_state *s, lua_State *L, const struct config *cfg,
                    char *err, size_t errlen);
 void app_state_free(struct app_state *s);
+/* Strict load of every handler module of cfg into L (a scratch state, as
+ * a reload's check): 0, or -1 with the first module's error in err. */
+int app_state_check(lua_State *L, const struct config *cfg, char *err, size_t errlen);
 
 /* Runs req as job j on loop tl (internal: the host's own request, which
  * may reach /_ah/ lifecycle paths).  j->done is called once, when the

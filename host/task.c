@@ -8,8 +8,6 @@
 
 #include "base/clock.h"
 #include "base/instance.h"
-#include "base/log.h"
-#include "vm/call.h"
 
 /* Every live loop, so that cancel and shutdown reach every wait.  A loop
  * leaves the list (under all_lock) before its handles close, so a poke

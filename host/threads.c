@@ -9,11 +9,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/clock.h"
 #include "base/fault.h"
 #include "base/sync.h"
-#include "base/instance.h"
+#include "base/list.h"
 #include "base/log.h"
+#include "metrics.h"
 #include "store/queue.h"
 #include "vm/call.h"
 #include "vm/state.h"
@@ -36,13 +36,13 @@ struct start_sync {
 struct bt {
   int64_t id;
   struct queue *outcome;        /* capacity 1; the record holds a reference */
-  atomic_int cancel;            /* set by bt.cancel; read by the thread's count reg.hook */
+  atomic_int cancel;            /* set by bt.cancel; read by the thread's count hook */
   int alive;                    /* (lock) */
   struct start_sync *sync;      /* (lock) the starter's, until the thread runs */
-  int is_hook;                  /* the shutdown reg.hook: no outcome kept */
+  int is_hook;                  /* the shutdown hook: no outcome kept */
   struct value target, args, kwargs;   /* owned by the thread while it runs */
   struct bt *hnext;             /* (lock) the next record in its reg.by_id bucket */
-  struct bt *next_done, *prev_done;   /* (lock) finished records, oldest first */
+  struct list_node done_node;   /* (lock) on reg.done: finished, oldest first */
 };
 
 /* The registry of threads.  Fields marked (lock) are guarded by
@@ -55,7 +55,7 @@ struct bt {
 static struct {
   pthread_mutex_t lock;
   struct bt *by_id[ID_BUCKETS];       /* (lock) all records, by id % ID_BUCKETS */
-  struct bt *done_head, *done_tail;   /* (lock) finished, oldest first */
+  struct list done;                   /* (lock) finished records, oldest first */
   int ndone;                          /* (lock) */
   int active;                         /* (lock) reserved or running threads */
   int shutting_down;                  /* (lock) */
@@ -65,7 +65,7 @@ static struct {
   struct threads_config cfg;
   char *app_dir;
   char *package_path;                 /* every thread state's */
-} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} reg = {.lock = PTHREAD_MUTEX_INITIALIZER, .done = {{&reg.done.head, &reg.done.head}}};
 
 static struct bt **bucket(int64_t id) { return &reg.by_id[(uint64_t)id % ID_BUCKETS]; }
 
@@ -97,9 +97,8 @@ static void unlink_record(struct bt *b) {
 /* (lock) unlinks and frees a finished record */
 static void drop(struct bt *b) {
   unlink_record(b);
-  if (b->prev_done || reg.done_head == b) {   /* on the finished list */
-    if (b->prev_done) b->prev_done->next_done = b->next_done; else reg.done_head = b->next_done;
-    if (b->next_done) b->next_done->prev_done = b->prev_done; else reg.done_tail = b->prev_done;
+  if (list_linked(&b->done_node)) {   /* on the finished list */
+    list_remove(&b->done_node);
     reg.ndone--;
   }
   queue_release(b->outcome);
@@ -212,7 +211,8 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
   } else {
     const char *msg = vm_error_text(L);
     log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
-            b->is_hook ? "(shutdown reg.hook)" : tid, msg);
+            b->is_hook ? "(shutdown hook)" : tid, msg);
+    metrics_count_any(METRIC_THREADS_FAILED);
     failure(L, msg, outcome);
   }
 }
@@ -244,15 +244,13 @@ static void run_job(struct bt *b, lua_State *L) {
   if (!keep) {
     drop(b);
   } else {
-    b->next_done = NULL;
-    b->prev_done = reg.done_tail;
-    if (reg.done_tail) reg.done_tail->next_done = b; else reg.done_head = b;
-    reg.done_tail = b;
-    if (++reg.ndone > MAX_KEPT_OUTCOMES) drop(reg.done_head);
+    list_push_back(&reg.done, &b->done_node);
+    if (++reg.ndone > MAX_KEPT_OUTCOMES)
+      drop(list_entry(list_first(&reg.done), struct bt, done_node));
   }
   pthread_mutex_unlock(&reg.lock);
   if (keep && outcome.len) queue_push(q, &outcome);   /* b may be gone: use q */
-  else if (keep) queue_close(q, QW_CLOSED);   /* no memory to copy even a failure:
+  else if (keep) queue_close(q, LH_ECLOSED);   /* no memory to copy even a failure:
                                                  joiners are not left waiting */
   value_free(&outcome);
   queue_release(q);
@@ -299,7 +297,7 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     free(b);
     snprintf(err, errlen, "out of memory");
     value_free(target); value_free(args); value_free(kwargs);
-    return BT_SYSTEM;
+    return LH_ESYSTEM;
   }
   b->outcome = q;
   b->is_hook = is_hook;
@@ -310,11 +308,11 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   pthread_mutex_lock(&reg.lock);
   if (reg.shutting_down && !is_hook) {
     snprintf(err, errlen, "the instance is shutting down: no new background threads");
-    refused = BT_SHUTDOWN;
+    refused = LH_ESHUTDOWN;
   } else if (!is_hook && reg.active >= reg.cfg.max_threads) {
-    snprintf(err, errlen, "max_background_threads (%d) background threads are already reg.active",
+    snprintf(err, errlen, "max_background_threads (%d) background threads are already active",
              reg.cfg.max_threads);
-    refused = BT_LIMIT;
+    refused = LH_ELIMIT;
   }
   if (refused) {
     pthread_mutex_unlock(&reg.lock);
@@ -327,7 +325,10 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
   link_record(b);
   int64_t id = b->id;
   pthread_mutex_unlock(&reg.lock);
-  if (spares_take(b)) return id;   /* a spare runs it: its ID can be returned now */
+  if (spares_take(b)) {   /* a spare runs it: its ID can be returned now */
+    metrics_count_any(METRIC_THREADS_STARTED);
+    return id;
+  }
   /* No spare: a thread and a state of its own. */
   pthread_mutex_lock(&reg.lock);
   struct start_sync sync = {0};
@@ -341,11 +342,12 @@ static int64_t spawn(struct value *target, struct value *args, struct value *kwa
     unlink_record(b);
     reg.active--;
     pthread_cond_broadcast(&reg.idle_cond);
-    id = BT_SYSTEM;
+    id = LH_ESYSTEM;
   }
   pthread_mutex_unlock(&reg.lock);
   pthread_cond_destroy(&sync.cond);
-  if (id == BT_SYSTEM) discard(b);   /* else b may be gone by now */
+  if (id == LH_ESYSTEM) discard(b);   /* else b may be gone by now */
+  else metrics_count_any(METRIC_THREADS_STARTED);
   return id;
 }
 
@@ -392,7 +394,7 @@ void threads_forget(int64_t id) {
   struct bt *b = find(id);
   if (b && !b->alive) {
     /* a joiner took the outcome: others waiting for it are told now */
-    queue_close(b->outcome, QW_CLOSED);
+    queue_close(b->outcome, LH_ECLOSED);
     drop(b);
   }
   pthread_mutex_unlock(&reg.lock);
@@ -425,6 +427,19 @@ int threads_cancel(int64_t id) {
   return alive;
 }
 
+int threads_cancel_all(void) {
+  int n = 0;
+  pthread_mutex_lock(&reg.lock);
+  FOR_EACH_RECORD(b)
+    if (b->alive) {
+      atomic_store(&b->cancel, 1);
+      n++;
+    }
+  pthread_mutex_unlock(&reg.lock);
+  if (n) task_poke_all();   /* their waits end now */
+  return n;
+}
+
 void threads_shutdown(void) {
   pthread_mutex_lock(&reg.lock);
   reg.shutting_down = 1;
@@ -444,16 +459,19 @@ int threads_wait_idle(uint64_t timeout_ns) {
   return left ? -1 : 0;
 }
 
-void threads_log_running(void) {
+int threads_log_running(void) {
+  int n = 0;
   pthread_mutex_lock(&reg.lock);
   FOR_EACH_RECORD(b)
     if (b->alive) {
+      n++;
       char tid[24];
       snprintf(tid, sizeof tid, "%lld", (long long)b->id);
       log_msg(LOG_WARNING, "thread_id", tid, "background thread %s%s still running after "
-              "the shutdown grace", tid, b->is_hook ? " (shutdown reg.hook)" : "");
+              "the shutdown grace", tid, b->is_hook ? " (shutdown hook)" : "");
     }
   pthread_mutex_unlock(&reg.lock);
+  return n;
 }
 
 void threads_set_hook(struct value *target, struct value *prev) {
@@ -473,7 +491,7 @@ void threads_run_hook(void) {
   threads_set_hook(NULL, &target);
   if (!target.len) { value_free(&target); return; }
   if (spawn(&target, &none1, &none2, 1, err, sizeof err) < 0)
-    log_msg(LOG_ERROR, NULL, NULL, "shutdown reg.hook could not start: %s", err);
+    log_msg(LOG_ERROR, NULL, NULL, "shutdown hook could not start: %s", err);
 }
 
 void threads_free_all(void) {

@@ -26,9 +26,9 @@
 
 #include <lauxlib.h>
 
+#include "base/lherror.h"
 #include "vm/value.h"
 
-enum { BT_LIMIT = -1, BT_SHUTDOWN = -2, BT_SYSTEM = -3 };
 
 struct threads_config {
   int max_threads;
@@ -59,13 +59,16 @@ int threads_is_alive(int64_t id);
 int threads_active(void);
 int threads_max(void);
 int threads_cancel(int64_t id);      /* 1 when the thread was alive */
+/* Cancels every thread still alive (as bt.cancel each; the shutdown hook
+ * too); returns how many.  `luahost test` at the end of a run. */
+int threads_cancel_all(void);
 
 /* Shutdown: later starts are refused and idle spares end (the threads'
  * waits are ended by task_shutdown, queues by queue_shutdown_all). */
 void threads_shutdown(void);
 /* 0 when no thread is active within timeout_ns (UINT64_MAX: no limit). */
 int threads_wait_idle(uint64_t timeout_ns);
-void threads_log_running(void);      /* warning lines with the IDs */
+int threads_log_running(void);       /* warning lines with the IDs; how many */
 
 /* The shutdown hook: sets a new target (encoded; NULL clears), moving the
  * previous one (or an empty value) into prev. */

@@ -23,6 +23,12 @@ int waits_sleep(lua_State *L, uint64_t ns) {
   return task_wait(L, w, ns);
 }
 
+/* The LH_E* code of a wait's early end. */
+static int lh_of_end(int end) {
+  return end == TASK_SHUTDOWN ? LH_ESHUTDOWN : end == TASK_CANCELLED ? LH_ECANCELLED
+                                                                     : LH_ETIMEDOUT;
+}
+
 /* ---- queues ------------------------------------------------------------ */
 
 /* A queue wait: a userdata on the waiting coroutine's stack (it survives
@@ -54,27 +60,21 @@ static int q_start(struct task_wait *tw) {
 
 static int q_abandon(struct task_wait *tw, int why) {
   struct qwait *w = (struct qwait *)tw;
-  int qs = why == TASK_SHUTDOWN ? QW_SHUTDOWN : why == TASK_CANCELLED ? QW_CANCELLED
-                                                                      : QW_TIMEOUT;
-  return queue_cancel(w->q, &w->qw, qs);
+  return queue_cancel(w->q, &w->qw, lh_of_end(why));
 }
 
 static int q_result(lua_State *L, struct task_wait *tw) {
   struct qwait *w = (struct qwait *)tw;
-  int state = w->qw.state;
-  if (tw->end != TASK_DONE)
-    state = tw->end == TASK_SHUTDOWN ? QW_SHUTDOWN : tw->end == TASK_CANCELLED ? QW_CANCELLED
-                                                                              : QW_TIMEOUT;
-  if (state == QW_DONE) {
+  int state = tw->end == TASK_DONE ? w->qw.state : lh_of_end(tw->end);
+  if (state == LH_OK) {
     if (w->is_push) { lua_pushboolean(L, 1); return 1; }
     if (value_decode(L, &w->qw.val, 1) < 0) return luaL_error(L, "corrupt queue value");
     value_free(&w->qw.val);
     return 1;
   }
   if (w->is_push) lua_pushboolean(L, 0); else lua_pushnil(L);
-  lua_pushstring(L, state == QW_TIMEOUT ? (w->is_push ? "full" : "timeout")
-                    : state == QW_SHUTDOWN ? "shutting down"
-                    : state == QW_CLOSED ? "closed" : "cancelled");
+  /* a push that timed out found the queue full */
+  lua_pushstring(L, lh_strerror(state == LH_ETIMEDOUT && w->is_push ? LH_EFULL : state));
   return 2;
 }
 

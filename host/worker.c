@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "lifecycle.h"
+#include "metrics.h"
 #include "vm/state.h"
 
 /* A request in flight.  Owner: the worker thread. */
@@ -16,9 +17,13 @@ struct req_job {
   struct run_job rj;            /* first: the runner's job, and its task */
   struct worker *w;
   struct http_conn *conn;       /* NULL: the host's own lifecycle request */
-  struct list_node node;        /* w->jobs while in flight */
+  struct list_node node;        /* w->jobs while in flight (w->jobs_lock) */
   struct http_request own;      /* the request of a host lifecycle job */
+  uint64_t seq;                 /* its request ID's number (w->jobs_lock) */
 };
+
+static int ah_route_id;         /* metrics label of the host's /_ah/ answers
+                                   (set before workers start) */
 
 /* app_state.busy: marks Lua code running on this worker (for shutdown
  * logs and for the other workers, which then stop handing it
@@ -36,7 +41,8 @@ static void job_release(struct task *t) {
 
 static void complete(struct run_job *rj);
 
-static struct req_job *job_new(struct worker *w) {
+/* seq: the request's ID number, for the list at the end of the grace. */
+static struct req_job *job_new(struct worker *w, uint64_t seq) {
   struct list_node *n = list_first(&w->free_jobs);
   struct req_job *j;
   if (n) { list_remove(n); j = list_entry(n, struct req_job, node); }
@@ -44,13 +50,16 @@ static struct req_job *job_new(struct worker *w) {
   memset(j, 0, sizeof *j);
   j->w = w;
   j->rj.done = complete;
+  uv_mutex_lock(&w->jobs_lock);
+  j->seq = seq;
   list_push_back(&w->jobs, &j->node);
+  uv_mutex_unlock(&w->jobs_lock);
   return j;
 }
 
 /* A worker state: the VM with the app's handlers loaded.  NULL on error. */
-static struct app_state *state_new(struct worker *w, char *err, size_t errlen) {
-  const struct config *cfg = w->cfg;
+static struct app_state *state_new(struct worker *w, const struct config *cfg, char *err,
+                                   size_t errlen) {
   struct vm_opts vo = {cfg->role, VM_EXIT_REFUSE, cfg->memory_limit,
                        {cfg->app_dir, NULL, NULL}, w->preload, NULL};
   struct app_state *d = calloc(1, sizeof *d);
@@ -66,14 +75,17 @@ static struct app_state *state_new(struct worker *w, char *err, size_t errlen) {
   }
   d->busy = worker_busy;
   d->busy_ud = w;
+  config_retain(cfg);   /* the state's: released by state_free */
   return d;
 }
 
 static void state_free(struct app_state *d) {
   lua_State *L = d->L;
+  const struct config *cfg = d->cfg;
   app_state_free(d);
   vm_close(L);
   free(d);
+  config_release(cfg);
 }
 
 /* The state stays full after a memory error (module-level data filled
@@ -82,7 +94,7 @@ static void state_free(struct app_state *d) {
 static void replace_state(struct worker *w) {
   char err[1024];
   struct app_state *old = w->st;
-  struct app_state *d = state_new(w, err, sizeof err);
+  struct app_state *d = state_new(w, w->cfg, err, sizeof err);
   if (!d) {
     log_msg(LOG_ERROR, NULL, NULL, "worker %d: cannot replace its full Lua state: %s",
             w->index, err);
@@ -96,20 +108,38 @@ static void replace_state(struct worker *w) {
   if (old->inflight == 0) state_free(old);
 }
 
+/* The request's numbers for /_ah/metrics (owner-only writes, no lock). */
+static void count_request(struct worker *w, const struct run_job *rj) {
+  const struct config *cfg = rj->st->cfg;
+  int id = rj->route >= 0 ? cfg->routes[rj->route].metrics_id
+           : rj->task.vt.co ? METRICS_ROUTE_NONE : ah_route_id;   /* no coroutine: /_ah/ */
+  metrics_request_end(w->metrics, id, rj->status, clock_now_ns() - rj->req->start_ns);
+  if (rj->out_of_memory) metrics_count(w->metrics, METRIC_MEMORY_ERRORS);
+  else if (rj->failed && rj->task.vt.deadline_ns &&
+           clock_coarse_ns() >= rj->task.vt.deadline_ns)
+    metrics_count(w->metrics, METRIC_DEADLINES);
+  else if (rj->failed) metrics_count(w->metrics, METRIC_HANDLER_ERRORS);
+  metrics_set_heap(w->metrics, vm_memory_used(w->st->L));
+}
+
 /* run_job.done: sends what the handler produced and recycles the job. */
 static void complete(struct run_job *rj) {
   struct req_job *j = (struct req_job *)rj;
   struct worker *w = j->w;
   struct app_state *d = rj->st;
   const struct http_request *r = rj->req;
-  if (!j->conn)   /* the host's own lifecycle request */
+  if (!j->conn) {   /* the host's own lifecycle request */
     log_msg(LOG_INFO, "request_id", r->request_id, "%.*s answered %d", (int)r->path_len,
             r->path, rj->status);
-  else
+  } else {
+    count_request(w, rj);
     http_respond(j->conn, rj->status, rj->headers, rj->nheaders, rj->body, rj->body_len);
+  }
   if (run_finish(rj) && d == w->st) replace_state(w);
   else if (d != w->st && d->inflight == 0) state_free(d);
+  uv_mutex_lock(&w->jobs_lock);
   list_remove(&j->node);
+  uv_mutex_unlock(&w->jobs_lock);
   task_release(&rj->task, job_release);
 }
 
@@ -177,9 +207,20 @@ static void on_accepted(void *ud, int fd) {
 /* http_dispatch_fn: one complete request from a connection. */
 static void on_request(void *ud, struct http_conn *c, const struct http_request *r) {
   struct worker *w = ud;
-  struct req_job *j = job_new(w);
+  struct lifecycle_answer a;
+  metrics_request_begin(w->metrics);
+  w->http.close_each = lifecycle_draining();
+  if (lifecycle_instance_path(w->cfg, r, &a)) {   /* /_ah/metrics, draining health */
+    struct http_header ct = {"Content-Type", 12, a.content_type, strlen(a.content_type)};
+    metrics_request_end(w->metrics, ah_route_id, a.status, clock_now_ns() - r->start_ns);
+    http_respond(c, a.status, &ct, 1, a.body, a.len);
+    if (a.owned) free(a.body);
+    return;
+  }
+  struct req_job *j = job_new(w, r->seq);
   if (!j) {
     struct http_header ct = HTTP_HEADER_TEXT_PLAIN;
+    metrics_request_end(w->metrics, METRICS_ROUTE_NONE, 503, clock_now_ns() - r->start_ns);
     http_respond(c, 503, &ct, 1, "out of memory\n", 14);
     return;
   }
@@ -187,14 +228,55 @@ static void on_request(void *ud, struct http_conn *c, const struct http_request 
   run_start(w->st, &j->rj, r, 0, &w->tl);
 }
 
+/* http_server.refused: a request the HTTP layer answered itself. */
+static void on_refused(void *ud, const struct http_request *r, int status) {
+  struct worker *w = ud;
+  metrics_request_begin(w->metrics);
+  metrics_request_end(w->metrics, METRICS_ROUTE_NONE, status, clock_now_ns() - r->start_ns);
+}
+
+/* ---- reload ----------------------------------------------------------- */
+
+void worker_reload(struct worker *w, struct config *cfg) {
+  config_retain(cfg);
+  struct config *old = atomic_exchange(&w->next_cfg, cfg);
+  config_release(old);   /* a reload this worker had not picked up yet */
+  uv_async_send(&w->wake);
+}
+
+/* On the worker: a fresh state with the new config takes new requests;
+ * the old one lives until its last request (complete() frees it). */
+static void take_reload(struct worker *w) {
+  char err[1024];
+  struct config *cfg = atomic_exchange(&w->next_cfg, NULL);
+  if (!cfg) return;
+  struct app_state *d = state_new(w, cfg, err, sizeof err);
+  if (!d) {
+    log_msg(LOG_ERROR, NULL, NULL, "worker %d: reload failed, it keeps its running code: %s",
+            w->index, err);
+    config_release(cfg);
+    return;
+  }
+  struct app_state *old = w->st;
+  const struct config *old_cfg = w->cfg;
+  w->st = d;
+  w->cfg = cfg;   /* the reference worker_reload took is now w->cfg's */
+  w->http.lim.max_body = cfg->max_body;
+  w->http.lim.access_log = cfg->access_log;
+  if (old->inflight == 0) state_free(old);
+  if (old_cfg != NULL) config_release(old_cfg);
+}
+
 /* ---- stopping --------------------------------------------------------- */
 
 /* A backend sends GET /_ah/stop through its handlers when shutdown starts
  * (on worker 0); its answer is logged. */
 static void send_stop_request(struct worker *w) {
-  struct req_job *j = job_new(w);
+  struct http_request own;
+  dispatch_internal_request(&own, "/_ah/stop");
+  struct req_job *j = job_new(w, own.seq);   /* listed at the grace like any request */
   if (!j) return;
-  dispatch_internal_request(&j->own, "/_ah/stop");
+  j->own = own;
   run_start(w->st, &j->rj, &j->own, 1, &w->tl);
 }
 
@@ -216,32 +298,34 @@ static void on_check(uv_timer_t *t) {
 static void on_stop(uv_async_t *a) {
   struct worker *w = a->data;
   int phase = atomic_load(&w->stop_phase);
+  if (phase == 0) {   /* woken for a reload */
+    take_reload(w);
+    return;
+  }
   if (!uv_is_active((uv_handle_t *)&w->check) && !uv_is_closing((uv_handle_t *)&w->check)) {
     listener_stop(&w->lp);
     http_server_drain(&w->http);
     uv_timer_start(&w->check, on_check, 0, 20);
     if (w->index == 0 && w->cfg->role == VM_BACKEND) send_stop_request(w);
   }
-  if (phase >= 2) {
-    list_each(&w->jobs, it, tmp) {
-      struct req_job *j = list_entry(it, struct req_job, node);
-      if (j->rj.task.waiting)
-        log_msg(LOG_WARNING, "request_id", j->rj.req->request_id,
-                "request %.*s still waiting at the end of the shutdown grace",
-                (int)j->rj.req->path_len, j->rj.req->path);
-    }
-    http_server_close_all(&w->http);
-  }
+  if (phase >= 2) http_server_close_all(&w->http);   /* the IDs were logged (main) */
 }
 
-void worker_log_unfinished(struct worker *w) {
-  uint64_t seq = atomic_load_explicit(&w->running, memory_order_relaxed);
-  if (seq) {
+int worker_log_unfinished(struct worker *w) {
+  int n = 0;
+  uint64_t running = atomic_load_explicit(&w->running, memory_order_relaxed);
+  uv_mutex_lock(&w->jobs_lock);
+  list_each(&w->jobs, it, tmp) {
+    struct req_job *j = list_entry(it, struct req_job, node);
     char rid[INSTANCE_RID_LEN + 1];
-    instance_format_request_id(seq, rid);
-    log_msg(LOG_WARNING, "request_id", rid,
-            "request still running on worker %d after the shutdown grace", w->index);
+    if (!j->seq) continue;   /* being set up, or the host's own request */
+    instance_format_request_id(j->seq, rid);
+    log_msg(LOG_WARNING, "request_id", rid, "request %s still %s on worker %d at the end "
+            "of the shutdown grace", rid, j->seq == running ? "running" : "waiting", w->index);
+    n++;
   }
+  uv_mutex_unlock(&w->jobs_lock);
+  return n;
 }
 
 static void run(void *arg) {
@@ -264,7 +348,13 @@ int worker_init(struct worker *w, struct worker *group, int index,
   w->preload = preload;
   list_init(&w->jobs);
   list_init(&w->free_jobs);
-  if (!(w->st = state_new(w, err, errlen))) return -1;
+  uv_mutex_init(&w->jobs_lock);
+  if (!(w->metrics = metrics_worker_new(index))) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  ah_route_id = metrics_route_id("/_ah/");
+  if (!(w->st = state_new(w, cfg, err, errlen))) return -1;
   if (uv_loop_init(&w->loop) < 0) return -1;
   if (task_loop_init(&w->tl, &w->loop) < 0) return -1;
   uv_async_init(&w->loop, &w->wake, on_stop);
@@ -278,6 +368,7 @@ int worker_init(struct worker *w, struct worker *group, int index,
    * the next phase rarely moves the connection's timer */
   struct http_limits lim = {cfg->max_body, 20000, 20000, 20000, cfg->access_log};
   http_server_init(&w->http, &w->loop, &lim, on_request, w);
+  w->http.refused = on_refused;
   return 0;
 }
 
@@ -314,4 +405,7 @@ void worker_free(struct worker *w) {
     uv_loop_close(&w->loop);
     uv_mutex_destroy(&w->mail_lock);
   }
+  config_release(atomic_exchange(&w->next_cfg, NULL));
+  config_release(w->cfg);   /* a reload's (the first is the caller's: no-op) */
+  if (w->jobs.head.next) uv_mutex_destroy(&w->jobs_lock);
 }

@@ -30,6 +30,7 @@
 #include "http/listener.h"
 
 struct req_job;
+struct metrics_worker;
 
 struct worker {
   int index;
@@ -61,6 +62,12 @@ struct worker {
   struct worker *group; int ngroup;   /* all workers, for balancing */
   atomic_int done;              /* set by the worker when its loop ended */
   atomic_int started;           /* set by the worker when its loop runs */
+  struct metrics_worker *metrics;   /* written by this worker only (metrics.h) */
+  uv_mutex_t jobs_lock;         /* guards `jobs` links and each job's seq, so
+                                   the main thread can list the requests in
+                                   flight at the end of the shutdown grace */
+  _Atomic(struct config *) next_cfg;  /* a reload's config, handed over by the
+                                   main thread (with a reference) */
 };
 
 /* Builds the state and loads the handlers.  0 or -1 with err. */
@@ -70,8 +77,13 @@ int worker_init(struct worker *w, struct worker *group, int index,
 int worker_start(struct worker *w, int listen_fd);
 void worker_stop(struct worker *w, int phase);    /* any thread */
 void worker_join(struct worker *w);
-/* Main thread: logs the IDs of requests still running or parked. */
-void worker_log_unfinished(struct worker *w);
+/* Main thread: logs the ID of each request still in flight (running or
+ * waiting) with the worker's number; returns how many. */
+int worker_log_unfinished(struct worker *w);
+/* Any thread: from its next loop turn, w builds a fresh state with cfg
+ * (takes a reference) and hands new requests to it; requests in flight
+ * finish on their old state, which is closed after the last. */
+void worker_reload(struct worker *w, struct config *cfg);
 void worker_free(struct worker *w);
 
 #endif

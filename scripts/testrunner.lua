@@ -1,15 +1,30 @@
 -- The glue of `luahost test`: runs one luaunit test file inside a fresh
--- host state and returns its exit status (0 when every test passed).
--- Called by host/app.c with the file's path.
+-- host state and returns its exit status (0 when every test passed) and
+-- the number of tests that ran (skipped ones not counted), which host/app.c
+-- sums over the files: a run in which no test ran is a failure.
+-- Called by host/app.c with the file's path, then luaunit's own options
+-- from `luahost test --filter/--exclude/-v` ("-p", PAT, "-x", PAT, "-v").
 local path = ...
+local lu_args = table.pack(select(2, ...))
+-- `arg` is set before luaunit loads (it reads the command line from it
+-- then), so a file that calls lu.LuaUnit.run() itself gets the options too.
+arg = { [0] = path, table.unpack(lu_args, 1, lu_args.n) }
 local lu = require "luaunit"
+
+-- Every luaunit run the file makes (ours below, or its own
+-- os.exit(lu.LuaUnit.run())) ends its suite here: count what it ran.
+local ran = 0
+local end_suite = lu.LuaUnit.endSuite
+lu.LuaUnit.endSuite = function(self, ...)
+  ran = ran + self.result.runCount
+  return end_suite(self, ...)
+end
 
 local chunk, err = loadfile(path)
 if not chunk then
   io.stderr:write(path, ": ", tostring(err), "\n")
   return 1
 end
-arg = { [0] = path }
 
 local function trace(e)
   if type(e) == "table" and e.luahost_exit ~= nil then return e end
@@ -20,15 +35,15 @@ end
 -- itself with os.exit(lu.LuaUnit.run()); os.exit is caught here.
 local ok, e = xpcall(chunk, trace)
 if not ok then
-  if type(e) == "table" and e.luahost_exit ~= nil then return e.luahost_exit end
+  if type(e) == "table" and e.luahost_exit ~= nil then return e.luahost_exit, ran end
   io.stderr:write(path, ": ", e, "\n")
-  return 1
+  return 1, ran
 end
 
-local ok2, res = xpcall(function() return lu.LuaUnit.run("-o", "text") end, trace)
+local ok2, res = xpcall(function() return lu.LuaUnit.run("-o", "text", table.unpack(lu_args, 1, lu_args.n)) end, trace)
 if not ok2 then
-  if type(res) == "table" and res.luahost_exit ~= nil then return res.luahost_exit end
+  if type(res) == "table" and res.luahost_exit ~= nil then return res.luahost_exit, ran end
   io.stderr:write(path, ": ", res, "\n")
-  return 1
+  return 1, ran
 end
-return res == 0 and 0 or 1
+return res == 0 and 0 or 1, ran

@@ -38,26 +38,77 @@ static void putf(struct line *l, const char *fmt, ...) {
   if (k > 0) l->n += (size_t)k > room ? room : (size_t)k;
 }
 
-/* JSON string body (without quotes); control bytes escaped, others raw. */
-static void put_json(struct line *l, const char *s, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') { char e[2] = {'\\', (char)c}; put(l, e, 2); }
-    else if (c == '\n') put(l, "\\n", 2);
-    else if (c == '\t') put(l, "\\t", 2);
-    else if (c < 0x20 || c == 0x7f) putf(l, "\\u%04x", c);
-    else put(l, (const char *)&c, 1);
+/* The length of the valid UTF-8 sequence at s (1 to 4), or 0 when the
+ * bytes there are not one (overlong forms and surrogates included). */
+static size_t utf8_len(const unsigned char *s, size_t len) {
+  size_t n;
+  unsigned min;
+  if (s[0] < 0x80) return 1;
+  if (s[0] >= 0xc2 && s[0] <= 0xdf) { n = 2; min = 0x80; }
+  else if (s[0] >= 0xe0 && s[0] <= 0xef) { n = 3; min = 0x800; }
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4) { n = 4; min = 0x10000; }
+  else return 0;
+  if (len < n) return 0;
+  unsigned cp = s[0] & (0x7f >> n);
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+/* JSON string body (without quotes), at most max bytes of output and
+ * never half an escape: control bytes escaped, valid UTF-8 raw, any other
+ * byte as \u00XX (so the line stays valid JSON whatever a client sent). */
+static void put_json_max(struct line *l, const char *s, size_t len, size_t max) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t end = l->n + max;
+  for (size_t i = 0; i < len;) {
+    char e[8];
+    size_t k = utf8_len(u + i, len - i), el;
+    if (k == 1 && (u[i] == '"' || u[i] == '\\')) { e[0] = '\\'; e[1] = (char)u[i]; el = 2; }
+    else if (k == 1 && u[i] == '\n') { memcpy(e, "\\n", 2); el = 2; }
+    else if (k == 1 && u[i] == '\t') { memcpy(e, "\\t", 2); el = 2; }
+    else if (k == 0 || u[i] < 0x20 || u[i] == 0x7f) {
+      snprintf(e, sizeof e, "\\u%04x", u[i]);
+      el = 6;
+      k = 1;
+    } else {
+      memcpy(e, u + i, k);
+      el = k;
+    }
+    if (l->n + el > end || l->n + el > sizeof(l->buf) - 1) return;
+    put(l, e, el);
+    i += k;
   }
 }
 
-/* Text mode: printable bytes raw, others as \xNN (no log injection). */
-static void put_text(struct line *l, const char *s, size_t len) {
+static void put_json(struct line *l, const char *s, size_t len) {
+  put_json_max(l, s, len, sizeof l->buf);
+}
+
+/* Text mode: printable bytes raw, others as \xNN (no log injection); at
+ * most max bytes of output, never half an escape. */
+static void put_text_max(struct line *l, const char *s, size_t len, size_t max) {
+  size_t end = l->n + max;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 && c != '\n' && c != '\t') putf(l, "\\x%02x", c);
-    else if (c == 0x7f) put(l, "\\x7f", 4);
-    else put(l, (const char *)&c, 1);
+    char e[8];
+    size_t el = 1;
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      snprintf(e, sizeof e, "\\x%02x", c);
+      el = 4;
+    } else {
+      e[0] = (char)c;
+    }
+    if (l->n + el > end || l->n + el > sizeof(l->buf) - 1) return;
+    put(l, e, el);
   }
+}
+
+static void put_text(struct line *l, const char *s, size_t len) {
+  put_text_max(l, s, len, sizeof l->buf);
 }
 
 static void put_time(struct line *l) {
@@ -94,8 +145,7 @@ void log_text(int level, const char *ctx_key, const char *ctx_val,
       puts_(&l, "\"");
     }
     puts_(&l, ",\"msg\":\"");
-    if (len > sizeof(l.buf) - 256) len = sizeof(l.buf) - 256;
-    put_json(&l, msg, len);
+    put_json_max(&l, msg, len, sizeof(l.buf) - l.n - 8);   /* room for the close */
     puts_(&l, "\"}");
   } else {
     put_time(&l);
@@ -119,24 +169,61 @@ void log_msg(int level, const char *ctx_key, const char *ctx_val,
            (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1);
 }
 
+/* Text mode, inside double quotes: as put_text, and '"' and '\' escaped
+ * so the quoted field ends where the quote does; at most max bytes. */
+static void put_quoted(struct line *l, const char *s, size_t len, size_t max) {
+  size_t end = l->n + max - 1;
+  put(l, "\"", 1);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char e[8];
+    size_t el = 1;
+    if (c == '"' || c == '\\') { e[0] = '\\'; e[1] = (char)c; el = 2; }
+    else if (c < 0x20 || c == 0x7f) { snprintf(e, sizeof e, "\\x%02x", c); el = 4; }
+    else e[0] = (char)c;
+    if (l->n + el > end) break;
+    put(l, e, el);
+  }
+  put(l, "\"", 1);
+}
+
+/* Output bytes each request-controlled field may take in one line, so the
+ * fields after it always fit (8 KiB line). */
+enum { ACC_PATH = 2048, ACC_QUERY = 2048, ACC_AGENT = 1024 };
+
+/* Text: time remote method path[?query] status bytes duration id "agent"
+ * (path and query as put_text writes them; llhttp splits the request line
+ * on spaces, so none is in them; "-" for no user agent).
+ * JSON: one object, every string escaped, user_agent null when none. */
 void log_access(const struct log_access_rec *r) {
   struct line l;
   l.n = 0;
-  size_t plen = r->path_len > 2048 ? 2048 : r->path_len;
-  if (json_mode) {
+  size_t qlen = r->query ? r->query_len : 0;
+  if (json_mode || r->json) {
     puts_(&l, "{\"time\":\""); put_time(&l);
-    puts_(&l, "\",\"remote_addr\":\""); put_json(&l, r->remote, strlen(r->remote));
-    puts_(&l, "\",\"method\":\""); put_json(&l, r->method, strlen(r->method));
-    puts_(&l, "\",\"path\":\""); put_json(&l, r->path, plen);
+    puts_(&l, "\",\"remote_addr\":\""); put_json_max(&l, r->remote, strlen(r->remote), 128);
+    puts_(&l, "\",\"method\":\""); put_json_max(&l, r->method, strlen(r->method), 64);
+    puts_(&l, "\",\"path\":\""); put_json_max(&l, r->path, r->path_len, ACC_PATH);
+    puts_(&l, "\",\"query\":\""); put_json_max(&l, r->query ? r->query : "", qlen, ACC_QUERY);
     putf(&l, "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,"
-         "\"request_id\":\"%s\"}", r->status, (unsigned long long)r->bytes,
+         "\"request_id\":\"%s\",\"user_agent\":", r->status, (unsigned long long)r->bytes,
          (double)r->duration_us / 1000.0, r->request_id);
+    if (r->user_agent) {
+      puts_(&l, "\"");
+      put_json_max(&l, r->user_agent, r->user_agent_len, ACC_AGENT);
+      puts_(&l, "\"}");
+    } else {
+      puts_(&l, "null}");
+    }
   } else {
     put_time(&l);
     putf(&l, " %s %s ", r->remote, r->method);
-    put_text(&l, r->path, plen);
-    putf(&l, " %d %llu %.3fms %s", r->status, (unsigned long long)r->bytes,
+    put_text_max(&l, r->path, r->path_len, ACC_PATH);
+    if (qlen > 0) { put(&l, "?", 1); put_text_max(&l, r->query, qlen, ACC_QUERY); }
+    putf(&l, " %d %llu %.3fms %s ", r->status, (unsigned long long)r->bytes,
          (double)r->duration_us / 1000.0, r->request_id);
+    if (r->user_agent) put_quoted(&l, r->user_agent, r->user_agent_len, ACC_AGENT);
+    else put(&l, "-", 1);
   }
   emit(1, &l);
 }

@@ -13,11 +13,17 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR };
 
+/* One access-log line.  Strings are borrowed for the call; query and
+ * user_agent may be NULL (none).  json: this line as a JSON object even
+ * when the host log is text (app.lua access_log = "json"). */
 struct log_access_rec {
   const char *remote; const char *method;
   const char *path; size_t path_len;
+  const char *query; size_t query_len;
   int status; uint64_t bytes; uint64_t duration_us;
   const char *request_id;
+  const char *user_agent; size_t user_agent_len;
+  int json;
 };
 
 void log_set_json(int on);

@@ -30,7 +30,7 @@ struct http_conn {
   uv_timer_t timer;
   uv_shutdown_t shut;
   struct http_server *srv;
-  struct http_conn *prev, *next;     /* srv->conns */
+  struct list_node node;             /* srv->conns */
   llhttp_t parser;
   struct rbuf in;                    /* raw bytes read; [rpos, in.len) unparsed */
   size_t rpos;
@@ -58,6 +58,9 @@ static atomic_int total_conns;
 static int max_conns = 16384;   /* set by the main thread before workers start */
 
 void http_set_max_conns(int n) { max_conns = n; }
+int http_open_connections(void) {
+  return atomic_load_explicit(&total_conns, memory_order_relaxed);
+}
 
 static void process(struct http_conn *c);
 static void conn_close(struct http_conn *c);
@@ -69,8 +72,7 @@ static int start_reading(struct http_conn *c);
 static void conn_unref(struct http_conn *c) {
   if (--c->refs > 0) return;
   struct http_server *s = c->srv;
-  if (c->prev) c->prev->next = c->next; else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  list_remove(&c->node);
   atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   atomic_fetch_sub(&total_conns, 1);
   rbuf_free(&c->in); rbuf_free(&c->head); rbuf_free(&c->body); rbuf_free(&c->out);
@@ -305,13 +307,19 @@ static void respond_error(struct http_conn *c, int status) {
   struct http_request *r = &c->req;
   if (c->phase == PH_IDLE) r->start_ns = clock_now_ns();
   r->method = c->phase == PH_IDLE ? "-" : llhttp_method_name((llhttp_method_t)c->parser.method);
+  if (c->phase == PH_IDLE) c->nh = 0;   /* no header of this request was read */
   r->path = c->head.p && c->target_len ? c->head.p : "-";
   r->path_len = c->head.p && c->target_len ? c->target_len : 1;
+  const char *q = c->head.p && c->target_len ? memchr(r->path, '?', r->path_len) : NULL;
+  r->query = q ? q + 1 : "";
+  r->query_len = q ? r->path_len - (size_t)(q - r->path) - 1 : 0;
+  if (q) r->path_len = (size_t)(q - r->path);
   r->is_head = 0;
   r->remote = c->remote;
   r->seq = instance_request_id(r->request_id);
   c->keep_alive = 0;
   begin_request(c);
+  if (c->srv->refused) c->srv->refused(c->srv->ud, r, status);
   const char *msg = status == 413 ? "request body too large\n"
                     : status == 431 ? "request header block too large\n"
                     : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
@@ -442,6 +450,24 @@ static void start_linger(struct http_conn *c) {
   arm(c, LINGER_MS);
 }
 
+/* The access-log line of the request in flight (its headers are still in
+ * c->head until the next request begins). */
+static void access_log(struct http_conn *c, int status, size_t written) {
+  struct http_request *r = &c->req;
+  const struct hdr_off *ua = find_header(c, "user-agent");
+  struct log_access_rec rec = {
+    .remote = r->remote, .method = r->method,
+    .path = r->path, .path_len = r->path_len,
+    .query = r->query, .query_len = r->query_len,
+    .status = status, .bytes = written,
+    .duration_us = (clock_now_ns() - r->start_ns) / 1000,
+    .request_id = r->request_id,
+    .user_agent = ua ? c->head.p + ua->v : NULL, .user_agent_len = ua ? ua->vl : 0,
+    .json = c->srv->lim.access_log == HTTP_ACCESS_LOG_JSON,
+  };
+  log_access(&rec);
+}
+
 void http_respond(struct http_conn *c, int status, const struct http_header *h,
                   int nh, const char *body, size_t len) {
   struct http_request *r = &c->req;
@@ -449,7 +475,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
   size_t written = 0;
   c->inflight = 0;
   c->srv->ninflight--;
-  if (c->srv->draining) c->keep_alive = 0;
+  if (c->srv->draining || c->srv->close_each) c->keep_alive = 0;
   if (!c->closing) {
     struct http_head hd = {status, h, nh, bodiless ? 0 : len, r->request_id,
                            !c->keep_alive,
@@ -463,12 +489,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
       conn_close(c);
     }
   }
-  if (c->srv->lim.access_log) {
-    struct log_access_rec rec = {r->remote, r->method, r->path, r->path_len, status,
-                                 written, (clock_now_ns() - r->start_ns) / 1000,
-                                 r->request_id};
-    log_access(&rec);
-  }
+  if (c->srv->lim.access_log) access_log(c, status, written);
   if (c->out.cap > 256 * 1024) rbuf_free(&c->out);
   if (c->body.cap > 256 * 1024) rbuf_free(&c->body);
   if (!c->closing) {
@@ -492,6 +513,7 @@ void http_server_init(struct http_server *s, uv_loop_t *loop,
   s->lim = *lim;
   s->dispatch = fn;
   s->ud = ud;
+  list_init(&s->conns);
 }
 
 int http_conn_open(struct http_server *s, int fd) {
@@ -504,9 +526,7 @@ int http_conn_open(struct http_server *s, int fd) {
   if (!c) { atomic_fetch_sub(&total_conns, 1); close(fd); return -ENOMEM; }
   c->srv = s;
   c->refs = 2;   /* tcp + timer handles */
-  c->next = s->conns;
-  if (c->next) c->next->prev = c;
-  s->conns = c;
+  list_push_back(&s->conns, &c->node);
   atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
@@ -533,15 +553,12 @@ int http_conn_open(struct http_server *s, int fd) {
 
 void http_server_drain(struct http_server *s) {
   s->draining = 1;
-  for (struct http_conn *c = s->conns, *n; c; c = n) {
-    n = c->next;
+  list_each(&s->conns, it, tmp) {
+    struct http_conn *c = list_entry(it, struct http_conn, node);
     if (!c->inflight && c->phase == PH_IDLE && !c->closing) conn_close(c);
   }
 }
 
 void http_server_close_all(struct http_server *s) {
-  for (struct http_conn *c = s->conns, *n; c; c = n) {
-    n = c->next;
-    conn_close(c);
-  }
+  list_each(&s->conns, it, tmp) conn_close(list_entry(it, struct http_conn, node));
 }

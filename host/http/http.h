@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/list.h"
+
 #include "base/instance.h"
 
 #define HTTP_MAX_HEADER_BLOCK (64 * 1024)
@@ -65,8 +67,12 @@ struct http_limits {
   uint32_t header_timeout_ms;   /* from the first byte to the end of headers */
   uint32_t body_timeout_ms;     /* between two reads of a body */
   uint32_t idle_timeout_ms;     /* keep-alive wait for the next request */
-  int access_log;
+  int access_log;               /* HTTP_ACCESS_LOG_*: config's access_log */
 };
+
+/* access_log: off; a line in the host log's format; a JSON line always.
+ * The values are config.c's (app.lua false / true / "json"). */
+enum { HTTP_ACCESS_LOG_OFF = 0, HTTP_ACCESS_LOG_ON = 1, HTTP_ACCESS_LOG_JSON = 2 };
 
 /* One per worker loop.  Owner: that worker's thread. */
 struct http_server {
@@ -74,12 +80,17 @@ struct http_server {
   struct http_limits lim;
   http_dispatch_fn dispatch;
   void *ud;
-  void *conns;          /* intrusive list of open connections */
+  struct list conns;    /* open connections (http_conn.node) */
   atomic_int nconns;    /* connections open on this loop (plus those another
                            worker is handing over); read by other workers
                            when they balance new connections */
   int ninflight;        /* requests dispatched but not yet answered */
   int draining;         /* shutting down: close idle, no keep-alive */
+  int close_each;       /* every response carries Connection: close (the
+                           instance drains; idle connections stay) */
+  /* Optional: told of each request the HTTP layer answers itself (400,
+   * 413, 431, 505), just before the answer, on the owner thread. */
+  void (*refused)(void *ud, const struct http_request *r, int status);
 };
 
 void http_server_init(struct http_server *s, uv_loop_t *loop,
@@ -101,5 +112,7 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
 
 /* Process-wide cap on open connections (all workers). */
 void http_set_max_conns(int n);
+/* Connections open now, all workers (a relaxed read; any thread). */
+int http_open_connections(void);
 
 #endif

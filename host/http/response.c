@@ -96,6 +96,12 @@ static int host_owned(const struct http_header *h) {
          (h->name_len == 12 && strncasecmp(h->name, "x-request-id", 12) == 0);
 }
 
+/* What a bodiless response (1xx, 204, 304) never carries: no body, so
+ * no type either. */
+static int body_header(const struct http_header *h) {
+  return h->name_len == 12 && strncasecmp(h->name, "content-type", 12) == 0;
+}
+
 /* Appends the decimal digits of v. */
 static char *put_uint(char *p, size_t v) {
   char tmp[24];
@@ -123,9 +129,10 @@ int http_format_head(struct rbuf *b, const struct http_head *h) {
   p = put_str(p, reason, rlen);
   p = PUT_LIT(p, "\r\n");
   b->len = (size_t)(p - b->p);
-  for (int i = 0; i < h->nheaders; i++) {
+  int bodiless = http_status_bodiless(h->status);
+  for (int i = 0; i < h->nheaders; i++) {   /* repeated names: one line each */
     const struct http_header *x = &h->headers[i];
-    if (host_owned(x)) continue;
+    if (host_owned(x) || (bodiless && body_header(x))) continue;
     if (rbuf_reserve(b, x->name_len + x->value_len + 4) < 0) return -1;
     p = b->p + b->len;
     p = put_str(p, x->name, x->name_len);
@@ -136,7 +143,7 @@ int http_format_head(struct rbuf *b, const struct http_head *h) {
   }
   if (rbuf_reserve(b, 160 + idlen) < 0) return -1;
   p = b->p + b->len;
-  if (!http_status_bodiless(h->status)) {
+  if (!bodiless) {
     p = PUT_LIT(p, "Content-Length: ");
     p = put_uint(p, h->content_length);
     p = PUT_LIT(p, "\r\n");

@@ -32,7 +32,12 @@ struct http_head {
 
 /* Appends the status line and headers (ending with the blank line) to b.
  * Returns 0, or -1 when out of memory.  Invalid user headers are skipped
- * by the caller (see http_header_valid). */
+ * by the caller (see http_header_valid).  Each entry of headers is one
+ * line, in order, so a name may repeat (Set-Cookie).  A bodiless status
+ * (1xx, 204, 304) gets neither Content-Length nor Content-Type (a
+ * Content-Type in headers is dropped); any other gets Content-Length:
+ * content_length, also when answering HEAD (the length of the body a GET
+ * would get; the caller then sends no body). */
 int http_format_head(struct rbuf *b, const struct http_head *h);
 
 #endif

@@ -36,11 +36,6 @@ const char *http_content_type(const char *path) {
   return "application/octet-stream";
 }
 
-static void plain(struct http_conn *c, int status, const char *msg) {
-  struct http_header ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
-  http_respond(c, status, &ct, 1, msg, strlen(msg));
-}
-
 /* 1 when a decoded relative path has a ".." segment or a NUL byte. */
 static int unsafe(const char *p, size_t n) {
   if (memchr(p, '\0', n) || memchr(p, '\\', n)) return 1;
@@ -85,7 +80,7 @@ int http_static_load(const char *method, const char *root, const char *rest,
                      size_t rest_len, char **data, size_t *len, const char **type) {
   char rel[PATH_MAX], full[PATH_MAX + 16], real[PATH_MAX];
   *data = NULL;
-  *type = "text/plain; charset=utf-8";
+  *type = HTTP_TEXT_PLAIN;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return 405;
   if (rest_len >= sizeof rel) return 404;
   size_t n = url_decode(rel, rest, rest_len, 0);
@@ -102,23 +97,4 @@ int http_static_load(const char *method, const char *root, const char *rest,
   if (!*data) return 404;
   *type = http_content_type(real);
   return 200;
-}
-
-void http_static_serve(struct http_conn *c, const struct http_request *r,
-                       const char *root, const char *rest, size_t rest_len) {
-  char *data;
-  size_t len;
-  const char *type;
-  int status = http_static_load(r->method, root, rest, rest_len, &data, &len, &type);
-  if (status == 200) {
-    struct http_header ct = {"Content-Type", 12, type, strlen(type)};
-    http_respond(c, 200, &ct, 1, data, len);
-    free(data);
-  } else if (status == 405) {
-    struct http_header h[2] = {{"Allow", 5, "GET, HEAD", 9},
-                               {"Content-Type", 12, "text/plain; charset=utf-8", 25}};
-    http_respond(c, 405, h, 2, "method not allowed\n", 19);
-  } else {
-    plain(c, 404, "not found\n");
-  }
 }

@@ -1,8 +1,8 @@
 /*
  * static: serves files of a static_dir route.  The part of the path after
  * the route's match is percent-decoded and resolved inside root; "..",
- * NUL bytes and symlinks leading outside root answer 404.  Runs on the
- * worker thread that owns c (the read is a plain blocking read).
+ * NUL bytes and symlinks leading outside root answer 404.  Any thread
+ * (the read is a plain blocking read).
  */
 #ifndef LUAHOST_STATIC_H
 #define LUAHOST_STATIC_H
@@ -11,12 +11,11 @@
 
 #include "http/http.h"
 
-/* root: an absolute, symlink-free directory path (realpath). */
-void http_static_serve(struct http_conn *c, const struct http_request *r,
-                       const char *root, const char *rest, size_t rest_len);
 const char *http_content_type(const char *path);
-/* The same lookup without a connection: 200 with *data (malloc'd, the
- * caller frees) and *type, or 404/405 with a static message in *data. */
+/* The file for `rest` under root (an absolute, symlink-free directory
+ * path: realpath): 200 with *data (malloc'd, the caller frees) and *type,
+ * or 404/405 with *data NULL.  The request runner (dispatch.c) answers
+ * static routes with it, for serve and apptest alike. */
 int http_static_load(const char *method, const char *root, const char *rest,
                      size_t rest_len, char **data, size_t *len, const char **type);
 

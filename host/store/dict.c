@@ -208,7 +208,7 @@ static int store(struct dict *d, struct stripe *s, struct entry **slot, const ch
     if (v->type == DV_INT) old->num.i = v->i;
     else if (v->type == DV_FLOAT) old->num.f = v->f;
     if (vlen) memcpy(old->data + kl, v->s, vlen);
-    return DICT_OK;
+    return LH_OK;
   }
   size_t freed = old ? charge(old) : 0;
   if (need > freed && !reserve(d, need - freed)) {
@@ -218,12 +218,12 @@ static int store(struct dict *d, struct stripe *s, struct entry **slot, const ch
     slot = find(d, s, k, kl, h, t);   /* the sweep may have moved things */
     old = *slot;
     freed = old ? charge(old) : 0;
-    if (need > freed && !reserve(d, need - freed)) return DICT_NOMEM;
+    if (need > freed && !reserve(d, need - freed)) return LH_ENOMEM;
   }
   struct entry *e = malloc(sizeof *e + kl + vlen);
   if (!e) {
     if (need > freed) unreserve(d, need - freed);
-    return DICT_NOMEM;
+    return LH_ENOMEM;
   }
   e->hash = h;
   e->expire_ms = expire_ms;
@@ -248,7 +248,7 @@ static int store(struct dict *d, struct stripe *s, struct entry **slot, const ch
     s->count++;
     if (s->count > s->nbuckets) grow(s);
   }
-  return DICT_OK;
+  return LH_OK;
 }
 
 static void to_val(const struct entry *e, struct dict_val *out) {
@@ -264,7 +264,7 @@ int dict_get(struct dict *d, const char *k, size_t kl, struct dict_val *out,
              struct dict_buf *buf) {
   uint64_t h = hash_key(k, kl);
   struct stripe *s = stripe_of(d, h);
-  int rc = DICT_OK;
+  int rc = LH_OK;
   pthread_mutex_lock(&s->lock);
   struct entry *e = *find(d, s, k, kl, h, now_for(s));
   out->type = DV_NIL;
@@ -273,7 +273,7 @@ int dict_get(struct dict *d, const char *k, size_t kl, struct dict_val *out,
     if (e->type == DV_STR) {
       if (buf->cap < e->vlen + 1) {
         char *p = realloc(buf->p, e->vlen + 1);
-        if (!p) { rc = DICT_NOMEM; goto done; }
+        if (!p) { rc = LH_ENOMEM; goto done; }
         buf->p = p;
         buf->cap = e->vlen + 1;
       }
@@ -295,8 +295,8 @@ static int put(struct dict *d, const char *k, size_t kl, const struct dict_val *
   pthread_mutex_lock(&s->lock);
   uint64_t now = ttl_ms ? now_ms() : now_for(s);
   struct entry **slot = find(d, s, k, kl, h, now);
-  if (only_new && *slot) rc = DICT_EXISTS;
-  else if (v->type == DV_NIL) { if (*slot) unlink_free(d, s, slot); rc = DICT_OK; }
+  if (only_new && *slot) rc = LH_EEXISTS;
+  else if (v->type == DV_NIL) { if (*slot) unlink_free(d, s, slot); rc = LH_OK; }
   else rc = store(d, s, slot, k, kl, h, v, ttl_ms ? now + ttl_ms : 0, now);
   pthread_mutex_unlock(&s->lock);
   return rc;
@@ -316,19 +316,19 @@ int dict_incr(struct dict *d, const char *k, size_t kl, const struct dict_val *n
               const struct dict_val *init, struct dict_val *out) {
   uint64_t h = hash_key(k, kl);
   struct stripe *s = stripe_of(d, h);
-  int rc = DICT_OK;
+  int rc = LH_OK;
   pthread_mutex_lock(&s->lock);
   uint64_t now = now_for(s);
   struct entry **slot = find(d, s, k, kl, h, now);
   struct entry *e = *slot;
   struct dict_val cur;
   if (e) {
-    if (e->type != DV_INT && e->type != DV_FLOAT) { rc = DICT_NOTNUM; goto done; }
+    if (e->type != DV_INT && e->type != DV_FLOAT) { rc = LH_ENOTNUM; goto done; }
     to_val(e, &cur);
   } else if (init) {
     cur = *init;
   } else {
-    rc = DICT_NOTFOUND;
+    rc = LH_ENOTFOUND;
     goto done;
   }
   if (cur.type == DV_INT && n->type == DV_INT) {
@@ -384,6 +384,23 @@ size_t dict_keys(struct dict *d, size_t max, void (*fn)(void *, const char *, si
 }
 
 size_t dict_used(struct dict *d) { return atomic_load(&d->used); }
+
+/* Lock order: reg_lock, then one stripe lock at a time (as dict_open and
+ * the operations never hold a stripe lock while taking reg_lock). */
+void dict_each(void (*fn)(void *ud, const char *name, size_t bytes, size_t entries),
+               void *ud) {
+  pthread_mutex_lock(&reg_lock);
+  for (struct dict *d = all; d; d = d->next_dict) {
+    size_t entries = 0;
+    for (int i = 0; i < STRIPES; i++) {
+      pthread_mutex_lock(&d->stripes[i].lock);
+      entries += d->stripes[i].count;
+      pthread_mutex_unlock(&d->stripes[i].lock);
+    }
+    fn(ud, d->name, atomic_load(&d->used), entries);
+  }
+  pthread_mutex_unlock(&reg_lock);
+}
 
 static void free_dict(struct dict *d) {
   for (int i = 0; i < STRIPES; i++) {

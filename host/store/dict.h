@@ -2,23 +2,24 @@
  * store/dict: process-wide named dictionaries (shared.dict).  Keys are
  * byte strings; values nil, booleans, integers, floats or byte strings,
  * each with an optional expiry (millisecond resolution).  Each dict has a
- * byte capacity; when it is full, writes fail with DICT_NOMEM and nothing
+ * byte capacity; when it is full, writes fail with LH_ENOMEM and nothing
  * stored is evicted (expired entries are reclaimed first).  Knows no Lua.
  *
- * Threads: any thread may call any function.  Each dict has its own mutex;
- * the registry of names has one more.  Dicts live until dict_free_all at
+ * Threads: any thread may call any function.  Each dict is split in 16
+ * stripes by key hash, each with its own mutex (and its share of the
+ * capacity); the registry of names has one more.  Dicts live until dict_free_all at
  * process exit (a refcount is kept for the handles that cross states).
  */
 #ifndef LUAHOST_DICT_H
 #define LUAHOST_DICT_H
 
 #include <stddef.h>
+
+#include "base/lherror.h"
 #include <stdint.h>
 
 #define DICT_DEFAULT_CAPACITY (1u << 20)
 
-enum { DICT_OK = 0, DICT_NOMEM = -1, DICT_EXISTS = -2, DICT_NOTFOUND = -3,
-       DICT_NOTNUM = -4 };
 enum dict_type { DV_NIL, DV_BOOL, DV_INT, DV_FLOAT, DV_STR };
 
 struct dict_val {
@@ -43,16 +44,16 @@ void dict_retain(struct dict *d);
 void dict_release(struct dict *d);
 const char *dict_name(const struct dict *d);
 
-/* DICT_OK with *out set (DV_NIL when missing or expired). */
+/* LH_OK with *out set (DV_NIL when missing or expired). */
 int dict_get(struct dict *d, const char *k, size_t kl, struct dict_val *out,
              struct dict_buf *buf);
 /* ttl_ms 0: never expires.  A DV_NIL value deletes the key. */
 int dict_set(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
              uint64_t ttl_ms);
-/* Like set, but DICT_EXISTS when the key is present. */
+/* Like set, but LH_EEXISTS when the key is present. */
 int dict_add(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
              uint64_t ttl_ms);
-/* Adds n to a number; a missing key starts at *init (DICT_NOTFOUND when
+/* Adds n to a number; a missing key starts at *init (LH_ENOTFOUND when
  * init is NULL).  Integers stay integers when n and the value are. */
 int dict_incr(struct dict *d, const char *k, size_t kl, const struct dict_val *n,
               const struct dict_val *init, struct dict_val *out);
@@ -63,6 +64,11 @@ void dict_flush_all(struct dict *d);
 size_t dict_keys(struct dict *d, size_t max,
                  void (*fn)(void *ud, const char *k, size_t kl), void *ud);
 size_t dict_used(struct dict *d);       /* bytes charged against capacity */
+/* Calls fn once per dict with its bytes charged and live entries (expired
+ * ones not yet reclaimed included), under the registry lock and then each
+ * stripe's in turn: fn must not call into dict.  Any thread. */
+void dict_each(void (*fn)(void *ud, const char *name, size_t bytes, size_t entries),
+               void *ud);
 void dict_free_all(void);               /* process exit, no threads left */
 
 #endif

@@ -15,10 +15,10 @@ struct queue {
   struct value *ring;          /* items [head, head + count) mod ring_cap */
   size_t head, count, ring_cap;
   size_t capacity;             /* set at creation, read-only after */
-  struct queue_waiter *pops, *pops_tail;     /* waiting pops, oldest first */
-  struct queue_waiter *pushes, *pushes_tail; /* waiting pushes, oldest first */
+  struct list pops;            /* waiting pops, oldest first (queue_waiter.node) */
+  struct list pushes;          /* waiting pushes, oldest first */
   int closed;                  /* 0, or the final state every wait now ends
-                                  with: QW_SHUTDOWN, QW_CLOSED */
+                                  with: LH_ESHUTDOWN, LH_ECLOSED */
   int private_;                /* set at creation: not in the registry, freed at refs 0 */
   atomic_int refs;             /* atomic, no lock */
   struct queue *next_queue;    /* registry list (registry lock) */
@@ -44,8 +44,10 @@ struct queue *queue_open(const char *name, size_t len) {
     q->capacity = store_caps_get(&caps, name, len, QUEUE_DEFAULT_CAPACITY);
     memcpy(q->name, name, len);
     pthread_mutex_init(&q->lock, NULL);
+    list_init(&q->pops);
+    list_init(&q->pushes);
     atomic_init(&q->refs, 1);   /* the registry's */
-    q->closed = all_shutting_down ? QW_SHUTDOWN : 0;
+    q->closed = all_shutting_down ? LH_ESHUTDOWN : 0;
     q->next_queue = all;
     all = q;
   }
@@ -68,6 +70,8 @@ struct queue *queue_new_private(size_t capacity) {
   q->capacity = capacity;
   q->private_ = 1;
   pthread_mutex_init(&q->lock, NULL);
+  list_init(&q->pops);
+  list_init(&q->pushes);
   atomic_init(&q->refs, 1);
   return q;
 }
@@ -82,26 +86,10 @@ size_t queue_len(struct queue *q) {
 
 /* ---- under q->lock ---------------------------------------------------- */
 
-static void list_append(struct queue_waiter **head, struct queue_waiter **tail,
-                        struct queue_waiter *w) {
-  w->next = NULL;
-  w->prev = *tail;
-  if (*tail) (*tail)->next = w; else *head = w;
-  *tail = w;
-}
-
-static void list_remove(struct queue_waiter **head, struct queue_waiter **tail,
-                        struct queue_waiter *w) {
-  if (w->prev) w->prev->next = w->next; else *head = w->next;
-  if (w->next) w->next->prev = w->prev; else *tail = w->prev;
-  w->prev = w->next = NULL;
-}
-
-/* Takes a registered waiter off whichever list holds it. */
-static void unlink_waiter(struct queue *q, struct queue_waiter *w) {
-  for (struct queue_waiter *x = q->pops; x; x = x->next)
-    if (x == w) { list_remove(&q->pops, &q->pops_tail, w); return; }
-  list_remove(&q->pushes, &q->pushes_tail, w);
+/* The oldest waiter of l, or NULL. */
+static struct queue_waiter *first(struct list *l) {
+  struct list_node *n = list_first(l);
+  return n ? list_entry(n, struct queue_waiter, node) : NULL;
 }
 
 static void finish(struct queue_waiter *w, int state) {
@@ -136,33 +124,33 @@ static void ring_take(struct queue *q, struct value *out) {
 
 /* After a pop made room: the oldest waiting push gets in. */
 static void admit_push(struct queue *q) {
-  struct queue_waiter *w = q->pushes;
+  struct queue_waiter *w = first(&q->pushes);
   if (w && q->count < q->capacity && ring_put(q, &w->val) == 0) {
-    list_remove(&q->pushes, &q->pushes_tail, w);
-    finish(w, QW_DONE);
+    list_remove(&w->node);
+    finish(w, LH_OK);
   }
 }
 
 /* A push: straight to the oldest waiting pop, else into the ring. */
 static int push_locked(struct queue *q, struct value *v) {
-  struct queue_waiter *w = q->pops;
+  struct queue_waiter *w = first(&q->pops);
   if (w) {
-    list_remove(&q->pops, &q->pops_tail, w);
+    list_remove(&w->node);
     value_free(&w->val);
     w->val = *v;
     memset(v, 0, sizeof *v);
-    finish(w, QW_DONE);
-    return QUEUE_OK;
+    finish(w, LH_OK);
+    return LH_OK;
   }
-  if (q->count >= q->capacity || ring_put(q, v) < 0) return QUEUE_FULL;
-  return QUEUE_OK;
+  if (q->count >= q->capacity || ring_put(q, v) < 0) return LH_EFULL;
+  return LH_OK;
 }
 
 static int pop_locked(struct queue *q, struct value *out) {
-  if (q->count == 0) return QUEUE_EMPTY;
+  if (q->count == 0) return LH_EEMPTY;
   ring_take(q, out);
   admit_push(q);
-  return QUEUE_OK;
+  return LH_OK;
 }
 
 /* ---- API -------------------------------------------------------------- */
@@ -179,7 +167,7 @@ static int state_rc(int state);
 int queue_pop(struct queue *q, struct value *out) {
   pthread_mutex_lock(&q->lock);
   int rc = pop_locked(q, out);
-  if (rc == QUEUE_EMPTY && q->closed) rc = state_rc(q->closed);
+  if (rc == LH_EEMPTY && q->closed) rc = state_rc(q->closed);
   pthread_mutex_unlock(&q->lock);
   return rc;
 }
@@ -188,11 +176,11 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
   int done = 1;
   pthread_mutex_lock(&q->lock);
   value_reset(&w->val);
-  if (pop_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  if (pop_locked(q, &w->val) == LH_OK) w->state = LH_OK;
   else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
-    list_append(&q->pops, &q->pops_tail, w);
+    list_push_back(&q->pops, &w->node);
     done = 0;
   }
   pthread_mutex_unlock(&q->lock);
@@ -202,11 +190,11 @@ int queue_wait_pop(struct queue *q, struct queue_waiter *w) {
 int queue_wait_push(struct queue *q, struct queue_waiter *w) {
   int done = 1;
   pthread_mutex_lock(&q->lock);
-  if (push_locked(q, &w->val) == QUEUE_OK) w->state = QW_DONE;
+  if (push_locked(q, &w->val) == LH_OK) w->state = LH_OK;
   else if (q->closed) w->state = q->closed;
   else {
     w->state = QW_WAITING;
-    list_append(&q->pushes, &q->pushes_tail, w);
+    list_push_back(&q->pushes, &w->node);
     done = 0;
   }
   pthread_mutex_unlock(&q->lock);
@@ -217,7 +205,7 @@ int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
   int took = 0;
   pthread_mutex_lock(&q->lock);
   if (w->state == QW_WAITING) {
-    unlink_waiter(q, w);
+    list_remove(&w->node);
     w->state = why;
     took = 1;
   }
@@ -227,42 +215,26 @@ int queue_cancel(struct queue *q, struct queue_waiter *w, int why) {
 
 static void signal_cond(struct queue_waiter *w) { pthread_cond_signal(w->cond); }
 
-void queue_interrupt(struct queue *q, struct queue_waiter *w, int why) {
-  pthread_mutex_lock(&q->lock);
-  if (w->state == QW_WAITING) {
-    unlink_waiter(q, w);
-    finish(w, why);
-  }
-  pthread_mutex_unlock(&q->lock);
-}
-
 /* Waits on a condition variable until w is final or the timeout passes. */
-int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
+static int queue_block(struct queue *q, struct queue_waiter *w, uint64_t timeout_ns) {
   struct timespec ts = sync_deadline(timeout_ns == UINT64_MAX ? 0 : timeout_ns);
   pthread_mutex_lock(&q->lock);
   while (w->state == QW_WAITING) {
     int rc = timeout_ns == UINT64_MAX ? pthread_cond_wait(w->cond, &q->lock)
                                       : pthread_cond_timedwait(w->cond, &q->lock, &ts);
     if (rc == ETIMEDOUT && w->state == QW_WAITING) {
-      unlink_waiter(q, w);
-      w->state = QW_TIMEOUT;
+      list_remove(&w->node);
+      w->state = LH_ETIMEDOUT;
     }
   }
   pthread_mutex_unlock(&q->lock);
   return w->state;
 }
 
-static int state_rc(int state) {
-  switch (state) {
-    case QW_DONE: return QUEUE_OK;
-    case QW_TIMEOUT: return QUEUE_TIMEOUT;
-    case QW_SHUTDOWN: return QUEUE_SHUTDOWN;
-    case QW_CLOSED: return QUEUE_CLOSED;
-    default: return QUEUE_CANCELLED;
-  }
-}
+/* A final waiter state is already the return code. */
+static int state_rc(int state) { return state <= 0 ? state : LH_ECANCELLED; }
 
-void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
+static void queue_waiter_init_blocking(struct queue_waiter *w, pthread_cond_t *cond) {
   memset(w, 0, sizeof *w);
   sync_cond_init(cond);
   w->cond = cond;
@@ -274,9 +246,9 @@ int queue_pop_wait(struct queue *q, struct value *out, uint64_t timeout_ns) {
   struct queue_waiter w;
   queue_waiter_init_blocking(&w, &cond);
   if (!queue_wait_pop(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
-  else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
+  else if (w.state == QW_WAITING) queue_cancel(q, &w, LH_ETIMEDOUT);
   pthread_cond_destroy(&cond);
-  if (w.state == QW_DONE) *out = w.val;
+  if (w.state == LH_OK) *out = w.val;
   else value_free(&w.val);
   return state_rc(w.state);
 }
@@ -288,23 +260,18 @@ int queue_push_wait(struct queue *q, struct value *v, uint64_t timeout_ns) {
   w.val = *v;
   memset(v, 0, sizeof *v);
   if (!queue_wait_push(q, &w) && timeout_ns > 0) queue_block(q, &w, timeout_ns);
-  else if (w.state == QW_WAITING) queue_cancel(q, &w, QW_TIMEOUT);
+  else if (w.state == QW_WAITING) queue_cancel(q, &w, LH_ETIMEDOUT);
   pthread_cond_destroy(&cond);
-  if (w.state != QW_DONE) *v = w.val;   /* not added: the caller keeps it */
+  if (w.state != LH_OK) *v = w.val;   /* not added: the caller keeps it */
   return state_rc(w.state);
 }
 
 void queue_close(struct queue *q, int why) {
   pthread_mutex_lock(&q->lock);
   q->closed = why;
-  while (q->pops) {
-    struct queue_waiter *w = q->pops;
-    list_remove(&q->pops, &q->pops_tail, w);
-    finish(w, why);
-  }
-  while (q->pushes) {
-    struct queue_waiter *w = q->pushes;
-    list_remove(&q->pushes, &q->pushes_tail, w);
+  struct queue_waiter *w;
+  while ((w = first(&q->pops)) || (w = first(&q->pushes))) {
+    list_remove(&w->node);
     finish(w, why);
   }
   pthread_mutex_unlock(&q->lock);
@@ -313,7 +280,13 @@ void queue_close(struct queue *q, int why) {
 void queue_shutdown_all(void) {
   pthread_mutex_lock(&reg_lock);
   all_shutting_down = 1;
-  for (struct queue *q = all; q; q = q->next_queue) queue_close(q, QW_SHUTDOWN);
+  for (struct queue *q = all; q; q = q->next_queue) queue_close(q, LH_ESHUTDOWN);
+  pthread_mutex_unlock(&reg_lock);
+}
+
+void queue_each(void (*fn)(void *ud, const char *name, size_t len), void *ud) {
+  pthread_mutex_lock(&reg_lock);
+  for (struct queue *q = all; q; q = q->next_queue) fn(ud, q->name, queue_len(q));
   pthread_mutex_unlock(&reg_lock);
 }
 

@@ -15,10 +15,10 @@
 /* Pushes the class `name`, creating it (as a child of `parent`, which may
  * be NULL) on first use. */
 void vm_error_class(lua_State *L, const char *name, const char *parent);
-/* Pushes a new instance of class `name` with a formatted message. */
 /* The class a past deadline raises (runtime.DeadlineExceededError). */
 #define VM_DEADLINE_CLASS "runtime.DeadlineExceededError"
 
+/* Pushes a new instance of class `name` with a formatted message. */
 void vm_error_push(lua_State *L, const char *name, const char *parent,
                    const char *fmt, ...);
 /* 1 when the value at idx is an instance of class `name` (or a subclass). */

@@ -38,6 +38,20 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
+static void *charged_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct vm *vm = ud;
+  int was = vm->limit_on;
+  vm->limit_on = 1;
+  void *p = vm_alloc(vm, ptr, osize, nsize);
+  vm->limit_on = was;
+  return p;
+}
+
+lua_Alloc vm_charged_allocf(lua_State *L, void **ud) {
+  *ud = vm_of(L);
+  return charged_alloc;
+}
+
 int vm_raise_deadline(lua_State *L) {
   vm_error_push(L, VM_DEADLINE_CLASS, NULL, "request deadline of %f s exceeded",
                 vm_of(L)->current->deadline_s);

@@ -99,6 +99,12 @@ size_t vm_memory_used(lua_State *L);        /* bytes the state holds now */
 size_t vm_memory_limit(lua_State *L);       /* 0 = none */
 void vm_set_memory_limit(lua_State *L, size_t limit);
 
+/* The state's allocator with its memory limit enforced even while the
+ * host works (for buffers the host fills on the state's behalf, such as a
+ * fetch's response): same contract as lua_Alloc; *ud receives its
+ * argument.  Only on the state's own thread. */
+lua_Alloc vm_charged_allocf(lua_State *L, void **ud);
+
 /* The one scoped way to do host work in a state without charging it to
  * the memory limit (building a response, bookkeeping after a handler
  * filled the heap): vm_limit_off returns the previous setting, which

@@ -270,9 +270,11 @@ static int enc_seen(struct enc *e, const void *p) {
 static int enc_table(struct enc *e, int idx) {
   lua_State *L = e->L;
   struct value *o = e->out;
-  if (lua_getmetatable(L, idx)) {
-    lua_pop(L, 1);
-    return enc_fail(e, "cannot copy a table with a metatable");
+  if (lua_getmetatable(L, idx)) {   /* refused, unless marked VALUE_PLAIN_MT */
+    lua_pushliteral(L, VALUE_PLAIN_MT);
+    int plain = lua_rawget(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (!plain) return enc_fail(e, "cannot copy a table with a metatable");
   }
   int r = enc_seen(e, lua_topointer(L, idx));
   if (r) return r < 0 ? -1 : 0;

@@ -6,7 +6,9 @@
  *
  * What crosses (SPEC §5): nil, booleans, integers and floats (subtype
  * kept), strings (binary-safe), tables (shape, shared references and cycles
- * kept; a metatable is refused), Lua functions whose only upvalue is _ENV
+ * kept; a metatable is refused, except one whose field VALUE_PLAIN_MT is
+ * true: it is dropped and the copy is a plain table of the fields the
+ * table holds, as for a request's `req`), Lua functions whose only upvalue is _ENV
  * (their code, via lua_dump; they get the receiver's globals), and host
  * handles of a registered type (by reference: the encoded value holds a
  * retain on each).  Anything else is refused with a message naming its
@@ -76,5 +78,8 @@ int value_decode(lua_State *L, const struct value *v, int allow_functions);
 void value_reset(struct value *v);
 /* Releases the held handles and frees the buffers; v is then zeroed. */
 void value_free(struct value *v);
+
+/* The metatable field that lets a table cross as a plain table. */
+#define VALUE_PLAIN_MT "__luahost_plain"
 
 #endif

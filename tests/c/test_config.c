@@ -2,7 +2,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
+
 #include "config.h"
+#include "route.h"
 #include "runner.h"
 #include "vm/state.h"
 
@@ -29,7 +33,7 @@ static void expect_error(const char *lua, const struct config_cli *cli, const ch
   struct config c;
   char err[512] = "";
   app(lua);
-  if (load(&c, cli, err) != -1) FAIL_AT("accepted: %s", lua);
+  if (load(&c, cli, err) != LH_EINVAL) FAIL_AT("accepted: %s", lua);
   if (!strstr(err, needle)) FAIL_AT("error \"%s\" lacks \"%s\"", err, needle);
   config_free(&c);
 }
@@ -123,9 +127,10 @@ TEST(errors_name_key_and_expectation) {
   expect_error("return {handlers = {}}", NULL, "at least one route");
   expect_error("return {handlers = {{url = '^/'}}}", NULL, "exactly one of 'script' and 'static_dir'");
   expect_error("return {handlers = {{script = 'm'}}}", NULL, "'url'");
-  expect_error("return {handlers = {{url = '[', script = 'm'}}}", NULL, "valid Lua pattern");
+  expect_error("return {handlers = {{url = '[', script = 'm'}}}", NULL,
+               "app.lua: handlers[1].url: malformed pattern (missing ']')");
   expect_error("return {handlers = {{url = '^/', script = 'm', extra = 1}}}", NULL,
-               "only the keys url, script and static_dir");
+               "only the keys url, script, static_dir and methods");
   expect_error("return {handlers = {{url = '^/', static_dir = 'nope'}}}", NULL,
                "handlers[1].static_dir");
   expect_error("return {shared = {dicts = {d = 'x'}}}", NULL, "shared.dicts.d");
@@ -147,6 +152,153 @@ TEST(hostile_app_lua_values_give_messages) {
   expect_error("return { shared = { dicts = { ['a\\0b'] = '1m' } } }", NULL, "NUL");
 }
 
+/* The third route's pattern is url: the message names it and says why. */
+static void bad_pattern(const char *url, const char *why) {
+  char lua[256], want[200];
+  snprintf(lua, sizeof lua, "return {handlers = {{url = '^/a$', script = 'a'}, "
+           "{url = '^/b', static_dir = '.'}, {url = [=[%s]=], script = 'c'}}}", url);
+  snprintf(want, sizeof want, "app.lua: handlers[3].url: %s", why);
+  expect_error(lua, NULL, want);
+}
+
+/* Every pattern Lua would raise on for some path is refused at start-up,
+ * in Lua's words (string.find on "" let "^/(" through). */
+TEST(route_patterns) {
+  bad_pattern("^/(", "malformed pattern (unfinished capture)");
+  bad_pattern("^/users/(%d+", "malformed pattern (unfinished capture)");
+  bad_pattern("^/((a)", "malformed pattern (unfinished capture)");
+  bad_pattern("^/x%", "malformed pattern (ends with '%')");
+  bad_pattern("^/[a-z", "malformed pattern (missing ']')");
+  bad_pattern("[]", "malformed pattern (missing ']')");
+  bad_pattern("[^]", "malformed pattern (missing ']')");
+  bad_pattern("[a%", "malformed pattern (missing ']')");
+  bad_pattern("^/)", "invalid pattern capture");
+  bad_pattern("^/(a))", "invalid pattern capture");
+  bad_pattern("%1", "invalid capture index %1");
+  bad_pattern("(a%1)", "invalid capture index %1");
+  bad_pattern("(a)%2", "invalid capture index %2");
+  bad_pattern("%0", "invalid capture index %0");
+  bad_pattern("^/%bx", "malformed pattern (missing arguments to '%b')");
+  bad_pattern("^/%fa", "missing '[' after '%f' in pattern");
+  bad_pattern("^/%f", "missing '[' after '%f' in pattern");
+  bad_pattern("((((((((((((((((((((((((((((((((()))))))))))))))))))))))))))))))))",
+              "too many captures");
+  /* valid ones, each checked against Lua's own string.find */
+  const char *good[] = {"^/users/(%d+)$", "()", "(a)%1", "[]]", "[^]]", "%f[%w]x", "%bxy",
+                        "^/a$b", "^/$", "[%]]", "(()%2)", "^/(.-)/(.*)$", "%%", "a-b*c?d+",
+                        "^^", NULL};
+  for (int i = 0; good[i]; i++) {
+    char err[128];
+    int nc = -1;
+    if (route_check_pattern(good[i], strlen(good[i]), &nc, err, sizeof err) < 0)
+      FAIL_AT("'%s' refused: %s", good[i], err);
+  }
+  int nc = 0;
+  char err[128];
+  ASSERT_INT_EQ(route_check_pattern("^/(%w+)/()(x)", 13, &nc, err, sizeof err), 0);
+  ASSERT_INT_EQ(nc, 3);
+}
+
+/* The checker agrees with Lua on a family of patterns: for each, Lua's
+ * string.find raises on some subject exactly when the checker refuses. */
+TEST(route_patterns_agree_with_lua) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  const char *atoms[] = {"(", ")", "%", "[", "]", "^", "$", "a", "%1", "%2", "%b", "%f", "()",
+                         "-", "*", "%d", "[^", "%]"};
+  int na = (int)(sizeof atoms / sizeof atoms[0]);
+  const char *subjects[] = {"", "a", "aa", "(a)", "]a[", "a%b", "x1$", "^a)", NULL};
+  for (int x = 0; x < na; x++)
+    for (int y = 0; y < na; y++)
+      for (int z = 0; z < na; z++) {
+        char pat[16];
+        snprintf(pat, sizeof pat, "%s%s%s", atoms[x], atoms[y], atoms[z]);
+        char err[128];
+        int refused = route_check_pattern(pat, strlen(pat), NULL, err, sizeof err) < 0;
+        int raised = 0;
+        for (int s = 0; subjects[s] && !raised; s++) {
+          lua_getglobal(L, "string");
+          lua_getfield(L, -1, "find");
+          lua_pushstring(L, subjects[s]);
+          lua_pushstring(L, pat);
+          raised = lua_pcall(L, 2, 0, 0) != LUA_OK;
+          lua_settop(L, 0);
+        }
+        /* Lua raises only on paths it reaches: refused may be wider */
+        if (raised && !refused) FAIL_AT("'%s': Lua raises, the checker accepts", pat);
+      }
+  lua_close(L);
+}
+
+TEST(route_scripts_that_shadow) {
+  expect_error("return {handlers = {{url = '^/a', script = 'a'}, {url = '^/', script = 'debug'}}}",
+               NULL, "app.lua: handlers[2].script: 'debug' shadows Lua's debug library; "
+                     "rename the module");
+  expect_error("return {handlers = {{url = '^/', script = 'json'}}}", NULL,
+               "handlers[1].script: 'json' shadows the host's json module; rename the module");
+  const char *names[] = {"string", "table", "math", "io", "os", "coroutine", "utf8", "package",
+                         "runtime", "shared", "background_thread", "apptest", "urlfetch",
+                         "redis", "luaunit", NULL};
+  for (int i = 0; names[i]; i++) ASSERT(route_shadowed(names[i]) != NULL);
+  ASSERT(route_shadowed("main") == NULL);
+  ASSERT(route_shadowed("debugging") == NULL);
+  ASSERT(route_shadowed("json.handler") == NULL);
+}
+
+TEST(route_methods) {
+  struct config c;
+  char err[512];
+  app("return {handlers = {{url = '^/a', script = 'a', methods = {'get', 'Post', 'PURGE'}},"
+      "{url = '^/b', script = 'b'}}}");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  const struct route *r = &c.routes[0];
+  ASSERT_INT_EQ(r->nmethods, 3);
+  ASSERT_STR_EQ(r->methods[0], "GET");
+  ASSERT_STR_EQ(r->methods[1], "POST");
+  ASSERT_STR_EQ(r->methods[2], "PURGE");
+  ASSERT_INT_EQ(route_allows(r, "GET"), 1);
+  ASSERT_INT_EQ(route_allows(r, "HEAD"), 1);    /* where GET is */
+  ASSERT_INT_EQ(route_allows(r, "POST"), 1);
+  ASSERT_INT_EQ(route_allows(r, "DELETE"), 0);
+  ASSERT_INT_EQ(route_allows(r, "get"), 0);     /* requests are case-sensitive */
+  ASSERT(c.routes[1].methods == NULL);
+  ASSERT_INT_EQ(route_allows(&c.routes[1], "DELETE"), 1);
+  char allow[64] = "";
+  ASSERT_INT_EQ(route_allow_add(r, allow, sizeof allow), 0);
+  ASSERT_STR_EQ(allow, "GET, HEAD, POST, PURGE");
+  ASSERT_INT_EQ(route_allow_add(&c.routes[1], allow, sizeof allow), 0);
+  ASSERT_STR_EQ(allow, "GET, HEAD, POST, PURGE");
+  char tiny[8] = "";
+  ASSERT_INT_EQ(route_allow_add(r, tiny, sizeof tiny), LH_ELIMIT);
+  ASSERT_STR_EQ(tiny, "");
+  config_free(&c);
+
+  app("return {handlers = {{url = '^/a', script = 'a', methods = {'PUT'}},"
+      "{url = '^/a', script = 'b', methods = {'DELETE', 'PUT', 'GET'}}}}");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  char both[64] = "";
+  ASSERT_INT_EQ(route_allow_add(&c.routes[0], both, sizeof both), 0);
+  ASSERT_INT_EQ(route_allow_add(&c.routes[1], both, sizeof both), 0);
+  ASSERT_STR_EQ(both, "PUT, DELETE, GET, HEAD");
+  ASSERT_INT_EQ(route_allows(&c.routes[0], "HEAD"), 0);
+  config_free(&c);
+
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {'GET', 'GE T'}}}}", NULL,
+               "app.lua: handlers[1].methods[2]: expected an HTTP method");
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {'GET', 'POST\\r\\n'}}}}",
+               NULL, "handlers[1].methods[2]");
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {''}}}}", NULL,
+               "handlers[1].methods[1]");
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {42}}}}", NULL,
+               "handlers[1].methods[1]: expected an HTTP method");
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = 'GET'}}}", NULL,
+               "'handlers[1].methods': expected an array of HTTP methods");
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {}}}}", NULL,
+               "'handlers[1].methods': expected an array of HTTP methods");
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {'GET', x = 'POST'}}}}",
+               NULL, "'handlers[1].methods': expected an array");
+}
+
 TEST(cli_errors_name_option) {
   struct config_cli cli = {0};
   cli.workers = "many";
@@ -163,12 +315,13 @@ TEST(missing_app_dir) {
   struct config c;
   struct config_cli cli = {0};
   char err[512];
-  ASSERT_INT_EQ(config_load(&c, "/nonexistent/app", &cli, err, sizeof err), -1);
+  ASSERT_INT_EQ(config_load(&c, "/nonexistent/app", &cli, err, sizeof err), LH_EINVAL);
   ASSERT(strstr(err, "expected an existing directory"));
   config_free(&c);
 }
 
 TEST_LIST(T(defaults), T(backend_deadline_default), T(values_and_routes),
           T(cli_overrides_app_lua), T(errors_name_key_and_expectation), T(cli_errors_name_option),
-          T(hostile_app_lua_values_give_messages),
+          T(hostile_app_lua_values_give_messages), T(route_patterns),
+          T(route_patterns_agree_with_lua), T(route_scripts_that_shadow), T(route_methods),
           T(missing_app_dir));

@@ -82,7 +82,7 @@ TEST(thread_create_failure_is_a_clean_error_and_frees_the_slot) {
   char err[512];
   init_threads(1, 0);
   fault_arm(FAULT_THREAD_CREATE, 0, 1);
-  ASSERT_INT_EQ(start(err, sizeof err), BT_SYSTEM);
+  ASSERT_INT_EQ(start(err, sizeof err), LH_ESYSTEM);
   if (!strstr(err, "cannot create a thread: Resource temporarily unavailable"))
     FAIL_AT("got: %s", err);
   ASSERT_INT_EQ(threads_active(), 0);
@@ -110,7 +110,7 @@ TEST(state_failure_in_a_new_thread_is_a_clean_error_and_frees_the_slot) {
       return;
     }
     failures++;
-    ASSERT_INT_EQ(id, BT_SYSTEM);
+    ASSERT_INT_EQ(id, LH_ESYSTEM);
     if (strncmp(err, "cannot build a Lua state: ", 26) != 0) FAIL_AT("n=%ld: %s", n, err);
     ASSERT_INT_EQ(threads_active(), 0);
   }
@@ -122,7 +122,7 @@ TEST(spares_that_cannot_be_made_leave_starts_working) {
   fault_arm(FAULT_STATE_ALLOC, 0, -1);   /* no spare can build its state */
   init_threads(2, 4);
   usleep(50000);
-  ASSERT_INT_EQ(start(err, sizeof err), BT_SYSTEM);
+  ASSERT_INT_EQ(start(err, sizeof err), LH_ESYSTEM);
   fault_arm(FAULT_STATE_ALLOC, 0, 0);
   for (int i = 0; i < 8; i++) {   /* spares or new threads, each runs */
     int64_t id = start(err, sizeof err);
@@ -143,7 +143,7 @@ TEST(an_outcome_that_cannot_be_copied_does_not_leave_joiners_waiting) {
   ASSERT(q != NULL);
   struct value out = {0};
   uint64_t t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 10000000000u), QUEUE_CLOSED);   /* not the timeout */
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 10000000000u), LH_ECLOSED);   /* not the timeout */
   ASSERT(clock_now_ns() - t0 < 5000000000u);
   queue_release(q);
   fault_arm(FAULT_OUTCOME, 0, 0);

@@ -42,6 +42,49 @@ TEST(bodiless_status) {
   free(s);
 }
 
+/* 204 and 304 carry no body, so no Content-Type or Content-Length, even
+ * when the handler set one; other headers stay. */
+TEST(bodiless_no_type) {
+  struct http_header hs[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                             {"ETag", 4, "\"v1\"", 4},
+                             {"content-TYPE", 12, "application/json", 16}};
+  for (int i = 0; i < 2; i++) {
+    struct http_head h = {i ? 304 : 204, hs, 3, 7, "r", 0, 0};
+    char *s = head(&h);
+    ASSERT(strstr(s, i ? "HTTP/1.1 304 Not Modified\r\n" : "HTTP/1.1 204 No Content\r\n") == s);
+    ASSERT(strcasestr(s, "content-type") == NULL);
+    ASSERT(strcasestr(s, "content-length") == NULL);
+    ASSERT(strstr(s, "ETag: \"v1\"\r\n") != NULL);
+    free(s);
+  }
+  struct http_head ok = {200, hs, 3, 7, "r", 0, 0};
+  char *s = head(&ok);
+  ASSERT(strstr(s, "Content-Type: text/plain; charset=utf-8\r\n") != NULL);
+  ASSERT(strstr(s, "Content-Length: 7\r\n") != NULL);
+  free(s);
+}
+
+/* The same name several times: one line each, in order. */
+TEST(repeated_headers) {
+  struct http_header hs[] = {{"Set-Cookie", 10, "a=1; Path=/", 11},
+                             {"X-Mid", 5, "m", 1},
+                             {"Set-Cookie", 10, "b=2", 3}};
+  struct http_head h = {200, hs, 3, 0, "r", 0, 0};
+  char *s = head(&h);
+  ASSERT(strstr(s, "\r\nSet-Cookie: a=1; Path=/\r\nX-Mid: m\r\nSet-Cookie: b=2\r\n") != NULL);
+  free(s);
+}
+
+/* HEAD: the head a GET gets, Content-Length of the body not sent. */
+TEST(head_keeps_length) {
+  struct http_header hs[] = {{"Content-Type", 12, "text/html", 9}};
+  struct http_head h = {200, hs, 1, 12345, "r", 0, 0};
+  char *s = head(&h);
+  ASSERT(strstr(s, "Content-Length: 12345\r\n") != NULL);
+  ASSERT(strstr(s, "Content-Type: text/html\r\n") != NULL);
+  free(s);
+}
+
 TEST(keep_alive_10) {
   struct http_head h = {200, NULL, 0, 0, "r", 0, 1};
   char *s = head(&h);
@@ -66,5 +109,6 @@ TEST(reasons) {
   ASSERT_STR_EQ(http_reason(599), "Server Error");
 }
 
-TEST_LIST(T(basic_head), T(host_owned_headers_dropped), T(bodiless_status), T(keep_alive_10),
+TEST_LIST(T(basic_head), T(host_owned_headers_dropped), T(bodiless_status), T(bodiless_no_type),
+          T(repeated_headers), T(head_keeps_length), T(keep_alive_10),
           T(header_validation), T(reasons));

@@ -17,19 +17,19 @@ TEST(dict_basics) {
   struct dict *d = dict_open("basics", 6);
   struct dict_buf buf = {0};
   struct dict_val v = sval("value"), out;
-  ASSERT_INT_EQ(dict_set(d, "k", 1, &v, 0), DICT_OK);
-  ASSERT_INT_EQ(dict_get(d, "k", 1, &out, &buf), DICT_OK);
+  ASSERT_INT_EQ(dict_set(d, "k", 1, &v, 0), LH_OK);
+  ASSERT_INT_EQ(dict_get(d, "k", 1, &out, &buf), LH_OK);
   ASSERT_INT_EQ(out.type, DV_STR);
   ASSERT_MEM_EQ(out.s, out.len, "value");
-  ASSERT_INT_EQ(dict_add(d, "k", 1, &v, 0), DICT_EXISTS);
-  ASSERT_INT_EQ(dict_delete(d, "k", 1), DICT_OK);
-  ASSERT_INT_EQ(dict_get(d, "k", 1, &out, &buf), DICT_OK);
+  ASSERT_INT_EQ(dict_add(d, "k", 1, &v, 0), LH_EEXISTS);
+  ASSERT_INT_EQ(dict_delete(d, "k", 1), LH_OK);
+  ASSERT_INT_EQ(dict_get(d, "k", 1, &out, &buf), LH_OK);
   ASSERT_INT_EQ(out.type, DV_NIL);
   struct dict_val one = ival(1), ten = ival(10);
-  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, NULL, &out), DICT_NOTFOUND);
-  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, &ten, &out), DICT_OK);
+  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, NULL, &out), LH_ENOTFOUND);
+  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, &ten, &out), LH_OK);
   ASSERT_INT_EQ(out.i, 11);
-  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, NULL, &out), DICT_OK);
+  ASSERT_INT_EQ(dict_incr(d, "n", 1, &one, NULL, &out), LH_OK);
   ASSERT_INT_EQ(out.i, 12);
   free(buf.p);
   dict_free_all();
@@ -44,7 +44,7 @@ TEST(dict_capacity_never_evicts) {
   for (int i = 0; i < 1000; i++) {
     snprintf(key, sizeof key, "key%d", i);
     int rc = dict_set(d, key, strlen(key), &v, 0);
-    if (rc != DICT_OK) { ASSERT_INT_EQ(rc, DICT_NOMEM); break; }
+    if (rc != LH_OK) { ASSERT_INT_EQ(rc, LH_ENOMEM); break; }
     stored++;
   }
   ASSERT(stored > 10 && stored < 1000);
@@ -53,14 +53,52 @@ TEST(dict_capacity_never_evicts) {
   for (int i = 0; i < stored; i++) {
     struct dict_val out;
     snprintf(key, sizeof key, "key%d", i);
-    ASSERT_INT_EQ(dict_get(d, key, strlen(key), &out, &buf), DICT_OK);
+    ASSERT_INT_EQ(dict_get(d, key, strlen(key), &out, &buf), LH_OK);
     ASSERT_INT_EQ(out.type, DV_STR);
   }
-  /* expired entries make room */
-  dict_flush_all(d);
-  ASSERT_INT_EQ(dict_set(d, "a", 1, &v, 1), DICT_OK);
-  usleep(5000);
-  ASSERT_INT_EQ(dict_get(d, "a", 1, &(struct dict_val){0}, &buf), DICT_OK);
+  free(buf.p);
+  dict_free_all();
+}
+
+/* A full dict whose entries have expired takes new entries (dict.h:
+ * "expired entries are reclaimed first"), as many as it held, without a
+ * read in between to reclaim them, and the new values read back. */
+TEST(dict_expired_entries_make_room) {
+  ASSERT_INT_EQ(dict_configure("ttl", 4096), 0);
+  struct dict *d = dict_open("ttl", 3);
+  char key[32];
+  struct dict_val v = sval("0123456789012345678901234567890123456789"), out;
+  uint64_t t0 = clock_now_ns();
+  int stored = 0;
+  for (int i = 0; i < 1000; i++) {
+    snprintf(key, sizeof key, "old%d", i);
+    int rc = dict_set(d, key, strlen(key), &v, 500);   /* 500 ms */
+    if (rc != LH_OK) { ASSERT_INT_EQ(rc, LH_ENOMEM); break; }
+    stored++;
+  }
+  ASSERT(stored > 10 && stored < 1000);
+  size_t full = dict_used(d);
+  uint64_t t1 = clock_now_ns();   /* the last one was set before this */
+  /* none expired while filling (else `stored` overcounts what fits) */
+  ASSERT(t1 - t0 < 400000000u);
+  /* still full while they live: a permanent entry does not fit */
+  ASSERT_INT_EQ(dict_set(d, "new0", 4, &v, 0), LH_ENOMEM);
+  while (clock_now_ns() - t1 < 520000000u) usleep(1000);   /* every TTL passes */
+  struct dict_buf buf = {0};
+  for (int i = 0; i < stored; i++) {
+    snprintf(key, sizeof key, "new%d", i);
+    ASSERT_INT_EQ(dict_set(d, key, strlen(key), &v, 0), LH_OK);
+  }
+  ASSERT(dict_used(d) <= full);
+  for (int i = 0; i < stored; i++) {
+    snprintf(key, sizeof key, "new%d", i);
+    ASSERT_INT_EQ(dict_get(d, key, strlen(key), &out, &buf), LH_OK);
+    ASSERT_INT_EQ(out.type, DV_STR);
+    ASSERT_MEM_EQ(out.s, out.len, "0123456789012345678901234567890123456789");
+    snprintf(key, sizeof key, "old%d", i);
+    ASSERT_INT_EQ(dict_get(d, key, strlen(key), &out, &buf), LH_OK);
+    ASSERT_INT_EQ(out.type, DV_NIL);
+  }
   free(buf.p);
   dict_free_all();
 }
@@ -98,29 +136,29 @@ TEST(queue_fifo_capacity) {
   ASSERT_INT_EQ(queue_configure("two", 2), 0);
   struct queue *q = queue_open("two", 3);
   struct value a = bytes("a"), b = bytes("b"), c = bytes("c"), out;
-  ASSERT_INT_EQ(queue_push(q, &a), QUEUE_OK);
-  ASSERT_INT_EQ(queue_push(q, &b), QUEUE_OK);
-  ASSERT_INT_EQ(queue_push(q, &c), QUEUE_FULL);
+  ASSERT_INT_EQ(queue_push(q, &a), LH_OK);
+  ASSERT_INT_EQ(queue_push(q, &b), LH_OK);
+  ASSERT_INT_EQ(queue_push(q, &c), LH_EFULL);
   ASSERT_INT_EQ(queue_len(q), 2);
-  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_OK);
+  ASSERT_INT_EQ(queue_pop(q, &out), LH_OK);
   ASSERT_MEM_EQ(out.data, out.len, "a");
   value_free(&out);
   uint64_t t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_push_wait(q, &c, 50000000u), QUEUE_OK);
+  ASSERT_INT_EQ(queue_push_wait(q, &c, 50000000u), LH_OK);
   ASSERT(clock_now_ns() - t0 < 50000000u);   /* there was room: no wait */
   struct value d = bytes("d");
   t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_push_wait(q, &d, 50000000u), QUEUE_TIMEOUT);
+  ASSERT_INT_EQ(queue_push_wait(q, &d, 50000000u), LH_ETIMEDOUT);
   ASSERT(clock_now_ns() - t0 >= 45000000u);
   value_free(&d);
-  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_OK);
+  ASSERT_INT_EQ(queue_pop(q, &out), LH_OK);
   ASSERT_MEM_EQ(out.data, out.len, "b");
   value_free(&out);
-  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_OK);
+  ASSERT_INT_EQ(queue_pop(q, &out), LH_OK);
   ASSERT_MEM_EQ(out.data, out.len, "c");
   value_free(&out);
   t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 30000000u), QUEUE_TIMEOUT);
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 30000000u), LH_ETIMEDOUT);
   ASSERT(clock_now_ns() - t0 >= 25000000u);
   queue_free_all();
 }
@@ -130,7 +168,7 @@ static void *consumer(void *p) {
   struct pc *a = p;
   for (int i = 0; i < a->n; i++) {
     struct value v;
-    if (queue_pop_wait(a->q, &v, UINT64_MAX) != QUEUE_OK) return NULL;
+    if (queue_pop_wait(a->q, &v, UINT64_MAX) != LH_OK) return NULL;
     a->sum += atol(v.data);
     value_free(&v);
   }
@@ -149,7 +187,7 @@ TEST(queue_handoff_between_threads) {
     char s[16];
     snprintf(s, sizeof s, "%d", i);
     struct value v = bytes(s);
-    ASSERT_INT_EQ(queue_push_wait(q, &v, UINT64_MAX), QUEUE_OK);
+    ASSERT_INT_EQ(queue_push_wait(q, &v, UINT64_MAX), LH_OK);
     want += i;
   }
   pthread_join(t1, NULL);
@@ -171,16 +209,16 @@ TEST(queue_shutdown_wakes_waiters) {
   pthread_create(&t, NULL, shutdown_later, NULL);
   struct value out;
   uint64_t t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_SHUTDOWN);
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), LH_ESHUTDOWN);
   ASSERT(clock_now_ns() - t0 < 2000000000u);
   pthread_join(t, NULL);
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_SHUTDOWN);   /* at once */
-  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_SHUTDOWN);   /* and without waiting */
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), LH_ESHUTDOWN);   /* at once */
+  ASSERT_INT_EQ(queue_pop(q, &out), LH_ESHUTDOWN);   /* and without waiting */
   /* a push with room, waiting allowed or not, still goes in: every path
    * gives the same answer (a request's push said "shutting down") */
   struct value late = bytes("late");
-  ASSERT_INT_EQ(queue_push_wait(q, &late, 1000000000u), QUEUE_OK);
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 0), QUEUE_OK);
+  ASSERT_INT_EQ(queue_push_wait(q, &late, 1000000000u), LH_OK);
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 0), LH_OK);
   ASSERT_MEM_EQ(out.data, out.len, "late");
   value_free(&out);
   queue_free_all();
@@ -188,7 +226,7 @@ TEST(queue_shutdown_wakes_waiters) {
 
 static void *close_later(void *p) {
   usleep(50000);
-  queue_close(p, QW_CLOSED);
+  queue_close(p, LH_ECLOSED);
   return NULL;
 }
 
@@ -198,25 +236,26 @@ TEST(queue_close_ends_waits_and_keeps_items) {
   pthread_create(&t, NULL, close_later, q);
   struct value out, v = bytes("kept");
   uint64_t t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_CLOSED);
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), LH_ECLOSED);
   ASSERT(clock_now_ns() - t0 < 2000000000u);
   pthread_join(t, NULL);
-  ASSERT_INT_EQ(queue_push(q, &v), QUEUE_OK);   /* the owner may still put one in */
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_OK);
+  ASSERT_INT_EQ(queue_push(q, &v), LH_OK);   /* the owner may still put one in */
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), LH_OK);
   ASSERT_MEM_EQ(out.data, out.len, "kept");
   value_free(&out);
   t0 = clock_now_ns();
-  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), QUEUE_CLOSED);   /* at once */
+  ASSERT_INT_EQ(queue_pop_wait(q, &out, 5000000000u), LH_ECLOSED);   /* at once */
   ASSERT(clock_now_ns() - t0 < 2000000000u);
-  ASSERT_INT_EQ(queue_pop(q, &out), QUEUE_CLOSED);
+  ASSERT_INT_EQ(queue_pop(q, &out), LH_ECLOSED);
   v = bytes("more");
-  ASSERT_INT_EQ(queue_push(q, &v), QUEUE_OK);
+  ASSERT_INT_EQ(queue_push(q, &v), LH_OK);
   struct value over = bytes("over");   /* full: a waiting push ends as closed */
-  ASSERT_INT_EQ(queue_push_wait(q, &over, 5000000000u), QUEUE_CLOSED);
+  ASSERT_INT_EQ(queue_push_wait(q, &over, 5000000000u), LH_ECLOSED);
   value_free(&over);
   queue_release(q);
 }
 
-TEST_LIST(T(dict_basics), T(dict_capacity_never_evicts), T(dict_incr_exact_under_threads),
+TEST_LIST(T(dict_basics), T(dict_capacity_never_evicts), T(dict_expired_entries_make_room),
+          T(dict_incr_exact_under_threads),
           T(queue_fifo_capacity), T(queue_handoff_between_threads),
           T(queue_shutdown_wakes_waiters), T(queue_close_ends_waits_and_keeps_items));

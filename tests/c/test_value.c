@@ -247,6 +247,18 @@ TEST(tables_keep_shape) {
   vm_close(B);
 }
 
+/* A metatable marked VALUE_PLAIN_MT (req's) is dropped: a plain copy of
+ * the fields present, metamethods never run. */
+TEST(plain_marked_metatable_crosses) {
+  lua_State *A = new_state(), *B = new_state();
+  xfer(A, "return {r = setmetatable({path = '/x', n = {1}}, {__luahost_plain = true,\n"
+          "  __index = function() error('ran') end, __pairs = function() error('ran') end})}", B);
+  run(B, "assert(getmetatable(v.r) == nil and v.r.path == '/x' and v.r.n[1] == 1)\n"
+         "assert(v.r.form == nil)");
+  vm_close(A);
+  vm_close(B);
+}
+
 TEST(shared_references_and_cycles) {
   lua_State *A = new_state(), *B = new_state();
   xfer(A, "local s = {1}\n"
@@ -314,6 +326,8 @@ TEST(refusals_name_the_path) {
   refused_code(L, "return {t = setmetatable({}, {})}", "value",
                "value.t: cannot copy a table with a metatable");
   refused_code(L, "return setmetatable({}, {})", "args", "args: cannot copy a table with a metatable");
+  refused_code(L, "return setmetatable({}, {__luahost_plain = 1})", "args",
+               "args: cannot copy a table with a metatable");   /* only true marks it */
   refused_code(L, "return {print}", "value", "value[1]: cannot copy a C function");
   refused_code(L, "return print", "value", "value: cannot copy a C function");
   refused_code(L, "return {co = coroutine.create(function() end)}", "value",
@@ -690,6 +704,7 @@ TEST(random_round_trips) {
 }
 
 TEST_LIST(T(scalars_keep_subtypes), T(strings_are_binary_safe), T(tables_keep_shape),
+          T(plain_marked_metatable_crosses),
           T(shared_references_and_cycles), T(functions_cross_as_code), T(refusals_name_the_path),
           T(depth_limit), T(handles_cross_by_reference), T(unregistered_userdata_and_full_registry),
           T(encode_never_raises_at_memory_limit), T(truncated_and_trailing_bytes_refused),

@@ -3,9 +3,16 @@
 Starts the real binary (path from $LUAHOST, default build/luahost) on a
 loopback port with an app written from a dict of files into a temporary
 directory, and talks raw HTTP/1.1 to it over sockets. Only 127.0.0.1 is
-ever contacted. Every wait is bounded in time; every server started through
+ever contacted (each server on a port the kernel picks, so tests can run in
+parallel). Every wait is bounded in time; every server started through
 ServerTestCase.start_server or Server as a context manager is stopped
 (SIGTERM, then SIGKILL) when the test ends, on failure too.
+
+Every server a test starts is judged when it ends (close_and_check): it
+must exit with `expected_exit` (0 unless the test sets another, or None
+for "any") within STOP_TIMEOUT of the SIGTERM the harness sends, or of the
+signal the test sent itself; one that had to be killed fails the test, and
+so does a sanitizer report anywhere in its stderr.
 
 Standard library only.
 """
@@ -32,10 +39,12 @@ HOST = "127.0.0.1"
 PORT_RE = re.compile(r"listening on http://[^:\s/]+:(\d+)")
 STARTUP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 # Multiplies the performance bounds (not the protocol limits) the tests
 # assert, for slow builds such as TSan: LUAHOST_E2E_TIME_SCALE=5.
 TIME_SCALE = float(os.environ.get("LUAHOST_E2E_TIME_SCALE", "1"))
+# A server given SIGTERM with nothing in flight exits at once; this bounds
+# it on a loaded machine (and a sanitizer build's leak check at exit).
+STOP_TIMEOUT = 10.0 * TIME_SCALE
 MAX_HEAD = 1 << 20          # refuse to buffer response heads bigger than this
 MAX_BODY = 64 << 20         # nor bodies bigger than this
 
@@ -238,6 +247,11 @@ class Server:
         self.err = None
         self.returncode = None
         self.pass_app_dir = pass_app_dir   # False: `serve` without APP_DIR
+        # What close_and_check requires of the exit: 0, another status, or
+        # None (the test judges the exit itself).
+        self.expected_exit = 0
+        self.killed = False      # stop() had to SIGKILL it
+        self.stop_signal = None  # the last signal stop() sent
 
     # -- lifecycle
 
@@ -291,15 +305,18 @@ class Server:
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         """Send `sig`, wait up to `timeout`; returns the exit status, or
-        None if it had to be killed."""
+        None if it had to be killed (self.killed is then True and
+        close_and_check fails the test)."""
         if self.proc is None:
             return None
         if self.proc.poll() is not None:
             self.returncode = self.proc.returncode
             return self.returncode
+        self.stop_signal = sig
         self.proc.send_signal(sig)
         rc = self.wait(timeout)
         if rc is None:
+            self.killed = True
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.returncode = rc
@@ -647,19 +664,42 @@ def app_dir(testcase, files):
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "WARNING: ThreadSanitizer", "runtime error:",
-                     "ERROR: ThreadSanitizer")
+                     "ERROR: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in `text` (with some context), or None."""
+    found = [text.index(m) for m in SANITIZER_MARKERS if m in text]
+    if not found:
+        return None
+    i = min(found)
+    return text[max(0, i - 200):i + 3000]
 
 
 def close_and_check(srv):
-    """Stops the server; fails the test when a sanitizer reported anything
-    on its stderr (the sanitizer builds run this same suite)."""
+    """Stops the server (SIGTERM if it still runs) and judges how it
+    ended: it must have exited by itself within STOP_TIMEOUT of the signal
+    (never killed), with srv.expected_exit (0 unless the test said
+    otherwise), and with no sanitizer report on its stderr (the sanitizer
+    builds run this same suite)."""
     srv.close()
     text = srv.stderr_text()
-    for marker in SANITIZER_MARKERS:
-        if marker in text:
-            i = text.index(marker)
-            raise AssertionError("luahost stderr has a sanitizer report:\n"
-                                 + text[max(0, i - 200):i + 3000])
+    tail = "\n".join(text.splitlines()[-30:])
+    report = sanitizer_report(text)
+    if report is not None:
+        raise AssertionError("luahost stderr has a sanitizer report:\n" + report)
+    if srv.proc is None:
+        return
+    if srv.killed:
+        raise AssertionError(
+            "luahost did not exit within %.0f s of %s and was killed\n"
+            "cmd: %s\nstderr (end):\n%s" % (
+                STOP_TIMEOUT, signal.Signals(srv.stop_signal).name
+                if srv.stop_signal else "its signal", " ".join(srv.cmd), tail))
+    if srv.expected_exit is not None and srv.returncode != srv.expected_exit:
+        raise AssertionError(
+            "luahost exited with status %r, expected %r\ncmd: %s\nstderr (end):\n%s" % (
+                srv.returncode, srv.expected_exit, " ".join(srv.cmd), tail))
 
 
 

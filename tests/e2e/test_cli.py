@@ -3,11 +3,14 @@ lifecycle): --version/--help, usage and configuration errors (exit 2 naming
 the key), option precedence, signals, access log formats, backend
 /_ah/start and /_ah/stop, shutdown hook, `luahost run` and `luahost test`."""
 
+import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -161,8 +164,11 @@ class CliTests(harness.ServerTestCase):
     def test_serve_without_app_dir_serves_example(self):
         srv = self.start_server({}, pass_app_dir=False)
         self.assertStatus(srv.get("/_ah/health"), 200)
-        r = srv.get("/")
-        self.assertLess(r.status, 500, repr(r))
+        r = srv.get("/?name=e2e")
+        # the bundled app's greeting (scripts/example/main.lua)
+        self.assertOK(r)
+        self.assertTrue(r.body.startswith(b"hello, e2e\nrole: frontend\n"), repr(r))
+        self.assertIn(("request: %s" % r.header("x-request-id")).encode(), r.body)
         self.assertEqual(srv.stop(signal.SIGTERM), 0)
 
     def test_sigterm_lets_busy_request_finish(self):
@@ -251,9 +257,9 @@ class AccessLogTests(harness.ServerTestCase):
                 r = c.read_response()
                 self.assertOK(r, b"hello")
                 rids.append(r.header("x-request-id"))
+        # lines are written in answer order: the last one's means all
         self.assertIsNotNone(srv.wait_stdout(lambda l: rids[-1] in l, 3),
                              srv.stdout_lines())
-        time.sleep(0.2)
         entries = []
         for line in srv.stdout_lines():
             try:
@@ -279,17 +285,18 @@ class AccessLogTests(harness.ServerTestCase):
     def test_json_access_log_escapes_odd_paths(self):
         srv = self.start_server(HELLO_APP, args=["--log-format", "json"])
         targets = ['/a"b', "/a\\b", "/%22%0a%00", "/\u00e9".encode("utf-8").decode("latin-1")]
-        for t in targets:
+        rids = []
+        for t in targets + ["/hello"]:
             with srv.connect() as c:
                 c.send(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % t).encode("latin-1"))
-                try:
-                    c.read_response()
-                except (harness.ConnectionClosed, OSError):
-                    pass
-        self.assertOK(srv.get("/hello"), b"hello")
-        time.sleep(0.3)
+                r = c.read_response()
+                rids.append(r.header("x-request-id"))
+        # each line is written just after its answer (by whichever worker)
+        for rid in rids:
+            self.assertIsNotNone(srv.wait_stdout(lambda l: rid in l, 5),
+                                 "no line for %s: %r" % (rid, srv.stdout_lines()))
         lines = srv.stdout_lines()
-        self.assertTrue(lines)
+        self.assertEqual(len(lines), len(targets) + 1, lines)
         for line in lines:
             try:
                 json.loads(line)
@@ -298,13 +305,64 @@ class AccessLogTests(harness.ServerTestCase):
 
     def test_access_log_false_writes_nothing(self):
         srv = self.start_server(dict(HELLO_APP, **{"app.lua": r'''
-            return { access_log = false,
-                     handlers = { {url = "^/hello$", script = "hello"} } }
+            return { access_log = false, workers = 1,
+                     handlers = { {url = "^/hello$", script = "hello"},
+                                  {url = "^/mark$", script = "mark"} } }
+        ''', "mark.lua": r'''
+            return function(req) io.stdout:write("MARK\n") io.stdout:flush() return "m" end
         '''}))
         for _ in range(3):
             self.assertOK(srv.get("/hello"), b"hello")
-        time.sleep(0.5)
-        self.assertEqual(srv.stdout_lines(), [])
+        # one worker writes a request's access line right after its answer,
+        # before it reads the next request: any line for the requests
+        # above would be on stdout before this marker
+        self.assertOK(srv.get("/mark"), b"m")
+        self.assertIsNotNone(srv.wait_stdout(lambda l: l == "MARK", 5), srv.stdout_lines())
+        self.assertEqual(srv.stdout_lines(), ["MARK"])
+
+    def test_access_log_time_bytes_duration(self):
+        # SPEC §4: time, remote address, method, path, status, bytes,
+        # duration and request ID, each checked against what the client saw.
+        srv = self.start_server({
+            "app.lua": 'return { handlers = { {url = "^/nap$", script = "nap"} } }',
+            "nap.lua": r'''
+                local runtime = require "runtime"
+                return function(req)
+                  runtime.sleep(0.25)
+                  return 201, {["x-a"] = "b"}, string.rep("z", 1234)
+                end
+            ''',
+        })
+        t_before = time.time()
+        t0 = time.monotonic()
+        with srv.connect() as c:
+            c.send(build_request("GET", "/nap"))
+            r = c.read_response()
+        took = time.monotonic() - t0
+        t_after = time.time()
+        self.assertStatus(r, 201)
+        rid = r.header("x-request-id")
+        line = srv.wait_stdout(lambda l: rid in l, 5)
+        self.assertIsNotNone(line, srv.stdout_lines())
+        m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z (\S+) GET /nap "
+                     r"201 (\d+) (\d+(?:\.\d+)?)ms (\S+) (?:-|\".*\")$", line)
+        self.assertIsNotNone(m, "access line %r" % line)
+        stamp, remote, nbytes, dur_ms, logged_rid = m.groups()
+        fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in stamp else "%Y-%m-%dT%H:%M:%S"
+        when = datetime.datetime.strptime(stamp, fmt).replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        self.assertGreaterEqual(when, t_before - 1.0, line)   # UTC, second precision at worst
+        self.assertLessEqual(when, t_after + 1.0, line)
+        self.assertTrue(remote.startswith("127.0.0.1"), line)
+        self.assertEqual(logged_rid, rid)
+        # bytes: what went out for this response, whole or body only
+        sent = len(r.raw_head) + len(r.body)
+        self.assertIn(int(nbytes), (sent, len(r.body)),
+                      "bytes %s, the client got %d (%d of body)" % (nbytes, sent, len(r.body)))
+        self.assertEqual(len(r.body), 1234)
+        # duration: the handler slept 0.25 s; the client waited at least that
+        self.assertGreaterEqual(float(dur_ms), 250.0, line)
+        self.assertLessEqual(float(dur_ms), took * 1000 + 1, line)
 
 
 LIFECYCLE_APP = {
@@ -376,7 +434,6 @@ class LifecycleTests(harness.ServerTestCase):
         self.assertStatus(srv.get("/_ah/start"), 403)
         self.assertStatus(srv.get("/_ah/stop"), 403)
         self.assertServes(srv)
-        time.sleep(0.2)
         self.assertEqual(count(srv.err.snapshot(), "AH-START-RAN"), 1)
         self.assertEqual(count(srv.err.snapshot(), "AH-STOP-RAN"), 0)
         rc = srv.stop(signal.SIGTERM, timeout=10)
@@ -489,8 +546,44 @@ class RunAndTestCommandTests(harness.ServerTestCase):
         })
         p = run_luahost(["test", os.path.join(d, "ok")], timeout=20)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # both files ran, the one in a subdirectory too (recursive discovery)
+        self.assertIn("== " + os.path.join(d, "ok", "sub", "test_two.lua"), p.stdout)
+        self.assertIn("luahost test: 2 files, 2 passed, 0 failed; 2 tests ran", p.stdout)
         p = run_luahost(["test", os.path.join(d, "bad")], timeout=20)
-        self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("1 failed; 1 tests ran", p.stdout)
+
+    def test_test_command_refuses_an_empty_run(self):
+        # SPEC §2: a run in which no test ran exits 1 saying so.
+        d = harness.app_dir(self, {
+            "none/notes.txt": "no tests here\n",
+            "empty/test_empty.lua": 'local lu = require "luaunit"\n',
+            "selfrun/test_self.lua": r'''
+                local lu = require "luaunit"
+                os.exit(lu.LuaUnit.run())
+            ''',
+            "skipped/test_skip.lua": r'''
+                local lu = require "luaunit"
+                function test_skipped() lu.skip("not today") end
+            ''',
+        })
+        for sub in ("none", "empty", "selfrun", "skipped"):
+            with self.subTest(dir=sub):
+                p = run_luahost(["test", os.path.join(d, sub)], timeout=20)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertIn("no tests found", p.stderr)
+
+    def test_test_command_counts_a_self_running_file(self):
+        d = harness.app_dir(self, {"test_self.lua": r'''
+            local lu = require "luaunit"
+            TestSelf = {}
+            function TestSelf:test_a() lu.assertTrue(true) end
+            function TestSelf:test_b() lu.assertTrue(true) end
+            os.exit(lu.LuaUnit.run())
+        '''})
+        p = run_luahost(["test", d], timeout=20)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("; 2 tests ran", p.stdout)
 
     def test_test_command_with_app(self):
         d = harness.app_dir(self, dict(HELLO_APP, **{
@@ -520,8 +613,109 @@ class RunAndTestCommandTests(harness.ServerTestCase):
         }))
         p = run_luahost(["test", "--app", d, os.path.join(d, "t")], timeout=20)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("; 2 tests ran", p.stdout)
         p = run_luahost(["test", "--app", d, os.path.join(d, "f")], timeout=20)
-        self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("1 failed; 1 tests ran", p.stdout)
+
+
+# apptest answers a deadline, a memory error and os.exit with 500 alike;
+# the log says which error it was (SPEC §2: "limits and error handling
+# exactly as serve would"; §8).  Each test prints the request ID of its
+# answer, and the log line of that ID must name the error.
+APPTEST_LIMITS_APP = {
+    "app.lua": r'''
+        return { request_deadline = 1, memory_limit = "8m",
+                 handlers = { {url = "^/", script = "main"} } }
+    ''',
+    "main.lua": r'''
+        return function(req)
+          if req.path == "/spin" then
+            while true do pcall(function() while true do end end) end
+          elseif req.path == "/hog" then
+            local t = {}
+            -- big pieces: the limit is reached in milliseconds, far
+            -- from the deadline even on a loaded machine
+            for i = 1, 1e8 do t[i] = ("x"):rep(65536) .. i end
+          elseif req.path == "/exit" then
+            os.exit(3)
+          end
+          return "ok"
+        end
+    ''',
+    "t/test_limits.lua": r'''
+        local lu = require "luaunit"
+        local apptest = require "apptest"
+        local runtime = require "runtime"
+        TestLimits = {}
+        local function call(path)
+          local t0 = runtime.monotonic()
+          local status, _, body = apptest.request { path = path }
+          local rid = body:match("request id: (%S+)")
+          print(string.format("RESULT %s %d %s %.3f", path, status, tostring(rid),
+                              runtime.monotonic() - t0))
+          lu.assertEquals(status, 500)
+          lu.assertEquals((apptest.request { path = "/ok" }), 200)
+        end
+        function TestLimits:test_spin() call("/spin") end
+        function TestLimits:test_hog() call("/hog") end
+        function TestLimits:test_exit()
+          -- luaunit wraps os.exit while it runs: call the host's own one,
+          -- as a handler under serve would
+          local wrapped = os.exit
+          os.exit = lu.oldOsExit
+          local ok, e = pcall(call, "/exit")
+          os.exit = wrapped
+          if not ok then error(e, 0) end
+        end
+    ''',
+}
+
+
+class AppTestLimits(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        d = tempfile.mkdtemp(prefix="luahost-e2e-")
+        cls.addClassCleanup(shutil.rmtree, d, True)
+        harness.write_tree(d, APPTEST_LIMITS_APP)
+        cls.proc = run_luahost(["test", "--app", d, os.path.join(d, "t")], timeout=60)
+        cls.results = {m.group(1): (int(m.group(2)), m.group(3), float(m.group(4)))
+                       for m in re.finditer(r"RESULT (\S+) (\d+) (\S+) ([\d.]+)$",
+                                            cls.proc.stdout, re.M)}
+
+    def error_line(self, path):
+        out = self.proc.stdout + self.proc.stderr
+        self.assertIn(path, self.results, out)
+        status, rid, took = self.results[path]
+        self.assertEqual(status, 500, out)
+        lines = [l for l in self.proc.stderr.splitlines()
+                 if "request_id=%s]" % rid in l and " error " in l]
+        self.assertTrue(lines, "no error logged for %s (%s):\n%s" % (path, rid, out))
+        return lines[0], took
+
+    def test_deadline(self):
+        line, took = self.error_line("/spin")
+        self.assertIn("DeadlineExceededError", line)
+        self.assertGreaterEqual(took, 0.9, "answered before the 1 s deadline")
+
+    def test_memory_limit(self):
+        line, _ = self.error_line("/hog")
+        self.assertIn("not enough memory", line)
+
+    # Host bug (apptest): handlers run in the test's own state, whose
+    # os.exit is the test runner's (it raises a table: the log says
+    # "table: 0x..."), not serve's refusal "os.exit is not allowed inside
+    # luahost serve".  One request runner for serve and apptest (issue 10
+    # point 1) mends it.
+    @unittest.expectedFailure
+    def test_os_exit_refused_as_serve_refuses_it(self):
+        line, _ = self.error_line("/exit")
+        self.assertIn("os.exit is not allowed", line)
+
+    def test_run_passes(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stdout + self.proc.stderr)
+        self.assertIn("; 3 tests ran", self.proc.stdout)
 
 
 if __name__ == "__main__":

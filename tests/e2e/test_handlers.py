@@ -174,10 +174,11 @@ class HandlerTests(harness.ServerTestCase):
                          "error message leaked to the client")
         line = self.srv.err.wait_for(lambda l: "boom-marker-123" in l, 3, start)
         self.assertIsNotNone(line, "error not logged:\n" + self.srv.stderr_text())
-        time.sleep(0.2)
-        logged = "\n".join(self.srv.err.snapshot()[start:])
-        self.assertIn(rid, logged, "request id missing from error log")
-        self.assertIn("traceback", logged.lower(), "traceback not logged")
+        self.assertIn(rid, line, "request id missing from the error line")
+        # the traceback follows the error line (one write: no waiting)
+        i = self.srv.err.snapshot().index(line, start)
+        tb = self.srv.err.wait_for(lambda l: "stack traceback" in l.lower(), 3, i)
+        self.assertIsNotNone(tb, "traceback not logged:\n" + self.srv.stderr_text())
         self.assertServes(self.srv)
 
     def test_error_object_is_500(self):
@@ -189,8 +190,9 @@ class HandlerTests(harness.ServerTestCase):
     def test_os_exit_does_not_end_host(self):
         r = self.srv.get("/exit")
         self.assertStatus(r, 500)
-        time.sleep(0.2)
-        self.assertTrue(self.srv.alive(), "os.exit ended the host")
+        rid = r.header("x-request-id")
+        self.assertIsNotNone(self.srv.wait_stderr(
+            re.escape(rid) + r".*os\.exit is not allowed", 3), self.srv.stderr_text())
         self.assertServes(self.srv)
         self.assertOK(self.srv.get("/form1"), b"hello1")
 
@@ -340,10 +342,12 @@ class CoroutineMisuseTests(harness.ServerTestCase):
         self.assertServes(self.srv)
 
     def test_sleep_inside_user_coroutine(self):
+        # A host wait where the host cannot yield (here: inside a coroutine
+        # the handler made) waits in place (RELIABILITY.md, test_faults.py)
+        # and sleeps the whole time: 200, "nested true", after 0.1 s.
         r, took = self.timed("/nestedsleep")
-        self.assertIn(r.status, (200, 500), repr(r))
-        if r.status == 200:
-            self.assertEqual(r.body, b"nested true")
+        self.assertOK(r, b"nested true")
+        self.assertGreaterEqual(took, 0.1)
         self.assertLess(took, harness.scaled(2.0))
         self.assertServes(self.srv)
 

@@ -50,12 +50,12 @@ class InjectedFaults(harness.ServerTestCase):
         r = srv.get("/hello", timeout=harness.scaled(5))
         took = time.monotonic() - t0
         self.assertOK(r, b"hello")
-        # three refused accepts, each followed by a 100 ms pause
-        self.assertGreaterEqual(took, 0.29)
+        # the three refused accepts are each logged as a warning naming the
+        # cause, and the waiting client is answered soon after
         self.assertLess(took, harness.scaled(2.0))
-        self.assertEqual(srv.stderr_text().count("pausing accepts for 100 ms"), 3,
-                         srv.stderr_text())
-        self.assertIn("Too many open files", srv.stderr_text())
+        warnings = [l for l in srv.err.snapshot()
+                    if " warning " in l and "Too many open files" in l]
+        self.assertEqual(len(warnings), 3, srv.stderr_text())
         self.assertServes(srv)
 
     def test_thread_create_failure_is_bt_error_and_frees_the_slot(self):

@@ -28,6 +28,7 @@
 
 #include "base/clock.h"
 #include "config.h"
+#include "route.h"
 #include "vm/state.h"
 
 #define FUZZ_MAX_INPUT 4096
@@ -104,6 +105,14 @@ static void check_config(const struct config *c) {
           r->static_dir ? r->static_dir : "(null)");
     CHECK(!r->script != !r->static_dir, "route %d: script and static_dir", i);
     CHECK(!r->literal || strlen(r->literal) == r->literal_len, "route %d: literal", i);
+    CHECK(r->ncaptures >= 0 && r->ncaptures <= ROUTE_MAX_CAPTURES, "route %d: %d captures", i,
+          r->ncaptures);
+    CHECK(!r->methods == !r->nmethods, "route %d: %d methods", i, r->nmethods);
+    for (int m = 0; m < r->nmethods; m++) {
+      const char *s = r->methods[m];
+      CHECK(s && route_is_token(s, strlen(s)), "route %d: method %d not a token", i, m);
+      for (const char *p = s; *p; p++) CHECK(*p < 'a' || *p > 'z', "route %d: '%s'", i, s);
+    }
   }
   for (int i = 0; i < c->ndicts; i++) CHECK(c->dicts[i].name, "dict %d", i);
   for (int i = 0; i < c->nqueues; i++) CHECK(c->queues[i].name, "queue %d", i);

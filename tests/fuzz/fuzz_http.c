@@ -1,8 +1,8 @@
 /*
  * fuzz_http: arbitrary bytes into a real connection of the HTTP layer.
  *
- * Input: byte 0 & 15 = n, then n bytes of chunk sizes (each byte + 1, used
- * in turn), then the bytes sent.  Per input: a private uv loop, an
+ * Input: byte 0 & 15 = n, byte 0 & 16 = terminate, then n bytes of chunk
+ * sizes (each byte + 1, used in turn), then the bytes sent.  Per input: a private uv loop, an
  * http_server whose dispatcher answers every request at once with 200 and
  * "m=<method length> p=<path length>", and a socketpair whose one end goes
  * to http_conn_open.  The client end writes the chunks (running the loop
@@ -11,6 +11,17 @@
  * "HTTP/1.1 ddd ", statuses 100, 200, 4xx or 505 only, one 200 per dispatched
  * request in order with the expected body (none for HEAD), nothing after a
  * response carrying "Connection: close", and a 4xx always closing.
+ *
+ * The connection never ends in silence: whenever the server closes before
+ * the client does, its last response carries "Connection: close".  With
+ * terminate set, the client follows the input with TERM_LEN NUL bytes,
+ * which are malformed in every state a request can be in (more than a
+ * body or chunk may hold under the max_body of 4096, and NUL is refused
+ * everywhere else): the server must then answer with an error response
+ * (or had already ended the conversation with "Connection: close") and
+ * close on its own, before the client's EOF, so "malformed input gets a
+ * 400 and the close" is enforced on every input, not only when the fuzzed
+ * bytes happen to be malformed.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -26,6 +37,8 @@
 
 #define FUZZ_MAX_INPUT (16 * 1024)
 #define PUMP_LIMIT 10000
+#define MAX_BODY 4096
+#define TERM_LEN (MAX_BODY + 16)
 
 struct expect { char body[48]; size_t len; int is_head; };
 
@@ -34,6 +47,7 @@ static size_t exp_n, exp_cap;
 
 static char *out;
 static size_t out_n, out_cap;
+static int server_eof;   /* the server's side ended (EOF or reset seen) */
 
 #define FUZZ_NAME "fuzz_http"
 #define FUZZ_ON_FAIL()                                                       \
@@ -66,6 +80,7 @@ static int drain(int fd) {
     if (k > 0) { out_n += (size_t)k; continue; }
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (k < 0 && errno == EINTR) continue;
+    server_eof = 1;
     return 1;   /* EOF (or reset) */
   }
 }
@@ -98,8 +113,9 @@ static const char *find(const char *hay, size_t n, const char *needle) {
   return memmem(hay, n, needle, strlen(needle));
 }
 
-/* The checks of the header comment, on out[0, out_n). */
-static void check_output(void) {
+/* The checks of the header comment, on out[0, out_n).  must_close: the
+ * server ended the connection first, so its last word must say so. */
+static void check_output(int must_close) {
   size_t pos = 0, answered = 0;
   int closed = 0;
   while (pos < out_n) {
@@ -140,19 +156,23 @@ static void check_output(void) {
     closed = close;
   }
   CHECK(answered == exp_n, "%zu requests dispatched, %zu answered", exp_n, answered);
+  CHECK(!must_close || closed, "the server closed the connection without a response "
+        "carrying Connection: close (%zu bytes of output)", out_n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > FUZZ_MAX_INPUT) return -1;
   size_t nsizes = data[0] & 15;
+  int terminate = (data[0] & 16) != 0;
   if (size < 1 + nsizes) return -1;
   const uint8_t *sizes = data + 1, *p = data + 1 + nsizes;
   size_t n = size - 1 - nsizes;
 
   exp_n = out_n = 0;
+  server_eof = 0;
   uv_loop_t loop;
   struct http_server srv;
-  struct http_limits lim = {4096, 60000, 60000, 60000, 0};
+  struct http_limits lim = {MAX_BODY, 60000, 60000, 60000, 0};
   int sv[2];
   if (uv_loop_init(&loop) != 0) abort();
   http_server_init(&srv, &loop, &lim, dispatch, NULL);
@@ -167,6 +187,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     off += k;
     pump(&loop, sv[1], 3);
   }
+  if (terminate) {
+    static const uint8_t nul[TERM_LEN];
+    feed(&loop, sv[1], nul, sizeof nul);   /* -1: the server already closed */
+    for (int i = 0; i < PUMP_LIMIT && !server_eof; i++) pump(&loop, sv[1], 1);
+    CHECK(server_eof, "input and %d NUL bytes: still open %d loop turns later", TERM_LEN,
+          PUMP_LIMIT);
+  } else {
+    pump(&loop, sv[1], 3);
+  }
+  int closed_first = server_eof;   /* the server ended it before our EOF */
   shutdown(sv[1], SHUT_WR);
   int i;
   for (i = 0; i < PUMP_LIMIT && uv_loop_alive(&loop); i++) pump(&loop, sv[1], 1);
@@ -175,7 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   while (!drain(sv[1])) {}
   close(sv[1]);
   CHECK(uv_loop_close(&loop) == 0, "handles left on the loop");
-  check_output();
+  check_output(closed_first);
   static int verbose = -1;
   if (verbose < 0) verbose = getenv("FUZZ_HTTP_VERBOSE") != NULL;
   if (verbose) fprintf(stderr, "fuzz_http: %zu requests, %zu bytes back\n", exp_n, out_n);

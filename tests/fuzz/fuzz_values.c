@@ -17,10 +17,13 @@
  *    The bottom of the stack is encoded (value_encode), decoded in state B
  *    and both sides are rendered canonically (keys sorted, tables numbered
  *    in visiting order, so shared references and cycles show); the texts
- *    must match.  Encode may refuse only when the program made an
- *    unencodable value or enough tables to pass the nesting limit, and
- *    then it must leave the stack and the output as they were, with a
- *    message.
+ *    must match.  Whether encode must refuse is worked out beforehand by a
+ *    reference walk in Lua (EXPECT below) from the contract (SPEC §5: a C
+ *    function, a coroutine, a userdata that is no host handle, a table with
+ *    a metatable reachable from the value, or tables nested deeper than
+ *    VALUE_MAX_DEPTH): encode refuses exactly then, with the message of
+ *    the first such place in traversal order, and leaves the stack and
+ *    the output as they were; it accepts everything else.
  * 2. The raw input is given to value_decode(B, v, 0): -1 with nothing
  *    pushed, or 0 with one value pushed; never a crash.
  */
@@ -44,6 +47,41 @@
 /* describe(v), from value_describe.h (the builder makes keys scalars). */
 static const char DESCRIBE[] = VALUE_DESCRIBE_LUA;
 
+/* expect_refusal(v, max_depth): nil when v can cross states, else the
+ * words the refusal message must contain.  Walks v depth first in `next`
+ * order (the order lua_next gives the encoder), keys before values; a
+ * table or function met again is a reference (no new nesting level). */
+static const char EXPECT[] =
+  "function expect_refusal(v, max_depth)\n"
+  "  local seen, depth = {}, 0\n"
+  "  local function walk(x)\n"
+  "    local t = type(x)\n"
+  "    if t == 'table' then\n"
+  "      if debug.getmetatable(x) ~= nil then return 'a table with a metatable' end\n"
+  "      if seen[x] then return nil end\n"
+  "      seen[x] = true\n"
+  "      if depth >= max_depth then return 'nested deeper than' end\n"
+  "      depth = depth + 1\n"
+  "      for k, val in next, x do\n"
+  "        local r = walk(k) or walk(val)\n"
+  "        if r then return r end\n"
+  "      end\n"
+  "      depth = depth - 1\n"
+  "    elseif t == 'function' then\n"
+  "      if debug.getinfo(x, 'S').what == 'C' then return 'a C function' end\n"
+  "      for i = 1, math.huge do\n"
+  "        local name = debug.getupvalue(x, i)\n"
+  "        if name == nil then break end\n"
+  "        if i ~= 1 or name ~= '_ENV' then return 'upvalue' end\n"
+  "      end\n"
+  "    elseif t == 'thread' then return 'a thread'\n"
+  "    elseif t == 'userdata' then return 'a userdata'\n"
+  "    end\n"
+  "    return nil\n"
+  "  end\n"
+  "  return walk(v)\n"
+  "end\n";
+
 static lua_State *new_state(void) {
   char err[256];
   struct vm_opts o = {VM_BACKEND, VM_EXIT_REFUSE, 0, {NULL, NULL, NULL}, NULL};
@@ -51,6 +89,8 @@ static lua_State *new_state(void) {
   CHECK(L, "vm_new: %s", err);
   CHECK(luaL_loadstring(L, DESCRIBE) == LUA_OK && lua_pcall(L, 0, 0, 0) == LUA_OK,
         "describe: %s", lua_tostring(L, -1));
+  CHECK(luaL_loadstring(L, EXPECT) == LUA_OK && lua_pcall(L, 0, 0, 0) == LUA_OK,
+        "expect_refusal: %s", lua_tostring(L, -1));
   return L;
 }
 
@@ -77,13 +117,10 @@ static int is_key(lua_State *L, int idx) {
 
 static int noop(lua_State *L) { return 0; }
 
-struct built { int unencodable, ntables; };
-
 /* Runs the program (protected: lua_pushcfunction'd).  Stack on return: the
- * value built (nil for an empty stack); upvalue: lightuserdata struct built. */
+ * value built (nil for an empty stack). */
 static int build(lua_State *L) {
   struct prog *g = lua_touserdata(L, 1);
-  struct built *b = lua_touserdata(L, 2);
   lua_settop(L, 0);
   lua_newtable(L);                    /* 1: the pool of tables */
   int npool = 0;
@@ -115,7 +152,6 @@ static int build(lua_State *L) {
       lua_newtable(L);
       lua_pushvalue(L, -1);
       lua_rawseti(L, base, ++npool);
-      b->ntables++;
       break;
     case 7:   /* stack: t k v */
       if (top >= 3 && lua_istable(L, -3) && is_key(L, -2)) {
@@ -143,7 +179,6 @@ static int build(lua_State *L) {
         lua_rawseti(L, base, ++npool);
         lua_pushvalue(L, -1);
         lua_rawseti(L, -3, k);    /* stack: t new */
-        b->ntables++;
       }
       break;
     case 13: {
@@ -154,7 +189,6 @@ static int build(lua_State *L) {
       break;
     }
     case 14:
-      b->unencodable = 1;
       switch (next_byte(g) % 4) {
       case 0: lua_pushcfunction(L, noop); break;
       case 1:
@@ -188,21 +222,29 @@ static const char *describe(lua_State *L, int idx, size_t *len) {
 
 static void round_trip(lua_State *A, lua_State *B, const uint8_t *data, size_t size) {
   struct prog g = {data, size, 0};
-  struct built b = {0, 0};
   lua_settop(A, 0);
   lua_pushcfunction(A, build);
   lua_pushlightuserdata(A, &g);
-  lua_pushlightuserdata(A, &b);
-  CHECK(lua_pcall(A, 2, 1, 0) == LUA_OK, "build: %s", lua_tostring(A, -1));
+  CHECK(lua_pcall(A, 1, 1, 0) == LUA_OK, "build: %s", lua_tostring(A, -1));
+
+  /* the reference's verdict, worked out before the encoder sees the value */
+  char want[64] = "";
+  lua_getglobal(A, "expect_refusal");
+  lua_pushvalue(A, 1);
+  lua_pushinteger(A, VALUE_MAX_DEPTH);
+  CHECK(lua_pcall(A, 2, 1, 0) == LUA_OK, "expect_refusal: %s", lua_tostring(A, -1));
+  if (lua_isstring(A, -1)) snprintf(want, sizeof want, "%s", lua_tostring(A, -1));
+  lua_settop(A, 1);
 
   struct value v = {0};
   char err[256] = "";
   int rc = value_encode(A, 1, "value", &v, err, sizeof err);
   CHECK(lua_gettop(A) == 1, "encode left %d values on the stack", lua_gettop(A));
+  CHECK((rc != 0) == (want[0] != '\0'), "encode %s, the reference says %s (message '%s')",
+        rc ? "refused" : "accepted", want[0] ? want : "it can cross", err);
   if (rc != 0) {
     CHECK(rc == -1, "encode returned %d", rc);
-    CHECK(b.unencodable || b.ntables >= VALUE_MAX_DEPTH - 10,
-          "encode refused a plain value: %s", err);
+    CHECK(strstr(err, want) != NULL, "refusal '%s' does not name '%s'", err, want);
     CHECK(err[0] != '\0' && strncmp(err, "value", 5) == 0, "bad message '%s'", err);
     CHECK(v.len == 0 && v.nrefs == 0, "refused encode wrote %zu bytes", v.len);
     value_free(&v);

@@ -1,6 +1,7 @@
 -- apptest: the app's handlers without a socket (luahost test --app tests/lua/app).
 local lu = require "luaunit"
 local apptest = require "apptest"
+local runtime = require "runtime"
 
 TestAppTest = {}
 
@@ -39,10 +40,15 @@ function TestAppTest:test_many_headers_lower_cased()
   lu.assertStrContains(body, "h=last")
 end
 
-function TestAppTest:test_routes_in_order_with_captures()
+function TestAppTest:test_first_matching_route_wins()
+  -- "/users/42" matches both "^/users/(%d+)$" and the later "^/": the
+  -- first one listed answers; a path only "^/" matches goes on to main
   local status, _, body = apptest.request { path = "/users/42" }
   lu.assertEquals(status, 200)
   lu.assertEquals(body, "user 42")
+  status, _, body = apptest.request { path = "/users/x42" }
+  lu.assertEquals(status, 200)
+  lu.assertStrContains(body, "GET /users/x42 q=")
 end
 
 function TestAppTest:test_status_headers_body_form()
@@ -70,20 +76,36 @@ function TestAppTest:test_sleep_inside_a_request()
   lu.assertEquals(body, "slept true")
 end
 
+-- Which error each 500 was is read from the log by the end-to-end test
+-- test_cli.AppTestLimits; here: the answer, its timing and what remains.
 function TestAppTest:test_deadline_answers_500_and_app_keeps_working()
+  local t0 = runtime.monotonic()
   local status = apptest.request { path = "/spin" }
+  local took = runtime.monotonic() - t0
   lu.assertEquals(status, 500)
+  -- /spin can only end at the 1 s request_deadline of tests/lua/app
+  lu.assertTrue(took >= 0.9, "answered after " .. took .. " s, before the deadline")
   lu.assertEquals((apptest.request { path = "/users/1" }), 200)
 end
 
 function TestAppTest:test_memory_limit_answers_500_and_app_keeps_working()
+  local before = runtime.memory_usage().lua
   lu.assertEquals((apptest.request { path = "/hog" }), 500)
   collectgarbage()
+  -- the failed request's garbage is gone (the limit is 8m)
+  lu.assertTrue(runtime.memory_usage().lua < before + 2 * 1024 * 1024)
   lu.assertEquals((apptest.request { path = "/users/2" }), 200)
 end
 
-function TestAppTest:test_os_exit_refused()
-  lu.assertEquals((apptest.request { path = "/exit" }), 500)
+function TestAppTest:test_os_exit_does_not_end_the_run()
+  -- luaunit wraps os.exit while it runs; the host's own os.exit is the
+  -- one a handler meets under serve
+  local wrapped = os.exit
+  os.exit = lu.oldOsExit
+  local ok, status = pcall(apptest.request, { path = "/exit" })
+  os.exit = wrapped
+  lu.assertTrue(ok, status)
+  lu.assertEquals(status, 500)
 end
 
 function TestAppTest:test_reserved_paths()

@@ -51,6 +51,25 @@ function TestStart:test_fresh_state_inherits_nothing()
   lu.assertEquals(tid, id)
 end
 
+-- Fresh for every thread, whatever the host does with its OS threads and
+-- spare states: what one thread leaves in its state no later one sees.
+function TestStart:test_a_thread_leaves_nothing_to_later_threads()
+  for round = 1, 8 do
+    local id = bt.start_new_background_thread(function(r)
+      local seen = { LEFT_BEHIND, package.loaded.left_module, string.left }
+      LEFT_BEHIND = r
+      package.loaded.left_module = r
+      string.left = r                     -- even in a library table
+      return seen[1], seen[2], seen[3]
+    end, { round })
+    local ok, g, m, lib = bt.join(id, 5)
+    lu.assertTrue(ok, g)
+    lu.assertNil(g, "round " .. round)
+    lu.assertNil(m, "round " .. round)
+    lu.assertNil(lib, "round " .. round)
+  end
+end
+
 function TestStart:test_values_cross_by_copy_with_handles()
   local t = { list = { 1, 2 } }
   t.self = t
@@ -112,14 +131,39 @@ function TestStart:test_limit_reached_and_released()
   bt.join(bt.start_new_background_thread(function() end), 5)
 end
 
+-- SPEC §3, §8: memory_limit bounds each Lua state, a background thread's
+-- too (8m in tests/lua/app): the thread ends with a memory error, its
+-- joiner gets it, and the next thread runs normally.
+function TestStart:test_memory_limit_in_a_thread()
+  local id = bt.start_new_background_thread(function()
+    local t = {}
+    for i = 1, 1e8 do t[i] = ("x"):rep(65536) .. i end
+    return "escaped the limit"
+  end)
+  local ok, err = bt.join(id, 30)
+  lu.assertFalse(ok)
+  lu.assertStrContains(tostring(err), "not enough memory")
+  local id2 = bt.start_new_background_thread(function()
+    local t = {}
+    for i = 1, 1000 do t[i] = ("y"):rep(64) .. i end
+    return #t
+  end)
+  lu.assertEquals({ bt.join(id2, 30) }, { true, 1000 })
+end
+
 TestJoin = {}
 
 function TestJoin:test_timeout_then_result()
-  local id = bt.start_new_background_thread(function() require("runtime").sleep(0.2) return "done" end)
+  -- the thread waits for the test's word (no race with its own timing)
+  local id = bt.start_new_background_thread(function()
+    return require("shared").queue("bt_go"):pop(30) and "done"
+  end)
   lu.assertTrue(bt.is_alive(id))
   local v, err = bt.join(id, 0.01)
   lu.assertNil(v)
   lu.assertEquals(err, "timeout")
+  lu.assertTrue(bt.is_alive(id))
+  shared.queue("bt_go"):push(true)
   lu.assertEquals({ bt.join(id, 5) }, { true, "done" })
   lu.assertFalse(bt.is_alive(id))
 end
@@ -180,13 +224,23 @@ end
 
 TestCancel = {}
 
+-- Until the thread has set dict key `k` (it is running its target).
+local function wait_flag(k)
+  local d, deadline = shared.dict("bt_flags"), runtime.monotonic() + 10
+  while not d:get(k) do
+    lu.assertTrue(runtime.monotonic() < deadline, "thread did not start")
+    runtime.sleep(0.002)
+  end
+end
+
 function TestCancel:test_blocking_calls_return_at_once()
   local id = bt.start_new_background_thread(function()
+    require("shared").dict("bt_flags"):set("sleeper", true)
     local slept = require("runtime").sleep(30)
     local v, why = require("shared").queue("bt_never"):pop(30)
     return slept, v, why
   end)
-  runtime.sleep(0.05)
+  wait_flag("sleeper")
   local t0 = runtime.monotonic()
   lu.assertTrue(bt.cancel(id))
   local r = table.pack(bt.join(id, 5))
@@ -198,8 +252,11 @@ function TestCancel:test_blocking_calls_return_at_once()
 end
 
 function TestCancel:test_busy_loop_gets_cancelled_error()
-  local id = bt.start_new_background_thread(function() while true do pcall(function() while true do end end) end end)
-  runtime.sleep(0.05)
+  local id = bt.start_new_background_thread(function()
+    require("shared").dict("bt_flags"):set("spinner", true)
+    while true do pcall(function() while true do end end) end
+  end)
+  wait_flag("spinner")
   lu.assertTrue(bt.cancel(id))
   local ok, err = bt.join(id, 5)
   lu.assertFalse(ok)

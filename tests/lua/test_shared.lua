@@ -70,13 +70,19 @@ end
 
 function TestDict:test_ttl_expires()
   local d = fresh("t6")
-  lu.assertTrue(d:set("k", "v", 0.05))
-  lu.assertTrue(d:add("k2", "v", 0.05))
+  local t0 = runtime.monotonic()
+  lu.assertTrue(d:set("k", "v", 0.5))
+  lu.assertTrue(d:add("k2", "v", 0.5))
+  lu.assertTrue(d:set("long", "stays", 60))
+  -- well inside the TTL (a 0.5 s stall between two calls would be news)
   lu.assertEquals(d:get("k"), "v")
-  runtime.sleep(0.08)
+  lu.assertEquals(d:get("k2"), "v")
+  -- sleep until the TTL has surely passed, however late this thread runs
+  while runtime.monotonic() - t0 < 0.6 do runtime.sleep(0.6 - (runtime.monotonic() - t0)) end
   lu.assertNil(d:get("k"))
   lu.assertTrue(d:add("k2", "again"))   -- expired, so add succeeds
-  lu.assertEquals(#d:keys(0), 1)
+  lu.assertEquals(d:get("long"), "stays")
+  lu.assertEquals(#d:keys(0), 2)
 end
 
 function TestDict:test_full_dict_refuses_and_keeps_everything()

@@ -143,6 +143,17 @@ function TestFetch:test_start_runs_fetches_together_and_wait_repeats()
   lu.assertEquals(again.body, "slow")
 end
 
+function TestFetch:test_response_bytes_count_against_the_memory_limit()
+  -- memory_limit = 16m in urlfetch_app: a 40 MB body cannot be held
+  local ok, err = pcall(urlfetch.fetch, url("/huge?size=40000000&cl=1"),
+                        { max_response_size = "64m", deadline = 20 })
+  lu.assertFalse(ok)
+  -- refused while it streams (the fetch's buffer is charged), not after
+  lu.assertStrContains(tostring(err), "not enough memory for the response")
+  collectgarbage()
+  lu.assertEquals(assert(urlfetch.fetch(url("/plain"))).body, "hello")   -- usable after
+end
+
 TestFetchContexts = {}
 
 function TestFetchContexts:test_in_a_request_it_yields()

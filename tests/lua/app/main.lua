@@ -7,7 +7,7 @@ return function(req)
     while true do pcall(function() while true do end end) end
   elseif req.path == "/hog" then
     local t = {}
-    for i = 1, 1e8 do t[i] = ("x"):rep(100) .. i end
+    for i = 1, 1e8 do t[i] = ("x"):rep(65536) .. i end   -- the limit in milliseconds
   elseif req.path == "/exit" then
     os.exit(3)
   elseif req.path == "/headers" then

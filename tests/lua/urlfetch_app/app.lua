@@ -2,5 +2,6 @@
 return {
   role = "backend",
   request_deadline = 1,
+  memory_limit = "16m",
   handlers = { { url = "^/proxy$", script = "proxy" } },
 }
