@@ -6,7 +6,7 @@ background thread started at /_ah/start fetches, hostile upstreams give
 clear errors while the host keeps serving, and a fetch in flight at
 SIGTERM runs on so that its request finishes within shutdown_grace.
 
-Upstreams: tests/e2e/delay_upstream.py (asyncio: thousands of slow
+Upstreams: tests/e2e/delay_upstream.py (one epoll loop: thousands of slow
 requests at once, and what became of each) and tests/c/fetch_upstream.py
 (reset, garbage, huge, trickle), both on 127.0.0.1.
 """
