@@ -22,6 +22,7 @@ int luaopen_shared(lua_State *L);
 int luaopen_background_thread(lua_State *L);
 int luaopen_urlfetch(lua_State *L);
 int luaopen_json(lua_State *L);
+int luaopen_redis(lua_State *L);
 
 /* Checks the thread target at idx (a Lua function or "module:function";
  * nil too when nil_ok), raising background_thread.Error naming what is

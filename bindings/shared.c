@@ -5,10 +5,16 @@
  *
  * Channels: misuse (bad arguments, values that cannot be stored) raises;
  * expected outcomes return nil|false plus a reason: set/add ->
- * false, "no memory" | "exists"; incr -> nil, "not found" | "not a number";
+ * false, "no memory" | "exists"; incr -> nil, "not found" | "not a number" |
+ * "overflow";
  * push -> false, "full" | "shutting down"; pop -> nil, "timeout" |
  * "shutting down".  A waiting push/pop yields inside a request coroutine
  * (the worker resumes it) and blocks the thread elsewhere.
+ *
+ * Two stores behind the same API: the memory store (store/dict, queue)
+ * or, with app.lua `shared.store`, Redis (host/remote_calls, where every
+ * call is a §9 wait).  The handles are the same either way: the memory
+ * objects carry the name and the references.
  */
 #include <math.h>
 #include <pthread.h>
@@ -18,6 +24,7 @@
 
 #include <lauxlib.h>
 
+#include "remote_calls.h"
 #include "bindings/bindings.h"
 #include "task.h"
 #include "waits.h"
@@ -48,17 +55,17 @@ static void push_proxy(lua_State *L, void *obj, const char *mt) {
   p->obj = obj;
 }
 
-static void dict_retain_(void *o) { dict_retain(o); }
-static void dict_release_(void *o) { dict_release(o); }
-static void queue_retain_(void *o) { queue_retain(o); }
-static void queue_release_(void *o) { queue_release(o); }
-static void dict_push_(lua_State *L, void *o) { dict_retain(o); push_proxy(L, o, DICT_MT); }
-static void queue_push_(lua_State *L, void *o) { queue_retain(o); push_proxy(L, o, QUEUE_MT); }
+static void retain_dict(void *o) { dict_retain(o); }
+static void release_dict(void *o) { dict_release(o); }
+static void retain_queue(void *o) { queue_retain(o); }
+static void release_queue(void *o) { queue_release(o); }
+static void push_dict(lua_State *L, void *o) { dict_retain(o); push_proxy(L, o, DICT_MT); }
+static void push_queue(lua_State *L, void *o) { queue_retain(o); push_proxy(L, o, QUEUE_MT); }
 
 static const struct value_handle_type dict_handle = {
-  DICT_MT, proxy_get, dict_retain_, dict_release_, dict_push_};
+  DICT_MT, proxy_get, retain_dict, release_dict, push_dict};
 static const struct value_handle_type queue_handle = {
-  QUEUE_MT, proxy_get, queue_retain_, queue_release_, queue_push_};
+  QUEUE_MT, proxy_get, retain_queue, release_queue, push_queue};
 
 /* The handle types are registered with vm/value once per process, by the
  * first state that requires the module (pthread_once: any thread). */
@@ -158,6 +165,7 @@ static int d_get(lua_State *L) {
   struct dict *d = check_dict(L);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
+  if (remote_calls_on()) return remote_calls_get(L, dict_name(d), k, kl);
   struct dict_val v;
   struct dict_buf *buf = scratch();
   if (!buf || dict_get(d, k, kl, &v, buf) != LH_OK) return luaL_error(L, "not enough memory");
@@ -173,6 +181,8 @@ static int store_with(lua_State *L, int (*op)(struct dict *, const char *, size_
   const char *k = check_key(L, 2, &kl);
   struct dict_val v;
   check_val(L, 3, &v);
+  if (remote_calls_on())
+    return remote_calls_set(L, dict_name(d), k, kl, &v, check_ttl(L, 4), op == dict_add);
   int rc = op(d, k, kl, &v, check_ttl(L, 4));
   if (rc != LH_OK) return fail(L, rc);
   lua_pushboolean(L, 1);
@@ -193,6 +203,8 @@ static int d_incr(lua_State *L) {
     luaL_checktype(L, 4, LUA_TNUMBER);
     check_val(L, 4, &init);
   }
+  if (remote_calls_on())
+    return remote_calls_incr(L, dict_name(d), k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init);
   int rc = dict_incr(d, k, kl, &n, lua_isnoneornil(L, 4) ? NULL : &init, &out);
   if (rc == LH_ENOMEM) return fail(L, rc);
   if (rc != LH_OK) {   /* nil, "not found" | "not a number" */
@@ -208,12 +220,14 @@ static int d_delete(lua_State *L) {
   struct dict *d = check_dict(L);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
+  if (remote_calls_on()) return remote_calls_delete(L, dict_name(d), k, kl);
   dict_delete(d, k, kl);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int d_flush_all(lua_State *L) {
+  if (remote_calls_on()) return remote_calls_flush(L, dict_name(check_dict(L)));
   dict_flush_all(check_dict(L));
   lua_pushboolean(L, 1);
   return 1;
@@ -243,6 +257,7 @@ static int d_keys(lua_State *L) {
   struct dict *d = check_dict(L);
   lua_Integer max = luaL_optinteger(L, 2, 1024);
   luaL_argcheck(L, max >= 0, 2, "max must be >= 0 (0: all keys)");
+  if (remote_calls_on()) return remote_calls_keys(L, dict_name(d), (size_t)max);
   struct keybuf b = {0};
   dict_keys(d, (size_t)max, collect_key, &b);
   if (b.oom) { free(b.p); return luaL_error(L, "not enough memory"); }
@@ -275,6 +290,7 @@ static int q_push(lua_State *L) {
   luaL_checkany(L, 2);
   uint64_t timeout = task_check_timeout(L, 3);
   lua_settop(L, 2);
+  if (remote_calls_on()) return remote_calls_push(L, queue_name(q), timeout);
   bindings_encode(L, 2, "value", waits_push_slot(L, q));
   return waits_push(L, timeout);
 }
@@ -283,10 +299,12 @@ static int q_pop(lua_State *L) {
   struct queue *q = check_queue(L);
   uint64_t timeout = task_check_timeout(L, 2);
   lua_settop(L, 1);
+  if (remote_calls_on()) return remote_calls_pop(L, queue_name(q), timeout);
   return waits_pop(L, q, timeout);
 }
 
 static int q_len(lua_State *L) {
+  if (remote_calls_on()) return remote_calls_len(L, queue_name(check_queue(L)));
   lua_pushinteger(L, (lua_Integer)queue_len(check_queue(L)));
   return 1;
 }

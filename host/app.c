@@ -15,7 +15,10 @@
 
 #include "base/log.h"
 #include "bindings/bindings.h"
+#include "redis_calls.h"
+#include "remote_calls.h"
 #include "server.h"
+#include "store/remote.h"
 #include "store/dict.h"
 #include "store/queue.h"
 #include "task.h"
@@ -30,6 +33,7 @@ static const luaL_Reg serve_modules[] = {
   {"background_thread", luaopen_background_thread},
   {"urlfetch", luaopen_urlfetch},
   {"json", luaopen_json},
+  {"redis", luaopen_redis},
   {NULL, NULL}
 };
 static const luaL_Reg test_modules[] = {
@@ -39,6 +43,7 @@ static const luaL_Reg test_modules[] = {
   {"urlfetch", luaopen_urlfetch},
   {"json", luaopen_json},
   {"apptest", luaopen_apptest},
+  {"redis", luaopen_redis},
   {NULL, NULL}
 };
 
@@ -52,10 +57,27 @@ static void configure_threads(int max, size_t memory_limit, const char *dir, int
   threads_init(&tc);
 }
 
+/* The Redis servers of app.lua, and shared on one of them (shared.store). */
+static void configure_redis(const struct config *cfg) {
+  const char *names[REDIS_CALLS_MAX], *urls[REDIS_CALLS_MAX];
+  int n = cfg->nredis < REDIS_CALLS_MAX ? cfg->nredis : REDIS_CALLS_MAX;
+  for (int i = 0; i < n; i++) {
+    names[i] = cfg->redis[i].name;
+    urls[i] = cfg->redis[i].url;
+  }
+  redis_calls_configure(names, urls, n);
+  if (!cfg->store) return;
+  remote_configure(cfg->store_prefix, (unsigned)(cfg->store_timeout * 1000.0 + 0.5));
+  for (int i = 0; i < cfg->nqueues; i++)
+    remote_configure_queue(cfg->queues[i].name, cfg->queues[i].size);
+  remote_calls_configure(redis_calls_find(cfg->store));
+}
+
 /* Capacities of the shared dicts and queues named in app.lua. */
 static void configure_stores(const struct config *cfg) {
   for (int i = 0; i < cfg->ndicts; i++) dict_configure(cfg->dicts[i].name, cfg->dicts[i].size);
   for (int i = 0; i < cfg->nqueues; i++) queue_configure(cfg->queues[i].name, cfg->queues[i].size);
+  configure_redis(cfg);
 }
 
 /* Process exit: what the stores hold (values may reference other stores). */

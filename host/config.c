@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "base/size.h"
+#include "net/redis_url.h"
 #include "route.h"
 #include "vm/call.h"
 #include "vm/state.h"
@@ -304,9 +305,21 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (!strcmp(k, "store")) {
+      origin_key(&o, "shared.store");
+      if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+        return fail(err, n, &o, "the name of a server in 'redis'", L, -1);
+      free(c->store);
+      if (!(c->store = dupstr(lua_tostring(L, -1)))) return fail(err, n, &o, "memory", NULL, 0);
+    } else if (!strcmp(k, "timeout")) {
+      origin_key(&o, "shared.timeout");
+      if (get_seconds(L, &o, 1e-3, &c->store_timeout, err, n) < 0) return -1;
+    }
     lua_pop(L, 1);
-    if (strcmp(k, "dicts") && strcmp(k, "queues"))
-      return fail(err, n, &o, "only the keys dicts and queues", L, -1);
+    if (strcmp(k, "dicts") && strcmp(k, "queues") && strcmp(k, "store") && strcmp(k, "timeout")) {
+      origin_key(&o, "shared");
+      return fail(err, n, &o, "only the keys dicts, queues, store and timeout", L, -1);
+    }
   }
   lua_pushliteral(L, "dicts");
   lua_rawget(L, -2);
@@ -316,6 +329,40 @@ static int get_shared(lua_State *L, struct config *c, char *err, size_t n) {
   lua_rawget(L, -2);
   if (get_caps(L, "queues", &c->queues, &c->nqueues, err, n) < 0) return LH_EINVAL;
   lua_pop(L, 1);
+  return 0;
+}
+
+/* redis = { name = "redis://..." }: each URL must parse. */
+static int get_redis(lua_State *L, struct config *c, char *err, size_t n) {
+  struct origin o;
+  origin_key(&o, "redis");
+  if (!lua_istable(L, -1)) return fail(err, n, &o, "a table of name = \"redis://...\"", L, -1);
+  int count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { count++; lua_pop(L, 1); }
+  if (!(c->redis = calloc((size_t)count + 1, sizeof *c->redis)))
+    return fail(err, n, &o, "memory", NULL, 0);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) == 0 ||
+        strlen(lua_tostring(L, -2)) != lua_rawlen(L, -2)) {
+      lua_pop(L, 1);
+      return fail(err, n, &o, "non-empty string names", L, -1);
+    }
+    snprintf(o.text, sizeof o.text, "app.lua key 'redis.%.60s'", lua_tostring(L, -2));
+    struct redis_url u;
+    char why[256];
+    if (lua_type(L, -1) != LUA_TSTRING) return fail(err, n, &o, "a URL string", L, -1);
+    if (redis_url_parse(lua_tostring(L, -1), &u, why, sizeof why) < 0) {
+      char what[300];
+      snprintf(what, sizeof what, "a redis:// or unix:// URL (%s)", why);
+      return fail(err, n, &o, what, NULL, 0);
+    }
+    struct config_redis *r = &c->redis[c->nredis++];
+    if (!(r->name = dupstr(lua_tostring(L, -2))) || !(r->url = dupstr(lua_tostring(L, -1))))
+      return fail(err, n, &o, "memory", NULL, 0);
+    lua_pop(L, 1);
+  }
   return 0;
 }
 
@@ -355,11 +402,12 @@ static int get_cidrs(lua_State *L, const struct origin *o, struct config *c, cha
 /* ---- keys ------------------------------------------------------------- */
 
 enum { K_ROLE, K_LISTEN, K_WORKERS, K_MAXBG, K_MEM, K_DEADLINE, K_GRACE, K_BODY,
-       K_ACCESS, K_HANDLERS, K_SHARED, K_DRAIN, K_METRICS_ALLOW, K_COUNT };
+       K_ACCESS, K_HANDLERS, K_SHARED, K_DRAIN, K_METRICS_ALLOW, K_REDIS, K_PREFIX,
+       K_COUNT };
 static const char *const keys[K_COUNT] = {
   "role", "listen", "workers", "max_background_threads", "memory_limit",
   "request_deadline", "shutdown_grace", "max_body", "access_log", "handlers", "shared",
-  "drain", "metrics_allow"};
+  "drain", "metrics_allow", "redis", "store_prefix"};
 
 /* Validates the value at the top of L as key k. */
 static int set_key(lua_State *L, struct config *c, int k, const struct origin *o,
@@ -385,6 +433,14 @@ static int set_key(lua_State *L, struct config *c, int k, const struct origin *o
     case K_SHARED: return get_shared(L, c, err, n);
     case K_DRAIN: return get_seconds(L, o, 0, &c->drain, err, n);
     case K_METRICS_ALLOW: return get_cidrs(L, o, c, err, n);
+    case K_REDIS: return get_redis(L, c, err, n);
+    case K_PREFIX:
+      if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0 ||
+          strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+        return fail(err, n, o, "a non-empty string without NUL bytes", L, -1);
+      free(c->store_prefix);
+      if (!(c->store_prefix = dupstr(lua_tostring(L, -1)))) return fail(err, n, o, "memory", NULL, 0);
+      return 0;
   }
   return 0;
 }
@@ -401,6 +457,7 @@ static void defaults(struct config *c) {
   c->shutdown_grace = 30;
   c->max_body = 32u << 20;
   c->access_log = 1;
+  c->store_timeout = CONFIG_DEFAULT_STORE_TIMEOUT;
 }
 
 /* Runs app.lua in a fresh state and checks its keys into c. */
@@ -493,6 +550,20 @@ static int load_protected(lua_State *L) {
   if (a->rc == 0) a->rc = apply_cli(L, c, a->cli, a->err, a->n);
   if (a->rc == 0) c->reload = a->cli->reload;
   if (a->rc == 0) c->cli = *a->cli;
+  if (a->rc == 0 && c->store) {
+    int i = 0;
+    while (i < c->nredis && strcmp(c->redis[i].name, c->store)) i++;
+    if (i == c->nredis) {
+      snprintf(a->err, a->n, "app.lua key 'shared.store': expected the name of a server in "
+               "'redis', got '%s'", c->store);
+      a->rc = LH_EINVAL;
+    }
+  }
+  if (a->rc == 0 && !c->store_prefix) {
+    const char *base = strrchr(c->app_dir, '/');
+    base = base && base[1] ? base + 1 : c->app_dir;
+    if (!(c->store_prefix = dupstr(base))) a->rc = LH_ESYSTEM;
+  }
   if (a->rc == 0 && !c->routes) {
     lua_newtable(L);
     lua_newtable(L);
@@ -550,6 +621,13 @@ void config_free(struct config *c) {
   }
   for (int i = 0; i < c->ndicts; i++) free(c->dicts[i].name);
   for (int i = 0; i < c->nqueues; i++) free(c->queues[i].name);
+  for (int i = 0; i < c->nredis; i++) {
+    free(c->redis[i].name);
+    free(c->redis[i].url);
+  }
+  free(c->redis);
+  free(c->store_prefix);
+  free(c->store);
   free(c->routes);
   free(c->dicts);
   free(c->queues);

@@ -28,6 +28,9 @@ struct route {
 };
 
 struct config_cap { char *name; size_t size; };
+struct config_redis { char *name; char *url; };   /* url checked by redis_url_parse */
+
+#define CONFIG_DEFAULT_STORE_TIMEOUT 2.0
 
 /* Command-line values (strings as typed); NULL when not given.  The
  * strings are borrowed (argv): they outlive every config. */
@@ -57,6 +60,10 @@ struct config {
   struct route *routes; int nroutes;
   struct config_cap *dicts; int ndicts;     /* bytes */
   struct config_cap *queues; int nqueues;   /* items */
+  struct config_redis *redis; int nredis;   /* app.lua key 'redis' */
+  char *store_prefix;          /* Redis key prefix; default the app directory's base name */
+  char *store;                 /* shared.store: a name in redis, or NULL (memory store) */
+  double store_timeout;        /* shared.timeout: seconds per call on a Redis store */
   double drain;                /* seconds of draining before shutdown (0: none) */
   struct cidr *metrics_allow; int nmetrics_allow;   /* besides loopback */
   int reload;                  /* serve --reload: watch the app directory */

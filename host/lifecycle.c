@@ -128,6 +128,44 @@ static int caps_differ(const struct config_cap *a, int na, const struct config_c
   return 0;
 }
 
+static int str_differ(const char *a, const char *b) {
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b));
+}
+
+static int redis_differ(const struct config *a, const struct config *b) {
+  if (a->nredis != b->nredis) return 1;
+  for (int i = 0; i < a->nredis; i++)
+    if (strcmp(a->redis[i].name, b->redis[i].name) || strcmp(a->redis[i].url, b->redis[i].url))
+      return 1;
+  return 0;
+}
+
+/* c takes copies of cur's Redis servers and store settings (the clients
+ * and stores already made keep using those). */
+static void keep_redis_settings(const struct config *cur, struct config *c) {
+  struct config_redis *r = calloc((size_t)cur->nredis + 1, sizeof *r);
+  char *store = cur->store ? strdup(cur->store) : NULL;
+  char *prefix = cur->store_prefix ? strdup(cur->store_prefix) : NULL;
+  int ok = r && (!cur->store || store) && (!cur->store_prefix || prefix);
+  for (int i = 0; ok && i < cur->nredis; i++) {
+    r[i].name = strdup(cur->redis[i].name);
+    r[i].url = strdup(cur->redis[i].url);
+    ok = r[i].name && r[i].url;
+  }
+  if (!ok) {   /* out of memory: c keeps its own, which the running clients ignore */
+    for (int i = 0; r && i < cur->nredis; i++) { free(r[i].name); free(r[i].url); }
+    free(r); free(store); free(prefix);
+    return;
+  }
+  for (int i = 0; i < c->nredis; i++) { free(c->redis[i].name); free(c->redis[i].url); }
+  free(c->redis); free(c->store); free(c->store_prefix);
+  c->redis = r;
+  c->nredis = cur->nredis;
+  c->store = store;
+  c->store_prefix = prefix;
+  c->store_timeout = cur->store_timeout;
+}
+
 /* Settings a running instance cannot change: logged, and kept. */
 static void keep_restart_settings(const struct config *cur, struct config *c) {
   if (strcmp(cur->listen_host, c->listen_host) || cur->listen_port != c->listen_port)
@@ -149,6 +187,12 @@ static void keep_restart_settings(const struct config *cur, struct config *c) {
       caps_differ(cur->queues, cur->nqueues, c->queues, c->nqueues))
     log_msg(LOG_WARNING, NULL, NULL, "reload: shared capacities changed; they need a "
             "restart (the dicts and queues keep theirs and their contents)");
+  if (redis_differ(cur, c) || str_differ(cur->store, c->store) ||
+      str_differ(cur->store_prefix, c->store_prefix) || cur->store_timeout != c->store_timeout) {
+    log_msg(LOG_WARNING, NULL, NULL, "reload: redis, shared.store, shared.timeout or "
+            "store_prefix changed; they need a restart (the running ones stay)");
+    keep_redis_settings(cur, c);
+  }
   char *host = strdup(cur->listen_host);
   if (host) { free(c->listen_host); c->listen_host = host; }
   c->listen_port = cur->listen_port;

@@ -155,11 +155,14 @@ static void close_watches(struct server *s) {
   s->nwatches = 0;
 }
 
+/* The watches are made anew (directories may have come or gone) before
+ * the reload reads the files: a change made once the reload is visible
+ * (a worker may serve the new code before this callback ends) is seen. */
 static void on_quiet(uv_timer_t *t) {
   struct server *s = t->data;
-  reload(s, "a file of the app changed");
-  close_watches(s);   /* directories may have come or gone */
+  close_watches(s);
   if (s->phase == 0) watch_tree(s, s->cfg->app_dir, 0);
+  reload(s, "a file of the app changed");
 }
 
 /* A change: reload once things are quiet for WATCH_DEBOUNCE_MS (an editor

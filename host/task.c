@@ -46,7 +46,9 @@ void task_loop_close(struct task_loop *tl) {
       tl->clients[i] = NULL;
     }
   if (tl->own) uv_close((uv_handle_t *)&tl->own_timer, NULL);
+  pthread_mutex_lock(&tl->lock);   /* a sender still in task_complete is done */
   uv_close((uv_handle_t *)&tl->async, NULL);
+  pthread_mutex_unlock(&tl->lock);
   pthread_mutex_destroy(&tl->lock);
 }
 
@@ -186,14 +188,16 @@ static void on_async(uv_async_t *a) {
     }
 }
 
+/* The send is made under the lock: once the waiting thread has taken the
+ * mail (and may end, closing its loop), no sender still holds the loop. */
 void task_complete(struct task_wait *w) {
   struct task_loop *tl = w->loop;
   pthread_mutex_lock(&tl->lock);
   w->completed = 1;
   w->mail_next = tl->mailbox;
   tl->mailbox = w;
-  pthread_mutex_unlock(&tl->lock);
   uv_async_send(&tl->async);
+  pthread_mutex_unlock(&tl->lock);
 }
 
 void task_poke_all(void) {
@@ -202,8 +206,8 @@ void task_poke_all(void) {
     struct task_loop *tl = list_entry(it, struct task_loop, all);
     pthread_mutex_lock(&tl->lock);
     tl->poked = 1;
-    pthread_mutex_unlock(&tl->lock);
     uv_async_send(&tl->async);
+    pthread_mutex_unlock(&tl->lock);
   }
   pthread_mutex_unlock(&all_lock);
 }

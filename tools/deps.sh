@@ -4,10 +4,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libuv1-dev
       node-llhttp python3 clang libclang-rt-14-dev curl wrk
-      libhiredis-dev redis-server redis-tools
+      libhiredis-dev redis-server redis-tools haproxy
       libcurl4-openssl-dev ca-certificates openssl python3-h2 lua-cjson prometheus)
 if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(nginx-light libnginx-mod-http-lua linux-perf)
+  pkgs+=(nginx-light libnginx-mod-http-lua lua-nginx-redis linux-perf)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

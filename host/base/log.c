@@ -25,7 +25,7 @@ static void put(struct line *l, const char *s, size_t len) {
   l->n += len;
 }
 
-static void puts_(struct line *l, const char *s) { put(l, s, strlen(s)); }
+static void put_str(struct line *l, const char *s) { put(l, s, strlen(s)); }
 
 static void putf(struct line *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -137,21 +137,21 @@ void log_text(int level, const char *ctx_key, const char *ctx_val,
   struct line l;
   l.n = 0;
   if (json_mode) {
-    puts_(&l, "{\"time\":\""); put_time(&l);
+    put_str(&l, "{\"time\":\""); put_time(&l);
     putf(&l, "\",\"level\":\"%s\"", level_names[level]);
     if (ctx_key && ctx_val) {
       putf(&l, ",\"%s\":\"", ctx_key);
       put_json(&l, ctx_val, strlen(ctx_val));
-      puts_(&l, "\"");
+      put_str(&l, "\"");
     }
-    puts_(&l, ",\"msg\":\"");
+    put_str(&l, ",\"msg\":\"");
     put_json_max(&l, msg, len, sizeof(l.buf) - l.n - 8);   /* room for the close */
-    puts_(&l, "\"}");
+    put_str(&l, "\"}");
   } else {
     put_time(&l);
     putf(&l, " %s", level_names[level]);
     if (ctx_key && ctx_val) putf(&l, " [%s=%s]", ctx_key, ctx_val);
-    puts_(&l, " ");
+    put_str(&l, " ");
     put_text(&l, msg, len);
   }
   emit(2, &l);
@@ -200,20 +200,20 @@ void log_access(const struct log_access_rec *r) {
   l.n = 0;
   size_t qlen = r->query ? r->query_len : 0;
   if (json_mode || r->json) {
-    puts_(&l, "{\"time\":\""); put_time(&l);
-    puts_(&l, "\",\"remote_addr\":\""); put_json_max(&l, r->remote, strlen(r->remote), 128);
-    puts_(&l, "\",\"method\":\""); put_json_max(&l, r->method, strlen(r->method), 64);
-    puts_(&l, "\",\"path\":\""); put_json_max(&l, r->path, r->path_len, ACC_PATH);
-    puts_(&l, "\",\"query\":\""); put_json_max(&l, r->query ? r->query : "", qlen, ACC_QUERY);
+    put_str(&l, "{\"time\":\""); put_time(&l);
+    put_str(&l, "\",\"remote_addr\":\""); put_json_max(&l, r->remote, strlen(r->remote), 128);
+    put_str(&l, "\",\"method\":\""); put_json_max(&l, r->method, strlen(r->method), 64);
+    put_str(&l, "\",\"path\":\""); put_json_max(&l, r->path, r->path_len, ACC_PATH);
+    put_str(&l, "\",\"query\":\""); put_json_max(&l, r->query ? r->query : "", qlen, ACC_QUERY);
     putf(&l, "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,"
          "\"request_id\":\"%s\",\"user_agent\":", r->status, (unsigned long long)r->bytes,
          (double)r->duration_us / 1000.0, r->request_id);
     if (r->user_agent) {
-      puts_(&l, "\"");
+      put_str(&l, "\"");
       put_json_max(&l, r->user_agent, r->user_agent_len, ACC_AGENT);
-      puts_(&l, "\"}");
+      put_str(&l, "\"}");
     } else {
-      puts_(&l, "null}");
+      put_str(&l, "null}");
     }
   } else {
     put_time(&l);

@@ -333,7 +333,7 @@ int dict_incr(struct dict *d, const char *k, size_t kl, const struct dict_val *n
   }
   if (cur.type == DV_INT && n->type == DV_INT) {
     out->type = DV_INT;
-    out->i = (int64_t)((uint64_t)cur.i + (uint64_t)n->i);   /* wraps, as Lua does */
+    if (__builtin_add_overflow(cur.i, n->i, &out->i)) { rc = LH_EOVERFLOW; goto done; }
   } else {
     out->type = DV_FLOAT;
     out->f = (cur.type == DV_INT ? (double)cur.i : cur.f) +

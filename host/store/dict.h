@@ -54,7 +54,8 @@ int dict_set(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
 int dict_add(struct dict *d, const char *k, size_t kl, const struct dict_val *v,
              uint64_t ttl_ms);
 /* Adds n to a number; a missing key starts at *init (LH_ENOTFOUND when
- * init is NULL).  Integers stay integers when n and the value are. */
+ * init is NULL).  Integers stay integers when n and the value are; an
+ * integer result outside int64 is LH_EOVERFLOW and changes nothing. */
 int dict_incr(struct dict *d, const char *k, size_t kl, const struct dict_val *n,
               const struct dict_val *init, struct dict_val *out);
 int dict_delete(struct dict *d, const char *k, size_t kl);

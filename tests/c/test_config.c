@@ -320,7 +320,37 @@ TEST(missing_app_dir) {
   config_free(&c);
 }
 
-TEST_LIST(T(defaults), T(backend_deadline_default), T(values_and_routes),
+TEST(redis_and_store_keys) {
+  struct config c;
+  char err[512];
+  app("return { redis = { main = 'redis://:pw@127.0.0.1:7000/2', sock = 'unix:///tmp/r.sock' },"
+      " shared = { store = 'main', timeout = 0.25, queues = { jobs = 5 } } }");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  ASSERT_INT_EQ(c.nredis, 2);
+  ASSERT_STR_EQ(c.store, "main");
+  ASSERT(c.store_timeout == 0.25);
+  /* store_prefix defaults to the app directory's base name */
+  ASSERT_STR_EQ(c.store_prefix, strrchr(dir, '/') + 1);
+  config_free(&c);
+  app("return { store_prefix = 'myapp' }");
+  ASSERT_INT_EQ(load(&c, NULL, err), 0);
+  ASSERT_STR_EQ(c.store_prefix, "myapp");
+  ASSERT(c.store == NULL);
+  ASSERT(c.store_timeout == CONFIG_DEFAULT_STORE_TIMEOUT);
+  config_free(&c);
+  expect_error("return { redis = { main = 'rediss://h' } }", NULL, "app.lua key 'redis.main'");
+  expect_error("return { redis = { main = 'redis://h:99999' } }", NULL, "redis.main");
+  expect_error("return { redis = { main = 42 } }", NULL, "app.lua key 'redis.main': expected a URL");
+  expect_error("return { redis = 'redis://h' }", NULL, "app.lua key 'redis'");
+  expect_error("return { shared = { store = 'nope' } }", NULL, "app.lua key 'shared.store'");
+  expect_error("return { redis = { a = 'redis://h' }, shared = { store = 'b' } }", NULL,
+               "got 'b'");
+  expect_error("return { shared = { timeout = 0 } }", NULL, "app.lua key 'shared.timeout'");
+  expect_error("return { shared = { other = 1 } }", NULL, "dicts, queues, store and timeout");
+  expect_error("return { store_prefix = '' }", NULL, "app.lua key 'store_prefix'");
+}
+
+TEST_LIST(T(defaults), T(redis_and_store_keys), T(backend_deadline_default), T(values_and_routes),
           T(cli_overrides_app_lua), T(errors_name_key_and_expectation), T(cli_errors_name_option),
           T(hostile_app_lua_values_give_messages), T(route_patterns),
           T(route_patterns_agree_with_lua), T(route_scripts_that_shadow), T(route_methods),

@@ -103,6 +103,37 @@ TEST(dict_expired_entries_make_room) {
   dict_free_all();
 }
 
+/* SPEC §7: an integer incr that would leave int64 is refused and leaves
+ * the value (and a missing key) as it was; it never wraps. */
+TEST(dict_incr_overflow_refused) {
+  struct dict *d = dict_open("overflow", 8);
+  struct dict_buf buf = {0};
+  struct dict_val max = ival(INT64_MAX), min = ival(INT64_MIN), one = ival(1), mone = ival(-1);
+  struct dict_val out;
+  ASSERT_INT_EQ(dict_set(d, "hi", 2, &max, 0), LH_OK);
+  ASSERT_INT_EQ(dict_incr(d, "hi", 2, &one, NULL, &out), LH_EOVERFLOW);
+  ASSERT_INT_EQ(dict_get(d, "hi", 2, &out, &buf), LH_OK);
+  ASSERT_INT_EQ(out.type, DV_INT);
+  ASSERT(out.i == INT64_MAX);
+  ASSERT_INT_EQ(dict_incr(d, "hi", 2, &mone, NULL, &out), LH_OK);   /* still usable */
+  ASSERT(out.i == INT64_MAX - 1);
+  ASSERT_INT_EQ(dict_set(d, "lo", 2, &min, 0), LH_OK);
+  ASSERT_INT_EQ(dict_incr(d, "lo", 2, &mone, NULL, &out), LH_EOVERFLOW);
+  ASSERT_INT_EQ(dict_get(d, "lo", 2, &out, &buf), LH_OK);
+  ASSERT(out.i == INT64_MIN);
+  /* a missing key whose init + n overflows is not created */
+  ASSERT_INT_EQ(dict_incr(d, "new", 3, &one, &max, &out), LH_EOVERFLOW);
+  ASSERT_INT_EQ(dict_get(d, "new", 3, &out, &buf), LH_OK);
+  ASSERT_INT_EQ(out.type, DV_NIL);
+  /* floats do not overflow into an error: they go to inf as floats do */
+  struct dict_val big = {DV_FLOAT, 0, 0, 1e308, NULL, 0};
+  ASSERT_INT_EQ(dict_set(d, "f", 1, &big, 0), LH_OK);
+  ASSERT_INT_EQ(dict_incr(d, "f", 1, &big, NULL, &out), LH_OK);
+  ASSERT_INT_EQ(out.type, DV_FLOAT);
+  free(buf.p);
+  dict_free_all();
+}
+
 struct incr_arg { struct dict *d; int n; };
 static void *incr_thread(void *p) {
   struct incr_arg *a = p;
@@ -255,7 +286,7 @@ TEST(queue_close_ends_waits_and_keeps_items) {
   queue_release(q);
 }
 
-TEST_LIST(T(dict_basics), T(dict_capacity_never_evicts), T(dict_expired_entries_make_room),
+TEST_LIST(T(dict_basics), T(dict_incr_overflow_refused), T(dict_capacity_never_evicts), T(dict_expired_entries_make_room),
           T(dict_incr_exact_under_threads),
           T(queue_fifo_capacity), T(queue_handoff_between_threads),
           T(queue_shutdown_wakes_waiters), T(queue_close_ends_waits_and_keeps_items));

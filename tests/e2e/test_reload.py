@@ -224,6 +224,18 @@ class ReloadTests(harness.ServerTestCase):
         # still a backend: background threads are allowed
         self.assertNotIn(b"None", srv.get("/ticks").body)
 
+    def test_redis_settings_need_a_restart(self):
+        app = APP_LUA.replace('role = "backend",',
+                              'role = "backend", redis = { main = "redis://127.0.0.1:1/0" },')
+        srv = self.start_server(dict(FILES, **{"app.lua": app}))
+        self.write(srv, "app.lua", app.replace("127.0.0.1:1/0", "127.0.0.1:2/1"))
+        self.write(srv, "v.lua", version_lua("v2"))
+        line, log = self.reload_and_wait(srv)
+        self.assertIn("reloaded", line, log)
+        self.assertRegex(log, r"redis, shared.store, shared.timeout or store_prefix changed; "
+                              r"they need a restart")
+        self.wait_body(srv, "/v", "v2")
+
     def test_reload_changes_routes_and_limits(self):
         srv = self.start_server(FILES, args=["--workers", "2"])
         self.assertStatus(srv.get("/new"), 404)

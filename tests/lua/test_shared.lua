@@ -1,8 +1,12 @@
 -- shared: dicts and queues, from one state (luahost test; app tests/lua/app
--- configures dict "small" = 8k and queue "tiny" = 2).
+-- configures dict "small" = 8k and queue "tiny" = 2).  Run twice: on the
+-- memory store, and on Redis (app tests/lua/shared_redis_app, with
+-- LUAHOST_TEST_SHARED_STORE=redis), where the behaviours that differ by
+-- design are checked for what they are there.
 local lu = require "luaunit"
 local shared = require "shared"
 local runtime = require "runtime"
+local on_redis = os.getenv("LUAHOST_TEST_SHARED_STORE") == "redis"
 
 local function fresh(name)
   local d = shared.dict(name)
@@ -57,6 +61,28 @@ function TestDict:test_incr()
   lu.assertEquals(err, "not a number")
 end
 
+function TestDict:test_incr_overflow_is_refused_never_wraps()
+  local d = fresh("t10")
+  d:set("max", math.maxinteger)
+  local v, err = d:incr("max", 1)
+  lu.assertNil(v)
+  lu.assertEquals(err, "overflow")
+  lu.assertEquals(d:get("max"), math.maxinteger)
+  d:set("min", math.mininteger)
+  v, err = d:incr("min", -1)
+  lu.assertNil(v)
+  lu.assertEquals(err, "overflow")
+  lu.assertEquals(d:get("min"), math.mininteger)
+  v, err = d:incr("new", 1, math.maxinteger)
+  lu.assertEquals(err, "overflow")
+  lu.assertNil(d:get("new"))
+  -- above 2^53 integers stay exact
+  d:set("big", 9007199254740993)
+  lu.assertEquals(d:incr("big", 2), 9007199254740995)
+  lu.assertEquals(d:incr("big2", 1, 9007199254740993), 9007199254740994)
+  lu.assertEquals(math.type(d:get("big2")), "integer")
+end
+
 function TestDict:test_delete_keys_flush()
   local d = fresh("t5")
   for i = 1, 10 do d:set("k" .. i, i) end
@@ -86,6 +112,8 @@ function TestDict:test_ttl_expires()
 end
 
 function TestDict:test_full_dict_refuses_and_keeps_everything()
+  -- on Redis, "full" is the server's maxmemory (test_redis.lua fills it)
+  if on_redis then return end
   local d = fresh("small")   -- 8k in tests/lua/app/app.lua
   local stored = 0
   for i = 1, 1000 do
@@ -162,6 +190,12 @@ end
 
 function TestQueue:test_functions_and_handles_cross()
   local q = shared.queue("q3")
+  if on_redis then   -- they cannot cross machines: refused, nothing queued
+    lu.assertErrorMsgContains("cannot store a function", q.push, q, function(x) return x end)
+    lu.assertErrorMsgContains("value.d: cannot store a userdata", q.push, q, { d = shared.dict("t9") })
+    lu.assertEquals(q:len(), 0)
+    return
+  end
   q:push(function(x) return x * 2 end)
   lu.assertEquals(q:pop(0)(21), 42)
   q:push({ d = shared.dict("t9") })
@@ -176,7 +210,8 @@ function TestQueue:test_refused_values_name_the_path()
   lu.assertErrorMsgContains("value.list[2]: cannot copy a thread", q.push, q, { list = { 1, co } })
   lu.assertErrorMsgContains("metatable", q.push, q, setmetatable({}, {}))
   local up = 1
-  lu.assertErrorMsgContains("upvalue 'up'", q.push, q, function() return up end)
+  lu.assertErrorMsgContains(on_redis and "value: cannot store a function" or "upvalue 'up'",
+                            q.push, q, function() return up end)
   lu.assertEquals(q:len(), 0)
 end
 
