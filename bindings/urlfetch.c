@@ -57,6 +57,7 @@ struct rpc {
   int done_static;              /* done is the static out-of-memory result */
   int result_ref;               /* registry: the results table {n, ...}; LUA_NOREF */
   int cancelled;                /* its waiter was cancelled: nil, "cancelled" */
+  int oneshot;                  /* urlfetch.fetch's: no second wait, nothing kept */
 };
 
 /* ---- the net layer's callback ----------------------------------------- */
@@ -71,15 +72,12 @@ static void on_done(void *ud, const struct fetch_result *res) {
   size_t msg_at = add_str(&total, res->message ? strlen(res->message) : 0);
   size_t url_at = add_str(&total, res->final_url ? strlen(res->final_url) : 0);
   size_t body_at = add_str(&total, res->body_len);
-  size_t *hat = malloc(res->nheaders * 2 * sizeof *hat + 1);
-  for (size_t i = 0; hat && i < res->nheaders; i++) {
-    hat[2 * i] = add_str(&total, res->headers[i].name_len);
-    hat[2 * i + 1] = add_str(&total, res->headers[i].value_len);
-  }
-  char *block = hat ? malloc(total) : NULL;
+  size_t hdr_at = total;   /* the headers' names and values follow, in order */
+  for (size_t i = 0; i < res->nheaders; i++)
+    total += res->headers[i].name_len + res->headers[i].value_len + 2;
+  char *block = malloc(total);
   r->f = NULL;
   if (!block) {
-    free(hat);
     static const struct fetched oom = {FETCH_ENOMEM, "out of memory for the response", 0,
                                        NULL, 0, "", 0, "", 0};
     r->done = (struct fetched *)&oom;
@@ -99,14 +97,15 @@ static void on_done(void *ud, const struct fetch_result *res) {
     block[body_at + res->body_len] = '\0';
     d->body = block + body_at;
     d->body_len = res->body_len;
-    for (size_t i = 0; i < res->nheaders; i++) {
-      char *n = block + hat[2 * i], *v = block + hat[2 * i + 1];
-      memcpy(n, res->headers[i].name, res->headers[i].name_len);
-      memcpy(v, res->headers[i].value, res->headers[i].value_len);
-      d->headers[i] = (struct fetch_header){n, res->headers[i].name_len, v,
-                                            res->headers[i].value_len};
+    for (size_t i = 0, at = hdr_at; i < res->nheaders; i++) {
+      const struct fetch_header *h = &res->headers[i];
+      char *n = block + add_str(&at, h->name_len), *v = block + add_str(&at, h->value_len);
+      memcpy(n, h->name, h->name_len);
+      n[h->name_len] = '\0';
+      memcpy(v, h->value, h->value_len);
+      v[h->value_len] = '\0';
+      d->headers[i] = (struct fetch_header){n, h->name_len, v, h->value_len};
     }
-    free(hat);
     r->done = d;
   }
   if (r->waiter) task_complete(r->waiter);
@@ -137,31 +136,30 @@ static void push_headers(lua_State *L, const struct fetched *d) {
     const struct fetch_header *h = &d->headers[i];
     int cookie = h->name_len == 10 && !memcmp(h->name, "set-cookie", 10);
     lua_pushlstring(L, h->name, h->name_len);
-    int t = lua_rawget(L, -2);                      /* stack: hs old */
+    lua_pushvalue(L, -1);
+    int t = lua_rawget(L, -3);                      /* stack: hs name old */
     if (cookie) {
       if (t != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_createtable(L, 1, 0);
-        lua_pushlstring(L, h->name, h->name_len);
         lua_pushvalue(L, -2);
-        lua_rawset(L, -4);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -5);                          /* hs[name] = {} */
       }
       lua_pushlstring(L, h->value, h->value_len);
       lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-      lua_pop(L, 1);
+      lua_pop(L, 2);
       continue;
     }
-    lua_pushlstring(L, h->name, h->name_len);
     if (t == LUA_TSTRING) {
-      lua_pushvalue(L, -2);
       lua_pushliteral(L, ", ");
       lua_pushlstring(L, h->value, h->value_len);
-      lua_concat(L, 3);
+      lua_concat(L, 3);                             /* stack: hs name old..", "..value */
     } else {
+      lua_pop(L, 1);
       lua_pushlstring(L, h->value, h->value_len);
     }
-    lua_rawset(L, -4);
-    lua_pop(L, 1);
+    lua_rawset(L, -3);
   }
 }
 
@@ -190,8 +188,16 @@ static int push_outcome(lua_State *L, const struct fetched *d) {
   return 1;
 }
 
-/* The RPC's results, made once and kept for a second wait. */
+/* The RPC's results, made once and kept for a second wait (urlfetch.fetch's
+ * RPC has none: its results are pushed as they are). */
 static int rpc_results(lua_State *L, struct rpc *r) {
+  if (r->oneshot && r->result_ref == LUA_NOREF) {
+    int n;
+    if (r->cancelled) { lua_pushnil(L); lua_pushliteral(L, "cancelled"); n = 2; }
+    else n = push_outcome(L, r->done);
+    free_done(r);
+    return n;
+  }
   if (r->result_ref == LUA_NOREF) {
     int base = lua_gettop(L);
     int n;
@@ -401,6 +407,7 @@ static struct rpc *start_rpc(lua_State *L) {
 /* urlfetch.fetch(url[, opts]) -> res | nil, err */
 static int urlfetch_fetch(lua_State *L) {
   struct rpc *r = start_rpc(L);
+  r->oneshot = 1;
   return task_wait(L, &r->tw, TASK_NO_TIMEOUT);
 }
 
