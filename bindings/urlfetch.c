@@ -11,6 +11,7 @@
  * ResponseTooLargeError or SSLCertificateError (all urlfetch.Error);
  * bt.cancel gives nil, "cancelled".  Any HTTP status is a result.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,7 @@ struct rpc {
   int result_ref;               /* registry: the results table {n, ...}; LUA_NOREF */
   int cancelled;                /* its waiter was cancelled: nil, "cancelled" */
   int oneshot;                  /* urlfetch.fetch's: no second wait, nothing kept */
+  struct task_op op;            /* tied to the request that started it */
 };
 
 /* ---- the net layer's callback ----------------------------------------- */
@@ -77,6 +79,7 @@ static void on_done(void *ud, const struct fetch_result *res) {
     total += res->headers[i].name_len + res->headers[i].value_len + 2;
   char *block = malloc(total);
   r->f = NULL;
+  task_op_done(&r->op);
   if (!block) {
     static const struct fetched oom = {FETCH_ENOMEM, "out of memory for the response", 0,
                                        NULL, 0, "", 0, "", 0};
@@ -231,6 +234,14 @@ static int rpc_start(struct task_wait *w) {
 }
 
 /* The waiter is gone (deadline, cancel): the fetch is abandoned and freed. */
+/* task_op.cancel: the request that started it ended first. */
+static void rpc_request_ended(struct task_op *op) {
+  struct rpc *r = (struct rpc *)((char *)op - offsetof(struct rpc, op));
+  if (r->f) fetch_cancel(r->f);
+  r->f = NULL;
+  r->cancelled = 1;
+}
+
 static int rpc_abandon(struct task_wait *w, int why) {
   struct rpc *r = (struct rpc *)w;
   r->waiter = NULL;
@@ -239,6 +250,7 @@ static int rpc_abandon(struct task_wait *w, int why) {
     r->f = NULL;
     r->cancelled = 1;
   }
+  task_op_done(&r->op);
   return 1;
 }
 
@@ -253,6 +265,7 @@ static int rpc_gc(lua_State *L) {
   struct rpc *r = luaL_checkudata(L, 1, RPC_MT);
   if (r->f) fetch_cancel(r->f);
   r->f = NULL;
+  task_op_done(&r->op);
   free_done(r);
   if (r->result_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, r->result_ref);
   r->result_ref = LUA_NOREF;
@@ -393,7 +406,10 @@ static struct rpc *start_rpc(lua_State *L) {
   r->tw.abandon = rpc_abandon;
   r->tw.result = rpc_result;
   luaL_setmetatable(L, RPC_MT);
+  r->op.cancel = rpc_request_ended;
+  list_node_init(&r->op.node);
   int rc = fetch_start(c, &rq, on_done, r, &r->f);
+  if (rc == 0) task_op_add(L, &r->op);
   if (rc == FETCH_EINVAL_URL)
     raise_misuse(L, "urlfetch.InvalidURLError",
           lua_pushfstring(L, "invalid URL '%s' (expected an http:// or https:// URL)", rq.url));

@@ -606,6 +606,7 @@ void run_start(struct app_state *d, struct run_job *j, const struct http_request
 }
 
 int run_finish(struct run_job *j) {
+  task_end_ops(&j->task);   /* what the request started and left running */
   int exhausted = 0;
   struct app_state *d = j->st;
   lua_State *co = j->task.vt.co;

@@ -92,6 +92,26 @@ void task_init(struct task *t, struct task_loop *tl, void (*resume)(struct task 
   t->vt.owner = t;
   t->loop = tl;
   t->resume = resume;
+  list_init(&t->ops);
+}
+
+void task_op_add(lua_State *L, struct task_op *op) {
+  struct task *t = vm_current(L)->owner;
+  list_node_init(&op->node);
+  if (t && t->loop) list_push_back(&t->ops, &op->node);
+}
+
+void task_op_done(struct task_op *op) {
+  if (list_linked(&op->node)) list_remove(&op->node);
+}
+
+void task_end_ops(struct task *t) {
+  struct list_node *n;
+  while ((n = list_first(&t->ops))) {
+    struct task_op *op = list_entry(n, struct task_op, node);
+    list_remove(n);
+    op->cancel(op);
+  }
 }
 
 static void on_task_timer_closed(uv_handle_t *h) {

@@ -59,6 +59,15 @@ struct task_loop {
   void (*client_close[TASK_CLIENT_MAX])(void *client);
 };
 
+/* An operation a request started that must not outlive it (an RPC
+ * started and never waited for): cancel runs if the request ends first
+ * (SPEC §9: an operation whose request coroutine ended is cancelled and
+ * its resources freed).  Owned by the binding; on the request's thread. */
+struct task_op {
+  struct list_node node;          /* its task's ops, while linked */
+  void (*cancel)(struct task_op *op);
+};
+
 /* A request's task: its coroutine yields to `loop`, and resume (on the
  * loop thread) resumes it when its wait has ended. */
 struct task {
@@ -68,6 +77,7 @@ struct task {
   uv_timer_t timer;               /* its waits' timeouts; made on first use */
   int timer_init;
   int waiting;                    /* task_wait yielded (cleared on resume) */
+  struct list ops;                /* struct task_op started by the request */
   void (*released)(struct task *t);   /* task_release's callback */
 };
 
@@ -114,6 +124,14 @@ void task_init(struct task *t, struct task_loop *tl, void (*resume)(struct task 
 /* Releases t's timer; done(t) runs once the loop let go of it (at once
  * when it has none). */
 void task_release(struct task *t, void (*done)(struct task *t));
+
+/* Ties op to the request running in L, if any (elsewhere nothing: a
+ * thread's operations end with its loop).  task_op_done unties it (the op
+ * completed or was freed; idempotent); task_end_ops cancels those left
+ * when the request ends (the request runner calls it). */
+void task_op_add(lua_State *L, struct task_op *op);
+void task_op_done(struct task_op *op);
+void task_end_ops(struct task *t);
 
 /* The loop a wait started now in L would be ended by: the task's loop
  * when L may yield to it, else the thread's own.  For net clients. */

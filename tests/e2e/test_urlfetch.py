@@ -116,6 +116,18 @@ APP_FILES = {
           return "the deadline did not end the sleep"
         end
     ''',
+    # /fire?ms=N&id=X: starts a fetch, lets it reach the upstream (a short
+    # sleep), and answers without ever waiting for it
+    "fire.lua": r'''
+        local urlfetch = require "urlfetch"
+        local conf = require "conf"
+        return function(req)
+          urlfetch.start(conf.delay .. "/delay?ms=" .. req.args.ms .. "&id=" .. req.args.id,
+                         { deadline = 30 })
+          require("runtime").sleep(0.3)
+          return "started"
+        end
+    ''',
     # /hostile?path=P[&max=S][&deadline=S][&port=N]: a fetch from the hostile
     # upstream; 502 with the error's text
     "hostile.lua": r'''
@@ -174,6 +186,7 @@ ROUTES = '''
     { url = "^/_ah/start$", script = "start" },
     { url = "^/fetch$", script = "fetch" },
     { url = "^/abandon$", script = "abandon" },
+    { url = "^/fire$", script = "fire" },
     { url = "^/hostile$", script = "hostile" },
     { url = "^/bt$", script = "btstate" },
     { url = "^/hello$", script = "hello" },
@@ -288,6 +301,19 @@ class UrlfetchServe(harness.ServerTestCase):
         # the worker keeps serving, fetches included
         self.assertServes(srv)
         self.assertOK(srv.get("/fetch?ms=10"), "delayed 10")
+
+    # (c') a fetch started and never waited for ends with its request
+    # (SPEC §9), not at its own 30 s deadline or at some later collection
+    def test_fetch_left_running_ends_with_its_request(self):
+        srv = self.serve("workers = 1,")
+        self.assertOK(srv.get("/fire?ms=20000&id=f1"), "started")
+        st = wait_until(lambda: (lambda s: s if s["state"] != "pending" else None)(
+            self.delay.stats("f1")), harness.scaled(3),
+            "the upstream to see the abandoned fetch's connection closed")
+        self.assertEqual(st["state"], "aborted", st)
+        self.assertGreater(st["after_ms"], 250, st)   # after the handler's sleep
+        self.assertLess(st["after_ms"], harness.scaled(1.5) * 1000, st)
+        self.assertServes(srv)
 
     # (d) a background thread started at /_ah/start fetches on its own loop
     def test_fetch_in_a_background_thread_started_at_ah_start(self):
