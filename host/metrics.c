@@ -29,7 +29,8 @@ struct metrics_worker {
   struct metrics_worker *next;                 /* registry list (lock) */
   /* below: written by the owner thread only (load + store, relaxed) */
   _Atomic uint64_t counters[METRIC_NCOUNTERS];
-  _Atomic uint64_t begun, ended;               /* requests; in flight = begun - ended */
+  _Atomic uint64_t in_flight;                  /* requests begun and not ended: one
+                                                  value, so a scrape reads it whole */
   _Atomic uint64_t heap_bytes;
   /* made by the owner on a route's first request; published with release */
   _Atomic(struct route_block *) routes[METRICS_MAX_ROUTES];
@@ -97,7 +98,7 @@ struct metrics_worker *metrics_worker_new(int index) {
 }
 
 void metrics_request_begin(struct metrics_worker *w) {
-  if (w) bump(&w->begun, 1);
+  if (w) bump(&w->in_flight, 1);
 }
 
 void metrics_request_end(struct metrics_worker *w, int route_id, int status,
@@ -106,7 +107,7 @@ void metrics_request_end(struct metrics_worker *w, int route_id, int status,
   if (route_id < 0 || route_id >= METRICS_MAX_ROUTES) route_id = METRICS_ROUTE_NONE;
   struct route_block *b = atomic_load_explicit(&w->routes[route_id], memory_order_relaxed);
   if (!b) {
-    if (!(b = calloc(1, sizeof *b))) { bump(&w->ended, 1); return; }
+    if (!(b = calloc(1, sizeof *b))) { bump(&w->in_flight, (uint64_t)-1); return; }
     atomic_store_explicit(&w->routes[route_id], b, memory_order_release);
   }
   if (status >= 100 && status < 100 + NSTATUS) bump(&b->status[status - 100], 1);
@@ -114,7 +115,7 @@ void metrics_request_end(struct metrics_worker *w, int route_id, int status,
   while (i < METRICS_NBUCKETS && duration_ns > bucket_ns[i]) i++;
   bump(&b->bucket[i], 1);
   bump(&b->sum_ns, duration_ns);
-  bump(&w->ended, 1);   /* last: a scrape never sees in-flight below 0 */
+  bump(&w->in_flight, (uint64_t)-1);
 }
 
 void metrics_count(struct metrics_worker *w, enum metrics_counter c) {
@@ -281,14 +282,14 @@ static void render_requests(FILE *f) {
 }
 
 static void render_workers(FILE *f) {
-  uint64_t ended = 0, begun = 0;
-  /* ended first: both only grow and begun >= ended at every moment */
-  for (struct metrics_worker *w = workers; w; w = w->next) ended += get(&w->ended);
-  for (struct metrics_worker *w = workers; w; w = w->next) begun += get(&w->begun);
+  /* each worker's count is read whole (begun and ended read apart could
+   * straddle the owner's progress and come out above the truth) */
+  uint64_t in_flight = 0;
+  for (struct metrics_worker *w = workers; w; w = w->next) in_flight += get(&w->in_flight);
   put_header(f, "luahost_http_requests_in_flight",
              "Requests being handled (parsed, not yet answered).", "gauge");
   fprintf(f, "luahost_http_requests_in_flight %llu\n",
-          (unsigned long long)(begun >= ended ? begun - ended : 0));
+          (unsigned long long)in_flight);
   for (int c = 0; c < METRIC_NCOUNTERS; c++) {
     uint64_t n = get(&any_counters[c]);
     for (struct metrics_worker *w = workers; w; w = w->next) n += get(&w->counters[c]);
