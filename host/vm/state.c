@@ -120,8 +120,11 @@ static int refused_exit(lua_State *L) {
 }
 
 /* Test mode: os.exit(code) raises {luahost_exit = code}, which the test
- * runner turns into the file's result. */
+ * runner turns into the file's result; a handler run by apptest gets
+ * serve's refusal. */
 static int caught_exit(lua_State *L) {
+  /* inside a request (apptest) as serve would: refused */
+  if (vm_of(L)->current->request_id) return refused_exit(L);
   int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, 0);
   lua_createtable(L, 0, 1);
   lua_pushinteger(L, code);

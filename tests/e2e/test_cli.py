@@ -703,12 +703,9 @@ class AppTestLimits(harness.ServerTestCase):
         line, _ = self.error_line("/hog")
         self.assertIn("not enough memory", line)
 
-    # Host bug (apptest): handlers run in the test's own state, whose
-    # os.exit is the test runner's (it raises a table: the log says
-    # "table: 0x..."), not serve's refusal "os.exit is not allowed inside
-    # luahost serve".  One request runner for serve and apptest (issue 10
-    # point 1) mends it.
-    @unittest.expectedFailure
+    # Handlers run in the test's own state, whose os.exit is the test
+    # runner's: inside a request it refuses as serve does (it used to
+    # raise a table, logged as "table: 0x...").
     def test_os_exit_refused_as_serve_refuses_it(self):
         line, _ = self.error_line("/exit")
         self.assertIn("os.exit is not allowed", line)
