@@ -189,7 +189,14 @@ static void msg_quoted_key(struct msg *m, const char *s, size_t n) {
  * the root alone when with_path is 0); returns -1. */
 static int enc_fail_at(struct enc *e, int with_path, const char *fmt, ...) {
   if (!e->err || e->errlen == 0) return -1;
-  struct msg m = {e->err, e->errlen, 0};
+  /* the reason first: a long path is cut ("...") so the reason always fits */
+  char reason[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  size_t tail = strlen(reason) + 2 + 3;   /* ": " reason, "..." */
+  struct msg m = {e->err, e->errlen > tail + 1 ? e->errlen - tail : 1, 0};
   e->err[0] = '\0';
   msg_add(&m, "%s", e->root);
   for (int d = 0; with_path && d < e->depth; d++) {
@@ -207,13 +214,10 @@ static int enc_fail_at(struct enc *e, int with_path, const char *fmt, ...) {
       msg_add(&m, "[?]");
     }
   }
-  msg_add(&m, ": ");
-  if (m.len + 1 < m.cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m.p + m.len, m.cap - m.len, fmt, ap);
-    va_end(ap);
-  }
+  int cut = m.len + 1 >= m.cap;
+  m.cap = e->errlen;
+  if (cut) msg_add(&m, "...");
+  msg_add(&m, ": %s", reason);
   return -1;
 }
 

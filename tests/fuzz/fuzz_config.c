@@ -133,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   config_state = NULL;
   if (getenv("FUZZ_CONFIG_VERBOSE")) fprintf(stderr, "config_load: %d %s\n", rc, err);
   if (rc == 0) check_config(&c);
-  else CHECK(rc == -1 && err[0] != '\0', "config_load returned %d with message '%s'", rc, err);
+  else CHECK(rc == LH_EINVAL && err[0] != '\0', "config_load returned %d with message '%s'", rc, err);
   config_free(&c);
   return 0;
 }
