@@ -240,7 +240,11 @@ class LuaFaults(harness.ServerTestCase):
 
     def test_yield_across_a_c_boundary(self):
         r = self.fault("yield_in_sort", 500)
-        self.assertIn(r.header("x-request-id"), self.srv.stderr_text())
+        # the error line is logged before the answer, but read from the
+        # server's stderr by another thread: wait for it
+        rid = r.header("x-request-id")
+        self.assertIsNotNone(self.srv.wait_stderr(re.escape(rid), harness.scaled(5)),
+                             self.srv.stderr_text())
         # waiting host calls where Lua cannot yield: they wait in place
         self.fault("sleep_in_gsub", 200, b"AB")
         self.fault("pop_in_metamethod", 200, b"nil")
