@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/instance.h"
+#include "base/sync.h"
 
 /* Every live loop, so that cancel and shutdown reach every wait.  A loop
  * leaves the list (under all_lock) before its handles close, so a poke
@@ -15,8 +16,34 @@
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct list all_loops = {{&all_loops.head, &all_loops.head}};
 
-/* The calling thread's own loop, made on first in-place wait. */
+/* The calling thread's own loop, made on its first in-place wait that
+ * needs one (network I/O). */
 static _Thread_local struct task_loop *own_loop;
+
+/* A thread's parker: its in-place waits that need no loop (TASK_NO_IO)
+ * wait on it.  Registered, as loops are, so that cancel and shutdown
+ * reach it; freed by task_thread_end. */
+struct task_parker {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;            /* (lock) a completion, or a poke */
+  struct list_node all;           /* (all_lock) every live parker */
+};
+static struct list all_parkers = {{&all_parkers.head, &all_parkers.head}};
+/* In the thread's static TLS block, not malloc'd: a thread's first malloc
+ * sets up a malloc arena for it, which an idle thread would pay in RSS. */
+static _Thread_local struct task_parker parker_storage;
+static _Thread_local struct task_parker *own_parker;
+
+static struct task_parker *thread_parker(void) {
+  if (own_parker) return own_parker;
+  struct task_parker *p = &parker_storage;
+  pthread_mutex_init(&p->lock, NULL);
+  sync_cond_init(&p->cond);
+  pthread_mutex_lock(&all_lock);
+  list_push_back(&all_parkers, &p->all);
+  pthread_mutex_unlock(&all_lock);
+  return own_parker = p;
+}
 
 static void on_async(uv_async_t *a);
 static void end_wait(struct task_wait *w, int end);
@@ -75,6 +102,17 @@ fail:
 }
 
 void task_thread_end(void) {
+  struct task_parker *p = own_parker;
+  if (p) {
+    own_parker = NULL;
+    pthread_mutex_lock(&all_lock);
+    list_remove(&p->all);
+    pthread_mutex_unlock(&all_lock);
+    pthread_mutex_lock(&p->lock);   /* a sender still in task_complete is done */
+    pthread_mutex_unlock(&p->lock);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+  }
   struct task_loop *tl = own_loop;
   if (!tl) return;
   own_loop = NULL;
@@ -211,6 +249,14 @@ static void on_async(uv_async_t *a) {
 /* The send is made under the lock: once the waiting thread has taken the
  * mail (and may end, closing its loop), no sender still holds the loop. */
 void task_complete(struct task_wait *w) {
+  struct task_parker *p = w->parker;
+  if (p) {
+    pthread_mutex_lock(&p->lock);
+    w->completed = 1;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return;
+  }
   struct task_loop *tl = w->loop;
   pthread_mutex_lock(&tl->lock);
   w->completed = 1;
@@ -228,6 +274,12 @@ void task_poke_all(void) {
     tl->poked = 1;
     uv_async_send(&tl->async);
     pthread_mutex_unlock(&tl->lock);
+  }
+  list_each(&all_parkers, it, tmp) {
+    struct task_parker *p = list_entry(it, struct task_parker, all);
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
   }
   pthread_mutex_unlock(&all_lock);
 }
@@ -255,6 +307,44 @@ static uint64_t capped(const struct vm_task *vt, uint64_t ns, int *by_deadline) 
   return ns;
 }
 
+/* In place on the thread's parker (TASK_NO_IO): until the completion, the
+ * timeout (or deadline), a cancel or shutdown.  abandon runs without the
+ * parker's lock (it takes the source's lock, whose notify takes ours). */
+static int park(lua_State *L, struct task_wait *w, uint64_t timeout_ns) {
+  struct task_parker *p = w->parker;
+  int by_deadline;
+  uint64_t ns = capped(w->vt, timeout_ns, &by_deadline);
+  uint64_t end_ns = ns == TASK_NO_TIMEOUT ? 0 : clock_now_ns() + ns;
+  if (w->start && w->start(w)) {
+    w->end = TASK_DONE;
+    return w->result(L, w);
+  }
+  pthread_mutex_lock(&p->lock);
+  while (!w->completed) {
+    int why = early_reason(w);
+    if (why == TASK_PENDING && end_ns && clock_now_ns() >= end_ns)
+      why = by_deadline ? TASK_DEADLINE : TASK_TIMEOUT;
+    if (why != TASK_PENDING && !w->abandon_failed) {
+      pthread_mutex_unlock(&p->lock);
+      int let_go = !w->abandon || w->abandon(w, why);
+      pthread_mutex_lock(&p->lock);
+      if (let_go) { w->end = why; break; }
+      w->abandon_failed = 1;   /* the completion is on its way: wait for it */
+      continue;
+    }
+    if (end_ns && !w->abandon_failed) {
+      uint64_t now = clock_now_ns();
+      struct timespec ts = sync_deadline(end_ns > now ? end_ns - now : 0);
+      pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    } else {
+      pthread_cond_wait(&p->cond, &p->lock);
+    }
+  }
+  if (w->completed && w->end == TASK_PENDING) w->end = TASK_DONE;
+  pthread_mutex_unlock(&p->lock);
+  return wait_cont(L, LUA_OK, (lua_KContext)w);
+}
+
 int task_wait(lua_State *L, struct task_wait *w, uint64_t timeout_ns) {
   struct task *t = yielding_task(L);
   w->vt = vm_current(L);
@@ -263,6 +353,14 @@ int task_wait(lua_State *L, struct task_wait *w, uint64_t timeout_ns) {
   w->completed = 0;
   w->mail_next = NULL;
   list_node_init(&w->node);
+  w->abandon_failed = 0;
+  w->parker = NULL;
+  w->loop = NULL;
+  if (!t && (w->flags & TASK_NO_IO)) {
+    if (!(w->parker = thread_parker()))
+      return luaL_error(L, "cannot wait: out of memory for the thread's parker");
+    return park(L, w, timeout_ns);
+  }
   w->loop = t ? t->loop : task_thread_loop();
   if (!w->loop) return luaL_error(L, "cannot wait: out of memory for the thread's loop");
   if (t && !t->timer_init) {

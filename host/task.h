@@ -17,7 +17,7 @@
  * Threads: a task_loop belongs to the thread that runs its uv loop;
  * task_complete, task_poke_all and task_shutdown may be called from any
  * thread.  A wait belongs to the thread running its task, except
- * `completed` and `mail_next` (its loop's lock).
+ * `completed` and `mail_next` (its loop's lock, or its parker's).
  */
 #ifndef LUAHOST_TASK_H
 #define LUAHOST_TASK_H
@@ -34,7 +34,11 @@
 enum task_end { TASK_PENDING, TASK_DONE, TASK_TIMEOUT, TASK_CANCELLED, TASK_SHUTDOWN,
                 TASK_DEADLINE };
 
-enum { TASK_ENDS_AT_SHUTDOWN = 1 };
+/* TASK_ENDS_AT_SHUTDOWN: shutdown ends the wait.  TASK_NO_IO: nothing on
+ * the waiting thread's loop ends it (a sleep, a queue), so in place it
+ * waits on the thread's parker, a condition variable, and a thread that
+ * only sleeps or pops never makes a loop (an idle thread stays small). */
+enum { TASK_ENDS_AT_SHUTDOWN = 1, TASK_NO_IO = 2 };
 
 #define TASK_NO_TIMEOUT UINT64_MAX
 
@@ -97,7 +101,9 @@ struct task_wait {
   /* The task layer's. */
   struct vm_task *vt;             /* deadline and cancel flag */
   struct task *task;              /* the yielding task, or NULL (in place) */
-  struct task_loop *loop;         /* the loop that ends it */
+  struct task_loop *loop;         /* the loop that ends it, or NULL: */
+  struct task_parker *parker;     /* the thread's parker ends it */
+  int abandon_failed;             /* in place: a completion is on its way */
   uv_timer_t *timer;
   int by_deadline;                /* the timer is the deadline's */
   struct list_node node;          /* loop->waiting */

@@ -19,7 +19,7 @@ int waits_sleep(lua_State *L, uint64_t ns) {
   struct task_wait *w = lua_newuserdatauv(L, sizeof *w, 0);
   memset(w, 0, sizeof *w);
   w->result = sleep_result;
-  w->flags = TASK_ENDS_AT_SHUTDOWN;
+  w->flags = TASK_ENDS_AT_SHUTDOWN | TASK_NO_IO;
   return task_wait(L, w, ns);
 }
 
@@ -86,7 +86,7 @@ static struct qwait *new_qwait(lua_State *L, struct queue *q, int is_push) {
   w->tw.start = q_start;
   w->tw.abandon = q_abandon;
   w->tw.result = q_result;
-  w->tw.flags = TASK_ENDS_AT_SHUTDOWN;
+  w->tw.flags = TASK_ENDS_AT_SHUTDOWN | TASK_NO_IO;
   if (luaL_newmetatable(L, "luahost.task.queue_wait")) {
     lua_pushcfunction(L, qwait_gc);
     lua_setfield(L, -2, "__gc");
