@@ -8,8 +8,10 @@
  * how to turn its outcome into Lua values.  task_wait decides how to
  * wait: a request's coroutine yields and its loop resumes it when the
  * wait ends; anything else (a thread, a script, a coroutine the handler
- * made itself) waits in place by driving its OS thread's own small loop,
- * where its network I/O runs too.  Nothing polls.  Every wait ends early
+ * made itself) waits in place: on the thread's parker (a condition
+ * variable) when nothing on the thread ends the wait (TASK_NO_IO), else
+ * by driving its OS thread's own small loop, where its network I/O runs.
+ * Nothing polls.  Every wait ends early
  * at the task's deadline (runtime.DeadlineExceededError is raised), at
  * bt.cancel (TASK_CANCELLED) and, when flagged TASK_ENDS_AT_SHUTDOWN, at
  * shutdown (TASK_SHUTDOWN).
