@@ -333,8 +333,9 @@ static int request_main(lua_State *L) {
   const struct http_request *r = j->req;
   const struct config *cfg = j->st->cfg;
   size_t rest = 0;
-  char allow[512] = "";
+  char allow[512];   /* filled only for a 405: not cleared per request */
   int ncap = 0, refused = 0;
+  allow[0] = '\0';
   lua_rawgeti(L, LUA_REGISTRYINDEX, j->st->handlers_ref);   /* stack: job handlers */
   int i = match_route(L, 2, cfg, r, &rest, &ncap, allow, sizeof allow, &refused);
   j->route = i;

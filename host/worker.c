@@ -50,10 +50,10 @@ static struct req_job *job_new(struct worker *w, uint64_t seq) {
   memset(j, 0, sizeof *j);
   j->w = w;
   j->rj.done = complete;
-  uv_mutex_lock(&w->jobs_lock);
+  pthread_spin_lock(&w->jobs_lock);
   j->seq = seq;
   list_push_back(&w->jobs, &j->node);
-  uv_mutex_unlock(&w->jobs_lock);
+  pthread_spin_unlock(&w->jobs_lock);
   return j;
 }
 
@@ -137,9 +137,9 @@ static void complete(struct run_job *rj) {
   }
   if (run_finish(rj) && d == w->st) replace_state(w);
   else if (d != w->st && d->inflight == 0) state_free(d);
-  uv_mutex_lock(&w->jobs_lock);
+  pthread_spin_lock(&w->jobs_lock);
   list_remove(&j->node);
-  uv_mutex_unlock(&w->jobs_lock);
+  pthread_spin_unlock(&w->jobs_lock);
   task_release(&rj->task, job_release);
 }
 
@@ -312,19 +312,27 @@ static void on_stop(uv_async_t *a) {
 }
 
 int worker_log_unfinished(struct worker *w) {
-  int n = 0;
+  enum { MAX_LISTED = 64 };
+  uint64_t seqs[MAX_LISTED];
+  int n = 0, listed = 0;
   uint64_t running = atomic_load_explicit(&w->running, memory_order_relaxed);
-  uv_mutex_lock(&w->jobs_lock);
+  pthread_spin_lock(&w->jobs_lock);   /* copy the IDs; log with the lock let go */
   list_each(&w->jobs, it, tmp) {
     struct req_job *j = list_entry(it, struct req_job, node);
-    char rid[INSTANCE_RID_LEN + 1];
     if (!j->seq) continue;   /* being set up, or the host's own request */
-    instance_format_request_id(j->seq, rid);
-    log_msg(LOG_WARNING, "request_id", rid, "request %s still %s on worker %d at the end "
-            "of the shutdown grace", rid, j->seq == running ? "running" : "waiting", w->index);
+    if (listed < MAX_LISTED) seqs[listed++] = j->seq;
     n++;
   }
-  uv_mutex_unlock(&w->jobs_lock);
+  pthread_spin_unlock(&w->jobs_lock);
+  for (int i = 0; i < listed; i++) {
+    char rid[INSTANCE_RID_LEN + 1];
+    instance_format_request_id(seqs[i], rid);
+    log_msg(LOG_WARNING, "request_id", rid, "request %s still %s on worker %d at the end "
+            "of the shutdown grace", rid, seqs[i] == running ? "running" : "waiting", w->index);
+  }
+  if (n > listed)
+    log_msg(LOG_WARNING, NULL, NULL, "worker %d: %d more requests still in flight at the "
+            "end of the shutdown grace", w->index, n - listed);
   return n;
 }
 
@@ -348,7 +356,7 @@ int worker_init(struct worker *w, struct worker *group, int index,
   w->preload = preload;
   list_init(&w->jobs);
   list_init(&w->free_jobs);
-  uv_mutex_init(&w->jobs_lock);
+  pthread_spin_init(&w->jobs_lock, PTHREAD_PROCESS_PRIVATE);
   if (!(w->metrics = metrics_worker_new(index))) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -407,5 +415,5 @@ void worker_free(struct worker *w) {
   }
   config_release(atomic_exchange(&w->next_cfg, NULL));
   config_release(w->cfg);   /* a reload's (the first is the caller's: no-op) */
-  if (w->jobs.head.next) uv_mutex_destroy(&w->jobs_lock);
+  if (w->jobs.head.next) pthread_spin_destroy(&w->jobs_lock);
 }
