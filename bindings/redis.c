@@ -25,7 +25,8 @@
  *
  * Misuse raises: an unknown server name, arguments that are not strings
  * or numbers, commands the shared connection refuses (SELECT, MULTI outside
- * a pipeline, SUBSCRIBE: see net/redis.h).
+ * a pipeline, SUBSCRIBE: see net/redis.h).  Pub/sub has its own calls,
+ * r:subscribe and r:psubscribe (bindings/redis_sub.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -37,20 +38,16 @@
 #include "bindings/bindings.h"
 #include "metrics.h"
 #include "redis_calls.h"
+#include "bindings/redis_lua.h"
 #include "task.h"
 #include "vm/errors.h"
 #include "vm/state.h"
 
-#define CLIENT_MT "luahost.redis.Client"
 #define PIPELINE_MT "luahost.redis.Pipeline"
 #define WAIT_MT "luahost.redis.Wait"
 #define NULL_KEY "luahost.redis.null"
-#define CLASS_ERROR "redis.Error"
-#define CLASS_REPLY "redis.ReplyError"
-#define CLASS_CONN "redis.ConnectionError"
 #define DEFAULT_TIMEOUT_MS 5000u
 
-struct client { int server; unsigned timeout_ms; };
 struct pipeline { struct redis_batch *b; int server; int sent; };
 
 /* A call in flight: a userdata on the waiting coroutine's stack. */
@@ -78,7 +75,7 @@ static void push_reply(lua_State *L, const redisReply *r, int in_array) {
       break;
     case REDIS_REPLY_INTEGER: lua_pushinteger(L, (lua_Integer)r->integer); break;
     case REDIS_REPLY_NIL: if (in_array) push_null(L); else lua_pushnil(L); break;
-    case REDIS_REPLY_ERROR: vm_error_push(L, CLASS_REPLY, CLASS_ERROR, "%s", r->str); break;
+    case REDIS_REPLY_ERROR: vm_error_push(L, REDIS_CLASS_REPLY, REDIS_CLASS_ERROR, "%s", r->str); break;
     case REDIS_REPLY_ARRAY:
       lua_createtable(L, (int)r->elements, 0);
       for (size_t i = 0; i < r->elements; i++) {
@@ -90,8 +87,8 @@ static void push_reply(lua_State *L, const redisReply *r, int in_array) {
   }
 }
 
-static void push_conn_error(lua_State *L, int server, const char *msg) {
-  vm_error_push(L, CLASS_CONN, CLASS_ERROR, "redis '%s': %s", redis_calls_name(server), msg);
+void redis_push_conn_error(lua_State *L, int server, const char *msg) {
+  vm_error_push(L, REDIS_CLASS_CONN, REDIS_CLASS_ERROR, "redis '%s': %s", redis_calls_name(server), msg);
 }
 
 static int call_result(lua_State *L, struct task_wait *tw) {
@@ -104,7 +101,7 @@ static int call_result(lua_State *L, struct task_wait *tw) {
   }
   if (c->err) {
     lua_pushnil(L);
-    push_conn_error(L, c->server, c->msg);
+    redis_push_conn_error(L, c->server, c->msg);
     return 2;
   }
   if (c->pipeline) {
@@ -200,7 +197,7 @@ static int send_and_wait(lua_State *L, struct redis_batch *b, int server, unsign
     const char *why = err == REDIS_E_UNAVAILABLE ? redis_client_error(rc)
                       : err == REDIS_E_BUSY ? redis_batch_error(b) : "";
     lua_pushnil(L);
-    push_conn_error(L, server, why && *why ? why : redis_strerror(err));
+    redis_push_conn_error(L, server, why && *why ? why : redis_strerror(err));
     return 2;
   }
   return task_wait(L, &c->tw, TASK_NO_TIMEOUT);
@@ -241,8 +238,8 @@ static void add_command(lua_State *L, struct redis_batch *b, int first) {
 
 /* ---- client ---------------------------------------------------------------- */
 
-static struct client *check_client(lua_State *L) {
-  return luaL_checkudata(L, 1, CLIENT_MT);
+static struct redis_lclient *check_client(lua_State *L) {
+  return luaL_checkudata(L, 1, REDIS_CLIENT_MT);
 }
 
 static int batch_gc(lua_State *L) {
@@ -266,7 +263,7 @@ static struct redis_batch *new_batch(lua_State *L) {
 }
 
 static int c_call(lua_State *L) {
-  struct client *cl = check_client(L);
+  struct redis_lclient *cl = check_client(L);
   struct redis_batch *b = new_batch(L);
   lua_rotate(L, 2, 1);   /* stack: client batch args... */
   add_command(L, b, 3);
@@ -289,7 +286,7 @@ static int pipeline_gc(lua_State *L) {
 
 static int pipeline_send(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  struct client *cl = lua_touserdata(L, 1);
+  struct redis_lclient *cl = lua_touserdata(L, 1);
   struct pipeline *p = lua_touserdata(L, 3);
   p->sent = 1;
   if (redis_batch_count(p->b) == 0) {
@@ -300,7 +297,7 @@ static int pipeline_send(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int c_pipeline(lua_State *L) {
-  struct client *cl = check_client(L);
+  struct redis_lclient *cl = check_client(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
   struct pipeline *p = lua_newuserdatauv(L, sizeof *p, 0);   /* index 3 */
@@ -315,7 +312,7 @@ static int c_pipeline(lua_State *L) {
 }
 
 static int c_tostring(lua_State *L) {
-  struct client *cl = check_client(L);
+  struct redis_lclient *cl = check_client(L);
   lua_pushfstring(L, "redis.client(\"%s\")", redis_calls_name(cl->server));
   return 1;
 }
@@ -337,10 +334,10 @@ static int client_new(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  struct client *cl = lua_newuserdatauv(L, sizeof *cl, 0);
+  struct redis_lclient *cl = lua_newuserdatauv(L, sizeof *cl, 0);
   cl->server = server;
   cl->timeout_ms = timeout_ms;
-  luaL_setmetatable(L, CLIENT_MT);
+  luaL_setmetatable(L, REDIS_CLIENT_MT);
   return 1;
 }
 
@@ -351,9 +348,10 @@ static int null_tostring(lua_State *L) {
 
 int luaopen_redis(lua_State *L) {
   static const luaL_Reg client_methods[] = {
-    {"call", c_call}, {"pipeline", c_pipeline}, {NULL, NULL}};
+    {"call", c_call}, {"pipeline", c_pipeline}, {"subscribe", redis_lsub_subscribe},
+    {"psubscribe", redis_lsub_psubscribe}, {NULL, NULL}};
   static const luaL_Reg pipeline_methods[] = {{"call", p_call}, {NULL, NULL}};
-  if (luaL_newmetatable(L, CLIENT_MT)) {
+  if (luaL_newmetatable(L, REDIS_CLIENT_MT)) {
     luaL_newlib(L, client_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, c_tostring);
@@ -387,11 +385,11 @@ int luaopen_redis(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushcfunction(L, client_new);
   lua_setfield(L, -2, "client");
-  vm_error_class(L, CLASS_ERROR, NULL);
+  vm_error_class(L, REDIS_CLASS_ERROR, NULL);
   lua_setfield(L, -2, "Error");
-  vm_error_class(L, CLASS_REPLY, CLASS_ERROR);
+  vm_error_class(L, REDIS_CLASS_REPLY, REDIS_CLASS_ERROR);
   lua_setfield(L, -2, "ReplyError");
-  vm_error_class(L, CLASS_CONN, CLASS_ERROR);
+  vm_error_class(L, REDIS_CLASS_CONN, REDIS_CLASS_ERROR);
   lua_setfield(L, -2, "ConnectionError");
   return 1;
 }

@@ -125,7 +125,7 @@ void rcmd_fail_list(struct cmd_list *l, int err, const char *msg) {
 /* ---- the client ---- */
 
 /* Writes what was sent since the last iteration, one write per connection. */
-static void on_flush(uv_prepare_t *p) {
+void rclient_on_flush(uv_prepare_t *p) {
   struct redis_client *c = p->data;
   uv_prepare_stop(p);
   if (c->shared) rconn_flush(c->shared);
@@ -245,7 +245,7 @@ int redis_send(struct redis_client *c, struct redis_batch *b, unsigned timeout_m
   m->where = W_OUT;
   rlist_push(&k->out, m);
   if (k->state == C_READY && !uv_is_active((uv_handle_t *)&c->flush))
-    uv_prepare_start(&c->flush, on_flush);      /* written later: no callback in here */
+    uv_prepare_start(&c->flush, rclient_on_flush);      /* written later: no callback in here */
   if (out) *out = m;
   return 0;
 }

@@ -22,7 +22,7 @@
  * Commands that would change the shared connection's state for everyone
  * are refused (REDIS_E_REFUSED): SELECT, AUTH, HELLO, QUIT, RESET,
  * MONITOR, SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE and their UN- forms (pub/sub
- * needs a streaming API: not offered yet), SYNC, PSYNC, REPLCONF, CLIENT
+ * has its own API: redis_sub_*, below), SYNC, PSYNC, REPLCONF, CLIENT
  * REPLY, and MULTI, EXEC, DISCARD, WATCH outside a batch.  A batch (redis_batch_*) is
  * written contiguously, so MULTI ... EXEC inside ONE batch is fine (a
  * MULTI or WATCH must be closed by an EXEC or DISCARD of the same batch).
@@ -194,6 +194,33 @@ int redis_send(struct redis_client *c, struct redis_batch *b, unsigned timeout_m
  * and discarded; a blocking one's connection is closed.  Only between a
  * successful send and its callback. */
 void redis_cancel(struct redis_cmd *cmd);
+
+/* Subscriptions (pub/sub).  redis_sub_open opens a connection of the
+ * client's own for one subscriber (counted with the blocking commands in
+ * opts.max_blocking, never pooled); redis_sub_command queues SUBSCRIBE,
+ * PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE or PING on it (written once it is
+ * logged in, in the loop's next iteration; anything else: REDIS_E_REFUSED).
+ * Every reply the server pushes on it (the confirmations "subscribe",
+ * "psubscribe", "unsubscribe", "punsubscribe", the messages "message" and
+ * "pmessage", PING's "pong") reaches cb(ud, 0, NULL, reply) in order, on
+ * the loop thread; cb owns the reply (freeReplyObject).  When the
+ * connection ends (connect or login failure, reset, server closed it,
+ * redis_client_close) cb(ud, err, msg, NULL) comes once, and nothing
+ * after: the subscription is dead (no reconnect: subscribe again).
+ * redis_sub_close(s) frees s, closing its connection if it is still up; no
+ * callback after it (not even the end).  Call it exactly once, also for a
+ * dead subscription, also after the client is closed.  cb may call
+ * redis_sub_command, but not redis_sub_close on its own s.
+ * redis_sub_open: 0 and *out; REDIS_E_CLOSED, REDIS_E_UNAVAILABLE
+ * (redis_client_error says why), REDIS_E_BUSY, REDIS_E_NOMEM.
+ * redis_sub_command: 0; REDIS_E_REFUSED, REDIS_E_INVAL, REDIS_E_NOMEM,
+ * REDIS_E_CONN (the subscription is dead). */
+struct redis_sub;
+typedef void (*redis_sub_cb)(void *ud, int err, const char *msg, redisReply *reply);
+int redis_sub_open(struct redis_client *c, redis_sub_cb cb, void *ud, struct redis_sub **out);
+int redis_sub_command(struct redis_sub *s, int argc, const char *const *argv,
+                      const size_t *argvlen);
+void redis_sub_close(struct redis_sub *s);
 
 struct redis_stats {
   int connected;            /* the shared connection is logged in */

@@ -17,6 +17,8 @@ static const char *const refused_names[] = {
   "SELECT", "AUTH", "HELLO", "QUIT", "RESET", "MONITOR", "SYNC", "PSYNC", "REPLCONF",
   "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
   NULL};
+static const char *const sub_names[] = {
+  "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", NULL};
 
 static int arg_is(const char *a, size_t al, const char *name) {
   size_t nl = strlen(name);
@@ -64,9 +66,12 @@ int redis_batch_add(struct redis_batch *b, int argc, const char *const *argv,
   int is_multi = arg_is(name, nl, "MULTI") || arg_is(name, nl, "WATCH");
   int is_exec = arg_is(name, nl, "EXEC") || arg_is(name, nl, "DISCARD");
   if (in_list(name, nl, refused_names)) {
+    int sub = in_list(name, nl, sub_names);
     snprintf(b->why, sizeof b->why, "%.*s is refused: it would change the shared connection%s",
              (int)(nl > 20 ? 20 : nl), name,
-             arg_is(name, nl, "SELECT") ? " (put the db in the URL)" : "");
+             arg_is(name, nl, "SELECT") ? " (put the db in the URL)"
+             : sub ? " (use r:subscribe or r:psubscribe, which open a connection of their own)"
+                   : "");
     goto out;
   }
   if (arg_is(name, nl, "CLIENT") && argc > 1 && arg_is(argv[1], lens[1], "REPLY")) {

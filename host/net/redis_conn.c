@@ -88,6 +88,7 @@ void rconn_fail(struct rconn *k, int err, const char *fmt, ...) {
   }
   rcmd_fail_list(&fifo, err, msg);
   rcmd_fail_list(&out, err, msg);
+  if (k->sub) rsub_ended(k, err, msg);
 }
 
 static void on_connect_timeout(uv_timer_t *t) {
@@ -118,7 +119,7 @@ static void on_written(uv_write_t *req, int status) {
 }
 
 /* Writes bufs[0..n) (taken) in one uv_write. */
-static int conn_write(struct rconn *k, char **bufs, const size_t *lens, size_t n) {
+int rconn_write(struct rconn *k, char **bufs, const size_t *lens, size_t n) {
   struct wbatch *w = malloc(sizeof *w + n * sizeof(char *));
   uv_buf_t stackb[32] = {{0}}, *ub = n <= 32 ? stackb : malloc(n * sizeof *ub);
   if (!w || !ub) {
@@ -146,6 +147,7 @@ static int conn_write(struct rconn *k, char **bufs, const size_t *lens, size_t n
 /* Writes every unwritten command of a logged-in connection. */
 void rconn_flush(struct rconn *k) {
   size_t n = k->out.n;
+  if (k->sub && k->state == C_READY) { rsub_flush(k); return; }
   if (k->state != C_READY || n == 0) return;
   char **bufs = malloc(n * sizeof *bufs);
   size_t *lens = malloc(n * sizeof *lens);
@@ -165,7 +167,7 @@ void rconn_flush(struct rconn *k) {
     m->where = W_FIFO;
     rlist_push(&k->fifo, m);
   }
-  int rc = conn_write(k, bufs, lens, n);
+  int rc = rconn_write(k, bufs, lens, n);
   free(bufs);
   free(lens);
   if (rc < 0) rconn_fail(k, REDIS_E_CONN, "write to %s: %s", k->c->where, uv_strerror(rc));
@@ -210,6 +212,7 @@ static void on_reply(struct rconn *k, redisReply *r) {
     if (--k->login_left == 0) login_done(k);
     return;
   }
+  if (k->sub) { rsub_reply(k, r); return; }   /* pushed, not matched to commands */
   struct redis_cmd *m = k->fifo.head;
   if (!m) {
     freeReplyObject(r);
@@ -308,7 +311,7 @@ static void on_connect(uv_connect_t *req, int status) {
   k->login_left = n;
   k->state = C_LOGIN;
   int rc = uv_read_start(&k->io.s, on_alloc, on_read);
-  if (rc == 0) rc = conn_write(k, bufs, lens, (size_t)n);
+  if (rc == 0) rc = rconn_write(k, bufs, lens, (size_t)n);
   else for (int i = 0; i < n; i++) free(bufs[i]);
   if (rc < 0) rconn_fail(k, REDIS_E_CONN, "connect %s: %s", c->where, uv_strerror(rc));
 }

@@ -65,6 +65,7 @@ struct rconn {
   size_t overdue;               /* timed-out commands still in fifo */
   int handles;                  /* handles not yet closed */
   struct rconn *prev, *next;    /* in the client's blocking list */
+  struct redis_sub *sub;        /* a subscription's connection: replies stream to it */
 };
 
 struct redis_client {
@@ -97,7 +98,17 @@ void rcmd_free(struct redis_cmd *m);
 void rcmd_finish(struct redis_cmd *m, int err, const char *msg);
 void rcmd_fail_list(struct cmd_list *l, int err, const char *msg);
 
+/* redis.c: writes what was sent since the last iteration (c->flush). */
+void rclient_on_flush(uv_prepare_t *p);
+
+/* redis_sub.c: a subscription's side of its connection. */
+void rsub_flush(struct rconn *k);                    /* write its pending commands */
+void rsub_reply(struct rconn *k, redisReply *r);     /* a reply (taken) */
+void rsub_ended(struct rconn *k, int err, const char *msg);   /* the connection ended */
+
 /* redis_conn.c */
+/* Writes bufs[0..n) (taken) in one uv_write; a uv error code. */
+int rconn_write(struct rconn *k, char **bufs, const size_t *lens, size_t n);
 /* A new connection, connecting; the shared one is set as c->shared (and
  * unset again if it fails at once).  NULL: no memory. */
 struct rconn *rconn_open(struct redis_client *c, int blocking);

@@ -1176,6 +1176,77 @@ TEST(close_with_pending) {
   ASSERT_INT_EQ(uv_loop_close(&loop), 0);
 }
 
+/* ---- pub/sub: a subscription's replies stream to its callback ---- */
+
+struct subrec {
+  size_t got, ended;
+  int err;
+  char kinds[16][16];     /* first element of each reply, in order */
+  char last_data[64];
+};
+
+static void on_sub(void *ud, int err, const char *msg, redisReply *r) {
+  struct subrec *s = ud;
+  if (err) { s->ended++; s->err = err; return; }
+  if (s->got < 16 && r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
+    snprintf(s->kinds[s->got], sizeof s->kinds[0], "%s", r->element[0]->str);
+  if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING)
+    snprintf(s->last_data, sizeof s->last_data, "%s", r->element[2]->str);
+  s->got++;
+  freeReplyObject(r);
+}
+
+static int no_subscriber(void) { return raw_int("PUBLISH ch again") == 0; }
+
+TEST(pubsub_stream) {
+  server_start(NULL);
+  loop_init();
+  struct redis_client *c = client_tcp("", 0);
+  static struct rec r;
+  struct subrec s1 = {0}, s2 = {0};
+  struct redis_sub *a, *b;
+  ASSERT_INT_EQ(redis_sub_open(c, on_sub, &s1, &a), 0);
+  const char *sub[] = {"SUBSCRIBE", "ch"}, *ping[] = {"PING"}, *get[] = {"GET", "k"};
+  ASSERT_INT_EQ(redis_sub_command(a, 2, sub, NULL), 0);
+  ASSERT_INT_EQ(redis_sub_command(a, 1, ping, NULL), 0);
+  ASSERT_INT_EQ(redis_sub_command(a, 2, get, NULL), REDIS_E_REFUSED);
+  ASSERT(wait_for(&s1.got, 2, 5000));                 /* confirmation, then pong */
+  ASSERT_STR_EQ(s1.kinds[0], "subscribe");
+  ASSERT_STR_EQ(s1.kinds[1], "pong");
+  ASSERT_INT_EQ(clients_with(" sub=1 "), 1);          /* its own connection */
+  ASSERT(reply_is(call(c, "PUBLISH ch hello", &r), REDIS_REPLY_INTEGER, NULL));
+  ASSERT_INT_EQ(r.r[0]->integer, 1);
+  ASSERT(wait_for(&s1.got, 3, 5000));
+  ASSERT_STR_EQ(s1.kinds[2], "message");
+  ASSERT_STR_EQ(s1.last_data, "hello");
+  /* closed by its owner: no callback, the server sees it go */
+  redis_sub_close(a);
+  ASSERT_INT_EQ(s1.ended, 0);
+  ASSERT(eventually(no_subscriber, 5000));
+  ASSERT_INT_EQ(s1.ended, 0);
+  /* killed by the server: the end comes once, then commands fail */
+  ASSERT_INT_EQ(redis_sub_open(c, on_sub, &s2, &b), 0);
+  ASSERT_INT_EQ(redis_sub_command(b, 2, sub, NULL), 0);
+  ASSERT(wait_for(&s2.got, 1, 5000));
+  ASSERT(raw_int("CLIENT KILL TYPE pubsub") >= 1);
+  ASSERT(wait_for(&s2.ended, 1, 5000));
+  ASSERT_INT_EQ(s2.err, REDIS_E_CONN);
+  ASSERT_INT_EQ(redis_sub_command(b, 2, sub, NULL), REDIS_E_CONN);
+  /* the client closes with a live subscription: its end comes (CLOSED);
+   * closing the dead subscription after the client is gone is safe */
+  struct subrec s3 = {0};
+  struct redis_sub *d;
+  ASSERT_INT_EQ(redis_sub_open(c, on_sub, &s3, &d), 0);
+  ASSERT_INT_EQ(redis_sub_command(d, 2, sub, NULL), 0);
+  ASSERT(wait_for(&s3.got, 1, 5000));
+  rec_clear(&r);
+  client_done(c);
+  ASSERT_INT_EQ(s3.ended, 1);
+  ASSERT_INT_EQ(s3.err, REDIS_E_CLOSED);
+  redis_sub_close(b);
+  redis_sub_close(d);
+}
+
 TEST_LIST(T(url_parse), T(reply_types), T(pipelining_one_connection),
           T(pipelining_writes_before_replies), T(hostile_garbage), T(hostile_close_mid_reply),
           T(hostile_extra_reply), T(hostile_deep_nesting), T(hostile_garbage_at_login),
@@ -1183,4 +1254,4 @@ TEST_LIST(T(url_parse), T(reply_types), T(pipelining_one_connection),
           T(cancel_blocking), T(blocking_limit), T(cancel_shared_keeps_sync), T(timeout_keeps_sync),
           T(stall_resets_connection), T(paused_redis_times_out),
           T(killed_mid_traffic_then_restarted), T(down_at_start), T(batches),
-          T(close_with_pending));
+          T(close_with_pending), T(pubsub_stream));

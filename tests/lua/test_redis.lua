@@ -406,3 +406,115 @@ function TestRedisStore:test_unavailable_then_recovers()
   until v ~= nil or runtime.monotonic() > deadline
   lu.assertEquals(v, "v")
 end
+
+-- Pub/sub (SPEC §14): r:subscribe / r:psubscribe on a connection of their own.
+TestRedisPubSub = {}
+
+function TestRedisPubSub:test_subscribe_read_in_order()
+  local sub <close> = assert(r:subscribe("ps:a", "ps:b"))
+  lu.assertStrContains(tostring(sub), "open")
+  -- confirmed before subscribe returned: a publish made now is received
+  lu.assertEquals(r:call("PUBLISH", "ps:a", "one"), 1)
+  lu.assertEquals(r:call("PUBLISH", "ps:b", "two\0bin"), 1)
+  lu.assertEquals(r:call("PUBLISH", "ps:a", 3), 1)
+  lu.assertEquals(sub:read(5), { kind = "message", channel = "ps:a", data = "one" })
+  lu.assertEquals(sub:read(5), { kind = "message", channel = "ps:b", data = "two\0bin" })
+  lu.assertEquals(sub:read(5), { kind = "message", channel = "ps:a", data = "3" })
+  local t0 = runtime.monotonic()
+  lu.assertEquals({ sub:read(0.1) }, { nil, "timeout" })
+  lu.assertTrue(runtime.monotonic() - t0 >= 0.09)
+  lu.assertEquals({ sub:read(0) }, { nil, "timeout" })
+end
+
+function TestRedisPubSub:test_psubscribe_and_counts()
+  local sub <close> = assert(r:psubscribe("ps:news.*"))
+  lu.assertEquals(sub:subscribe("ps:direct"), 2)        -- a channel and a pattern
+  lu.assertEquals(sub:psubscribe("ps:x.*", "ps:y.*"), 4)
+  r:call("PUBLISH", "ps:news.today", "n")
+  r:call("PUBLISH", "ps:direct", "d")
+  lu.assertEquals(sub:read(5),
+    { kind = "pmessage", pattern = "ps:news.*", channel = "ps:news.today", data = "n" })
+  lu.assertEquals(sub:read(5), { kind = "message", channel = "ps:direct", data = "d" })
+  lu.assertEquals(sub:unsubscribe("ps:direct"), 3)
+  lu.assertEquals(sub:punsubscribe(), 0)                 -- every pattern
+  lu.assertEquals(r:call("PUBLISH", "ps:direct", "gone"), 0)
+  lu.assertEquals(r:call("PUBLISH", "ps:news.today", "gone"), 0)
+  lu.assertEquals({ sub:read(0.05) }, { nil, "timeout" })
+end
+
+function TestRedisPubSub:test_unavailable_server_and_misuse()
+  local sub, err = redis.client("down"):subscribe("ps:x")
+  lu.assertNil(sub)
+  lu.assertTrue(redis.ConnectionError:is_instance(err))
+  lu.assertStrContains(tostring(err), "redis 'down'")
+  lu.assertErrorMsgContains("r:subscribe", r.call, r, "SUBSCRIBE", "ps:x")
+  lu.assertErrorMsgContains("a channel or pattern expected", r.subscribe, r)
+  lu.assertErrorMsgContains("string expected, got table", r.subscribe, r, {})
+  local s = assert(r:subscribe("ps:c"))
+  s:close()
+  s:close()                                              -- twice is fine
+  lu.assertErrorMsgContains("closed", s.read, s, 0)
+  lu.assertStrContains(tostring(s), "closed")
+end
+
+function TestRedisPubSub:test_connection_killed_is_connection_error()
+  local sub <close> = assert(r:subscribe("ps:kill"))
+  r:call("PUBLISH", "ps:kill", "before")
+  runtime.sleep(0.1)                                     -- "before" is read and kept
+  lu.assertTrue(r:call("CLIENT", "KILL", "TYPE", "pubsub") >= 1)
+  lu.assertEquals(sub:read(5), { kind = "message", channel = "ps:kill", data = "before" })
+  local v, err = sub:read(5)
+  lu.assertNil(v)
+  lu.assertTrue(redis.ConnectionError:is_instance(err))
+  lu.assertStrContains(tostring(err), "closed the connection")
+  local n, err2 = sub:subscribe("ps:more")
+  lu.assertNil(n)
+  lu.assertTrue(redis.ConnectionError:is_instance(err2))
+end
+
+function TestRedisPubSub:test_slow_reader_ends_after_what_was_kept()
+  local sub <close> = assert(r:subscribe("ps:flood"))
+  r:pipeline(function(p) for i = 1, 1100 do p:call("PUBLISH", "ps:flood", i) end end)
+  runtime.sleep(0.3)                                     -- all of them reach the subscriber
+  local got, err = 0, nil
+  while true do
+    local m, e = sub:read(5)
+    if not m then err = e; break end
+    got = got + 1
+    lu.assertEquals(m.data, tostring(got))
+  end
+  lu.assertEquals(got, 1024)
+  lu.assertTrue(redis.ConnectionError:is_instance(err))
+  lu.assertStrContains(tostring(err), "reads too slowly")
+end
+
+function TestRedisPubSub:test_subscriber_in_a_background_thread()
+  local ready = empty_queue("ps:ready")
+  local id = bt.start_new_background_thread(function()
+    local rr = require("redis").client("main")
+    local s = assert(rr:subscribe("ps:bt"))
+    require("shared").queue("ps:ready"):push(true)
+    local got = {}
+    for _ = 1, 2 do got[#got + 1] = assert(s:read(10)).data end
+    s:close()
+    return table.concat(got, ",")
+  end)
+  lu.assertTrue(ready:pop(10))
+  r:call("PUBLISH", "ps:bt", "x")
+  r:call("PUBLISH", "ps:bt", "y")
+  lu.assertEquals({ bt.join(id, 10) }, { true, "x,y" })
+end
+
+function TestRedisPubSub:test_read_cancelled_in_a_thread()
+  local ready = empty_queue("ps:ready2")
+  local id = bt.start_new_background_thread(function()
+    local s = assert(require("redis").client("main"):subscribe("ps:never"))
+    require("shared").queue("ps:ready2"):push(true)
+    return s:read()
+  end)
+  lu.assertTrue(ready:pop(10))
+  runtime.sleep(0.05)
+  bt.cancel(id)
+  local res = table.pack(bt.join(id, 5))
+  lu.assertEquals({ res[1], res[2], res[3] }, { true, nil, "cancelled" })
+end
