@@ -211,8 +211,8 @@ static int on_headers_complete(llhttp_t *p) {
   for (int i = 0; i < c->nh; i++)
     hosts += c->hoff[i].nl == 4 && memcmp(c->head.p + c->hoff[i].n, "host", 4) == 0;
   if (hosts > 1 || (hosts == 0 && p->http_major == 1 && p->http_minor == 1)) return -1;
-  const struct hdr_off *e = find_header(c, "expect");
-  if (e && has_body && p->http_major == 1 && p->http_minor == 1 && e->vl == 12 &&
+  const struct hdr_off *e = has_body ? find_header(c, "expect") : NULL;   /* GETs skip the search */
+  if (e && p->http_major == 1 && p->http_minor == 1 && e->vl == 12 &&
       strncasecmp(c->head.p + e->v, "100-continue", 12) == 0)
     write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
   if (has_body) {
