@@ -7,7 +7,7 @@ pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libuv1-dev
       libhiredis-dev redis-server redis-tools haproxy
       libcurl4-openssl-dev ca-certificates openssl python3-h2 lua-cjson prometheus)
 if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(nginx-light libnginx-mod-http-lua lua-nginx-redis linux-perf)
+  pkgs+=(nginx-light libnginx-mod-http-lua lua-nginx-redis linux-perf valgrind)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
