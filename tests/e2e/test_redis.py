@@ -43,6 +43,7 @@ APP = {
             { url = "^/blpop$", script = "blpop" },
             { url = "^/calls$", script = "calls" },
             { url = "^/waitforever$", script = "waitforever" },
+            { url = "^/listen$", script = "listen" },
             { url = "^/", script = "hello" },
           },
         }
@@ -94,6 +95,21 @@ APP = {
           if req.args.kind == "blpop" then v, err = r:call("BLPOP", "e2e:forever", 0)
           else v, err = q:pop() end
           return 200, {}, tostring(v) .. " " .. tostring(err)
+        end
+    """,
+    "listen.lua": """
+        -- subscribes to ?ch, then reads ?n messages (each within 10 s)
+        local r = require("redis").client("main")
+        return function(req)
+          local sub <close>, err = r:subscribe(req.args.ch)
+          if not sub then return 503, {}, tostring(err) end
+          local got = {}
+          for _ = 1, tonumber(req.args.n) do
+            local m, e = sub:read(10)
+            if not m then got[#got + 1] = "(" .. tostring(e) .. ")"; break end
+            got[#got + 1] = m.data
+          end
+          return 200, {}, table.concat(got, ",")
         end
     """,
     "hello.lua": """
@@ -320,6 +336,40 @@ class TestOneInstance(ServerTestCase):
         got = dict((k, r[:2]) for k, r in res)
         self.assertEqual(got, {"blpop": (200, b"nil shutting down"),
                                "pop": (200, b"nil shutting down")})
+
+    def subscribers(self, ch):
+        return int(self.redis.call("PUBSUB", "NUMSUB", ch)[1])
+
+    def test_pubsub_reader_yields_and_shutdown_ends_it(self):
+        srv = self.serve(workers=1)
+        res = {}
+
+        def go(ch, n):
+            res[ch] = request(srv.port, "GET", "/listen?ch=%s&n=%d" % (ch, n), timeout=30)
+
+        threads = [threading.Thread(target=go, args=("e2e:news", 2)),
+                   threading.Thread(target=go, args=("e2e:quiet", 1))]
+        for t in threads:
+            t.start()
+        self.assertTrue(wait_until(lambda: self.subscribers("e2e:news") == 1 and
+                                   self.subscribers("e2e:quiet") == 1, scaled(5)))
+        # both readers wait in the one worker; it keeps serving
+        for path in ("/", "/incr"):
+            st, _, took = request(srv.port, "GET", path)
+            self.assertEqual(st, 200)
+            self.assertLess(took, scaled(1.0))
+        self.assertEqual(self.redis.call("PUBLISH", "e2e:news", "a"), 1)
+        self.assertEqual(self.redis.call("PUBLISH", "e2e:news", "b"), 1)
+        threads[0].join(scaled(10))
+        self.assertEqual(res["e2e:news"][:2], (200, b"a,b"))
+        self.assertTrue(wait_until(lambda: self.subscribers("e2e:news") == 0, scaled(5)),
+                        "the finished request's subscription was not closed")
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        threads[1].join(scaled(10))
+        self.assertEqual(srv.wait(scaled(10)), 0)
+        self.assertLess(time.monotonic() - t0, scaled(3))
+        self.assertEqual(res["e2e:quiet"][:2], (200, b"(shutting down)"))
 
     def test_maxmemory_answers_no_memory(self):
         srv = self.serve(workers=1)
