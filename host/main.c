@@ -1,4 +1,5 @@
 /* main: the command line of luahost (SPEC §2). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,10 @@ done:
 
 int main(int argc, char **argv) {
   instance_init();
+  /* Every command may talk to peers (serve's clients; urlfetch and redis
+   * in run and test too): a peer that closes first must give EPIPE on the
+   * write, not end the process. */
+  signal(SIGPIPE, SIG_IGN);
 #ifdef LUAHOST_FAULT_INJECTION
   char ferr[256];
   if (fault_arm_spec(getenv("LUAHOST_FAULTS"), ferr, sizeof ferr) < 0) {
