@@ -61,23 +61,67 @@ static int is_token(const char *s, size_t n) {
   return 1;
 }
 
-/* Parses and checks the URL: well-formed, http or https, with a host. */
-static int check_url(const char *url, CURLU **out) {
+/* The URL as curl writes it back ("http://host[:port]/path..."; the scheme
+ * in lower case, a path always there) is remembered for the last few URLs
+ * a client fetched: a proxy fetching the same URLs again skips curl's
+ * parser (a third of a fetch's instructions).  Only URLs that passed. */
+#define URL_MEMO_MAX_LEN 2048
+
+static const char *memo_find(struct fetch_client *c, const char *url) {
+  for (size_t i = 0; i < FETCH_URL_MEMO; i++)
+    if (c->urls[i].raw && strcmp(c->urls[i].raw, url) == 0) return c->urls[i].norm;
+  return NULL;
+}
+
+static void memo_add(struct fetch_client *c, const char *url, const char *norm) {
+  size_t n = strlen(url);
+  if (n > URL_MEMO_MAX_LEN) return;
+  struct fetch_url_memo *m = &c->urls[c->urls_next++ % FETCH_URL_MEMO];
+  free(m->raw);
+  m->raw = malloc(n + 1 + strlen(norm) + 1);
+  if (!m->raw) return;
+  memcpy(m->raw, url, n + 1);
+  m->norm = strcpy(m->raw + n + 1, norm);
+}
+
+void fetch_url_memo_free(struct fetch_client *c) {
+  for (size_t i = 0; i < FETCH_URL_MEMO; i++) free(c->urls[i].raw);
+}
+
+/* Parses and checks the URL: well-formed, http or https, with a host.
+ * Sets f->url_str, and f->url unless the memo knew the URL. */
+static int check_url(struct fetch *f, const char *url) {
+  const char *known = memo_find(f->c, url);
+  if (known) return (f->url_str = strdup(known)) ? 0 : FETCH_ENOMEM;
   CURLU *u = curl_url();
-  char *scheme = NULL, *host = NULL;
-  int rc = FETCH_EINVAL_URL;
+  char *s = NULL;
   if (!u) return FETCH_ENOMEM;
-  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) goto done;
-  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) goto done;
-  if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) goto done;
-  if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) goto done;
-  rc = 0;
-done:
-  curl_free(scheme);
-  curl_free(host);
-  if (rc == 0) *out = u;
-  else curl_url_cleanup(u);
-  return rc;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_URL, &s, 0) != CURLUE_OK)
+    goto bad;
+  size_t k = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+  const char *auth = s + k, *end = auth + strcspn(auth, "/?#"), *at = memchr(auth, '@', (size_t)(end - auth));
+  if (at) auth = at + 1;
+  if (!k || auth == end || *auth == ':') goto bad;   /* no host */
+  if (!(f->url_str = strdup(s))) {
+    curl_free(s);
+    curl_url_cleanup(u);
+    return FETCH_ENOMEM;
+  }
+  memo_add(f->c, url, s);
+  curl_free(s);
+  f->url = u;
+  return 0;
+bad:
+  curl_free(s);
+  curl_url_cleanup(u);
+  return FETCH_EINVAL_URL;
+}
+
+int fetch_url_handle(struct fetch *f) {
+  if (f->url) return 0;
+  if (!(f->url = curl_url())) return FETCH_ENOMEM;
+  return curl_url_set(f->url, CURLUPART_URL, f->url_str, 0) == CURLUE_OK ? 0 : FETCH_ENOMEM;
 }
 
 static void trim(const char **s, size_t *n) {
@@ -92,9 +136,8 @@ static int name_is(const struct fetch_header *h, const char *name) {
 /* The caller's headers as "Name: value\r\n" lines (values trimmed as curl
  * does; an all-blank value is empty: "Name:\r\n"), written to out (NULL:
  * only measured).  Returns their length, or FETCH_EINVAL_HEADER for a
- * name that is not a token or CR, LF or NUL in a value.  h1: Content-Length
- * and Transfer-Encoding are left out. */
-static long header_lines(const struct fetch_request *rq, int h1, char *out, unsigned *flags) {
+ * name that is not a token or CR, LF or NUL in a value. */
+static long header_lines(const struct fetch_request *rq, char *out, unsigned *flags) {
   size_t len = 0;
   for (size_t i = 0; i < rq->nheaders; i++) {
     const struct fetch_header *h = &rq->headers[i];
@@ -103,7 +146,6 @@ static long header_lines(const struct fetch_request *rq, int h1, char *out, unsi
     if (h->value_len && (memchr(h->value, '\r', h->value_len) ||
                          memchr(h->value, '\n', h->value_len) || memchr(h->value, '\0', h->value_len)))
       return FETCH_EINVAL_HEADER;
-    if (h1 && (name_is(h, "content-length") || name_is(h, "transfer-encoding"))) continue;
     const char *v = h->value;
     size_t vl = h->value_len;
     trim(&v, &vl);
@@ -127,22 +169,22 @@ static long header_lines(const struct fetch_request *rq, int h1, char *out, unsi
   return (long)len;
 }
 
-int fetch_copy_request(struct fetch *f, const struct fetch_request *rq, int h1) {
+int fetch_copy_request(struct fetch *f, const struct fetch_request *rq) {
   const char *method = rq->method ? rq->method : "GET";
   size_t mlen = strlen(method);
   unsigned flags = 0;
   int rc;
   if (!rq->url || !is_token(method, mlen) || (rq->body_len && !rq->body))
     return rq->url ? FETCH_EINVAL : FETCH_EINVAL_URL;
-  if ((rc = check_url(rq->url, &f->url)) != 0) return rc;
-  long hl = header_lines(rq, h1, NULL, &flags);
+  if ((rc = check_url(f, rq->url)) != 0) return rc;
+  long hl = header_lines(rq, NULL, &flags);
   if (hl < 0) return (int)hl;
   if (!(f->rq = malloc(mlen + 1 + (size_t)hl + rq->body_len + 1))) return FETCH_ENOMEM;
   memcpy(f->rq, method, mlen + 1);
   f->method_len = mlen;
   f->hlines_off = mlen + 1;
   f->hlines_len = (size_t)hl;
-  header_lines(rq, h1, f->rq + f->hlines_off, NULL);
+  header_lines(rq, f->rq + f->hlines_off, NULL);
   f->body_off = f->hlines_off + f->hlines_len;
   f->rq_body_len = rq->body_len;
   f->has_body = rq->body != NULL;
@@ -162,13 +204,22 @@ int fetch_copy_request(struct fetch *f, const struct fetch_request *rq, int h1) 
   return 0;
 }
 
-int fetch_line_private(const char *s, size_t n) {
-  static const char *const names[] = {"host:", "authorization:", "cookie:"};
-  for (size_t i = 0; i < 3; i++) {
+static int line_is(const char *s, size_t n, const char *const *names, size_t count) {
+  for (size_t i = 0; i < count; i++) {
     size_t k = strlen(names[i]);
     if (n >= k && strncasecmp(s, names[i], k) == 0) return 1;
   }
   return 0;
+}
+
+int fetch_line_private(const char *s, size_t n) {
+  static const char *const names[] = {"host:", "authorization:", "cookie:"};
+  return line_is(s, n, names, 3);
+}
+
+int fetch_line_framing(const char *s, size_t n) {
+  static const char *const names[] = {"content-length:", "transfer-encoding:"};
+  return line_is(s, n, names, 2);
 }
 
 /* "Name: value" entries for curl ("Name;" sends an empty value); an
@@ -216,6 +267,7 @@ void fetch_unlink(struct fetch *f) {
 void fetch_free(struct fetch *f) {
   if (f->easy) curl_easy_cleanup(f->easy);
   curl_url_cleanup(f->url);
+  free(f->url_str);
   curl_slist_free_all(f->hdrs);
   if (f->body) f->alloc(f->alloc_ud, f->body, f->body_cap, 0);
   if (f->hbuf) f->alloc(f->alloc_ud, f->hbuf, f->hbuf_cap, 0);

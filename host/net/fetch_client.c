@@ -17,6 +17,7 @@ void fetch_handle_closed(struct fetch_client *c) {
     fetch_closed_cb done = c->closed;
     void *ud = c->closed_ud;
     fetch_h1_client_free(c);
+    fetch_url_memo_free(c);
     free(c);
     if (done) done(ud);
   }
@@ -31,6 +32,14 @@ static int proxy_in_env(void) {
     if (v && *v) return 1;
   }
   return 0;
+}
+
+/* Plain http without credentials in the URL (curl sends those as Basic
+ * authentication), and no proxy. */
+static int use_h1(const struct fetch_client *c, const char *url) {
+  if (c->h1_off || strncmp(url, "http://", 7) != 0) return 0;
+  size_t auth = strcspn(url + 7, "/?#");
+  return memchr(url + 7, '@', auth) == NULL;
 }
 
 struct fetch_client *fetch_client_new(uv_loop_t *loop) {
@@ -57,9 +66,8 @@ int fetch_start(struct fetch_client *c, const struct fetch_request *rq, fetch_do
   f->c = c;
   f->cb = cb;
   f->ud = ud;
-  int h1 = !c->h1_off && rq->url && strncasecmp(rq->url, "http:", 5) == 0;
-  int rc = fetch_copy_request(f, rq, h1);
-  if (rc == 0) rc = h1 ? fetch_h1_start(f) : fetch_curl_start(f, 0);
+  int rc = fetch_copy_request(f, rq);
+  if (rc == 0) rc = use_h1(c, f->url_str) ? fetch_h1_start(f) : fetch_curl_start(f, 0);
   if (rc != 0) {
     if (f->via == FETCH_VIA_H1) fetch_h1_stop(f);
     else if (f->easy) fetch_curl_stop(f);

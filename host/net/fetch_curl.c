@@ -219,6 +219,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
 int fetch_curl_start(struct fetch *f, int skip_private) {
   int rc;
   f->via = FETCH_VIA_CURL;
+  if ((rc = fetch_url_handle(f)) != 0) return rc;
   if ((rc = fetch_curl_headers(f, skip_private, &f->hdrs)) != 0) return rc;
   if (!(f->easy = curl_easy_init())) return FETCH_ENOMEM;
   CURL *e = f->easy;
@@ -246,11 +247,7 @@ int fetch_curl_start(struct fetch *f, int skip_private) {
    * a fetch to an https origin with a connection still being set up waits
    * to learn whether it speaks HTTP/2 and can carry this one too */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  char *scheme = NULL;
-  if (curl_url_get(f->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-      strcasecmp(scheme, "https") == 0)
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-  curl_free(scheme);
+  if (strncmp(f->url_str, "https://", 8) == 0) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   if (!ok) return FETCH_ENOMEM;
   if (curl_multi_add_handle(f->c->multi, e) != CURLM_OK) return FETCH_ENOMEM;
   return 0;

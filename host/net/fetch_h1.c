@@ -120,12 +120,9 @@ void fetch_h1_stop(struct fetch *f) { detach(f); }
 /* Unlinks f, builds its result (f->err, or the collected response), calls
  * back and frees it. */
 static void finish(struct fetch *f) {
-  char *u = NULL;
   fetch_unlink(f);
   detach(f);
-  curl_url_get(f->url, CURLUPART_URL, &u, 0);
-  fetch_deliver(f, 0, f->status, u, NULL);
-  curl_free(u);
+  fetch_deliver(f, 0, f->status, f->url_str, NULL);
   fetch_free(f);
 }
 
@@ -463,38 +460,38 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   fetch_handle_closed(c);
 }
 
-/* Where f's current URL points: host (for connecting), port, target. */
+/* Where f's current URL points: host (for connecting: no brackets, a
+ * zone as "%eth0"), port, target ("/path?query").  From f->url_str, as
+ * curl wrote it: "http://host[:port]/path[?query][#fragment]". */
 static int target(struct fetch *f) {
-  char *host = NULL, *port = NULL, *path = NULL, *query = NULL, *zone = NULL;
-  int rc = FETCH_ENOMEM;
+  const char *a = f->url_str + 7, *end = a + strcspn(a, "/?#"), *h = a, *he, *p;
   free(f->host);
   free(f->target);
   f->host = f->target = NULL;
-  if (curl_url_get(f->url, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-      curl_url_get(f->url, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
-      curl_url_get(f->url, CURLUPART_PATH, &path, 0) != CURLUE_OK)
-    goto done;
-  curl_url_get(f->url, CURLUPART_QUERY, &query, 0);
-  curl_url_get(f->url, CURLUPART_ZONEID, &zone, 0);
-  size_t hl = strlen(host);
-  if (hl >= 2 && host[0] == '[') {   /* an IPv6 literal: no brackets for connecting */
-    host[hl - 1] = '\0';
-    memmove(host, host + 1, hl - 1);
+  if (*h == '[') {
+    h++;
+    he = memchr(h, ']', (size_t)(end - h));
+    if (!he) he = end;
+    p = he + 1;
+  } else {
+    he = memchr(h, ':', (size_t)(end - h));
+    if (!he) he = end;
+    p = he;
   }
-  size_t need = strlen(host) + (zone ? strlen(zone) + 1 : 0) + 1;
-  size_t tl = strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
-  if (!(f->host = malloc(need)) || !(f->target = malloc(tl))) goto done;
-  snprintf(f->host, need, "%s%s%s", host, zone ? "%" : "", zone ? zone : "");
-  snprintf(f->target, tl, "%s%s%s", path, query ? "?" : "", query ? query : "");
-  f->port = atoi(port);
-  rc = 0;
-done:
-  curl_free(host);
-  curl_free(port);
-  curl_free(path);
-  curl_free(query);
-  curl_free(zone);
-  return rc;
+  f->port = p < end && *p == ':' ? atoi(p + 1) : 80;
+  size_t hl = (size_t)(he - h), tl = strcspn(end, "#");
+  if (!(f->host = malloc(hl + 1)) || !(f->target = malloc(tl + 2))) return FETCH_ENOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < hl; i++) {   /* "%25" of a zone id */
+    f->host[k++] = h[i];
+    if (h[i] == '%' && i + 2 < hl && h[i + 1] == '2' && h[i + 2] == '5') i += 2;
+  }
+  f->host[k] = '\0';
+  size_t n = 0;
+  if (*end != '/') f->target[n++] = '/';
+  memcpy(f->target + n, end, tl);
+  f->target[n + tl] = '\0';
+  return 0;
 }
 
 /* One request of f (the first, a redirect's, a retry): an idle connection
@@ -550,53 +547,68 @@ static int is_post_like(const char *m) {
   return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
+static char *put(char *w, const char *s, size_t n) {
+  memcpy(w, s, n);
+  return w + n;
+}
+
+static char *put_num(char *w, unsigned long long v) {
+  char tmp[24];
+  size_t n = 0;
+  do tmp[n++] = (char)('0' + v % 10); while ((v /= 10));
+  while (n) *w++ = tmp[--n];
+  return w;
+}
+
+#define PUT_LIT(w, lit) put((w), (lit), sizeof(lit) - 1)
+
 /* The request head in conn->wbuf: request line, Host (the caller's on the
- * first origin), Accept, the caller's headers, Content-Length. */
+ * first origin), Accept, the caller's headers but their Content-Length or
+ * Transfer-Encoding (the body is framed here: Content-Length), "\r\n". */
 static long build_head(struct h1_conn *conn, struct fetch *f) {
   int cross = f->port != f->origin_port || strcmp(f->host, f->origin_host) != 0;
   int own_host = cross || !(f->hflags & FETCH_HDR_HOST);
-  size_t need = strlen(f->method) + strlen(f->target) + strlen(f->host) + f->hlines_len + 128;
-  for (const char *p = f->target; *p; p++)   /* a redirect's target goes on the wire */
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return FETCH_EDOWNLOAD;
+  size_t ml = strlen(f->method), tl = strlen(f->target), hl = strcspn(f->host, "%");
+  size_t need = ml + tl + hl + f->hlines_len + 128;
+  for (size_t i = 0; i < tl; i++)   /* a redirect's target goes on the wire */
+    if ((unsigned char)f->target[i] <= 0x20 || f->target[i] == 0x7f) return FETCH_EDOWNLOAD;
   if (need > conn->wcap) {
-    char *w = realloc(conn->wbuf, need);
-    if (!w) return FETCH_ENOMEM;
-    conn->wbuf = w;
+    char *nw = realloc(conn->wbuf, need);
+    if (!nw) return FETCH_ENOMEM;
+    conn->wbuf = nw;
     conn->wcap = need;
   }
-  char *w = conn->wbuf;
-  size_t n = (size_t)snprintf(w, need, "%s %s HTTP/1.1\r\n", f->method, f->target);
+  char *w = put(conn->wbuf, f->method, ml);
+  *w++ = ' ';
+  w = put(w, f->target, tl);
+  w = PUT_LIT(w, " HTTP/1.1\r\n");
   if (own_host) {
-    const char *pct = strchr(f->host, '%');
-    int hl = pct ? (int)(pct - f->host) : (int)strlen(f->host), v6 = strchr(f->host, ':') != NULL;
-    n += (size_t)snprintf(w + n, need - n, "Host: %s%.*s%s", v6 ? "[" : "", hl, f->host,
-                          v6 ? "]" : "");
-    if (f->port != 80) n += (size_t)snprintf(w + n, need - n, ":%d", f->port);
-    memcpy(w + n, "\r\n", 2);
-    n += 2;
-  }
-  if (!(f->hflags & FETCH_HDR_ACCEPT)) {
-    memcpy(w + n, "Accept: */*\r\n", 13);
-    n += 13;
-  }
-  const char *p = f->rq + f->hlines_off, *end = p + f->hlines_len;
-  if (!cross) {
-    memcpy(w + n, p, f->hlines_len);
-    n += f->hlines_len;
-  } else {
-    while (p < end) {
-      const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p)) + 1;
-      if (!fetch_line_private(p, (size_t)(eol - p))) {
-        memcpy(w + n, p, (size_t)(eol - p));
-        n += (size_t)(eol - p);
-      }
-      p = eol;
+    int v6 = memchr(f->host, ':', hl) != NULL;
+    w = PUT_LIT(w, "Host: ");
+    if (v6) *w++ = '[';
+    w = put(w, f->host, hl);
+    if (v6) *w++ = ']';
+    if (f->port != 80) {
+      *w++ = ':';
+      w = put_num(w, (unsigned)f->port);
     }
+    w = PUT_LIT(w, "\r\n");
   }
-  if (f->has_body || is_post_like(f->method))
-    n += (size_t)snprintf(w + n, need - n, "Content-Length: %zu\r\n", f->has_body ? f->rq_body_len : 0);
-  memcpy(w + n, "\r\n", 2);
-  return (long)(n + 2);
+  if (!(f->hflags & FETCH_HDR_ACCEPT)) w = PUT_LIT(w, "Accept: */*\r\n");
+  const char *p = f->rq + f->hlines_off, *end = p + f->hlines_len;
+  while (p < end) {
+    const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p)) + 1;
+    size_t n = (size_t)(eol - p);
+    if (!fetch_line_framing(p, n) && !(cross && fetch_line_private(p, n))) w = put(w, p, n);
+    p = eol;
+  }
+  if (f->has_body || is_post_like(f->method)) {
+    w = PUT_LIT(w, "Content-Length: ");
+    w = put_num(w, f->has_body ? f->rq_body_len : 0);
+    w = PUT_LIT(w, "\r\n");
+  }
+  w = PUT_LIT(w, "\r\n");
+  return (long)(w - conn->wbuf);
 }
 
 static int on_message_begin(llhttp_t *p);
@@ -772,30 +784,38 @@ static const char *header_value(struct fetch *f, const char *name) {
 
 static void redirect(struct fetch *f) {
   const char *loc = header_value(f, "location");
-  char *scheme = NULL;
+  char *us = NULL;
   if (f->redirects >= f->max_redirects) {
     fail(f, FETCH_EDOWNLOAD, "Maximum (%d) redirects followed", f->max_redirects);
     return;
   }
-  CURLU *nu = curl_url_dup(f->url);
+  CURLU *nu = fetch_url_handle(f) == 0 ? curl_url_dup(f->url) : NULL;
   if (!nu) {
     fail(f, FETCH_ENOMEM, "not enough memory");
     return;
   }
   if (curl_url_set(nu, CURLUPART_URL, loc, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-      curl_url_get(nu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+      curl_url_get(nu, CURLUPART_URL, &us, 0) != CURLUE_OK) {
     curl_url_cleanup(nu);
     fail(f, FETCH_EDOWNLOAD, "invalid redirect location: %.200s", loc);
     return;
   }
-  int https = strcasecmp(scheme, "https") == 0;
-  if (!https && strcasecmp(scheme, "http") != 0) {
-    fail(f, FETCH_EDOWNLOAD, "Protocol \"%.40s\" not supported or disabled (redirect)", scheme);
-    curl_free(scheme);
+  int https = strncmp(us, "https://", 8) == 0;
+  if (!https && strncmp(us, "http://", 7) != 0) {
+    fail(f, FETCH_EDOWNLOAD, "Protocol \"%.*s\" not supported or disabled (redirect)",
+         (int)strcspn(us, ":"), us);
+    curl_free(us);
     curl_url_cleanup(nu);
     return;
   }
-  curl_free(scheme);
+  free(f->url_str);
+  f->url_str = strdup(us);
+  curl_free(us);
+  if (!f->url_str) {
+    curl_url_cleanup(nu);
+    fail(f, FETCH_ENOMEM, "not enough memory");
+    return;
+  }
   curl_url_cleanup(f->url);
   f->url = nu;
   f->redirects++;

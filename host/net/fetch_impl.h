@@ -23,6 +23,13 @@ struct h1_host;
  * the HTTP/1.1 pool each). */
 #define FETCH_MAX_IDLE_CONNECTIONS 64
 
+#define FETCH_URL_MEMO 8
+
+struct fetch_url_memo {
+  char *raw;                    /* as the caller gave it; the one allocation */
+  char *norm;                   /* as curl wrote it back (inside raw's) */
+};
+
 struct fetch_client {
   uv_loop_t *loop;
   struct fetch *head;           /* started, callback not yet run (both paths) */
@@ -31,6 +38,8 @@ struct fetch_client {
   int closing;
   fetch_closed_cb closed;
   void *closed_ud;
+  struct fetch_url_memo urls[FETCH_URL_MEMO];   /* the last URLs checked */
+  unsigned urls_next;
   /* curl (fetch_curl.c) */
   CURLM *multi;                 /* NULL once closed */
   uv_timer_t timer;             /* curl's timeout */
@@ -61,7 +70,9 @@ struct fetch {
   struct fetch_client *c;
   struct fetch *prev, *next;    /* the client's list */
   int via;                      /* FETCH_VIA_* */
-  CURLU *url;                   /* the current URL (after redirects, on the h1 path) */
+  CURLU *url;                   /* the current URL (after redirects, on the h1 path);
+                                 * NULL until needed when the URL memo knew it */
+  char *url_str;                /* it as curl writes it */
   fetch_done_cb cb;
   void *ud;
   fetch_alloc_fn alloc;
@@ -114,14 +125,17 @@ struct fetch {
 
 /* fetch.c: the request */
 /* Checks rq and fills in f's copy of it (method, header lines, body,
- * options, allocator) and f->url.  h1: the caller's Content-Length and
- * Transfer-Encoding are dropped (the client frames the body itself). */
-int fetch_copy_request(struct fetch *f, const struct fetch_request *rq, int h1);
+ * options, allocator), f->url_str and maybe f->url. */
+int fetch_copy_request(struct fetch *f, const struct fetch_request *rq);
+int fetch_url_handle(struct fetch *f);   /* makes f->url from f->url_str if needed */
+void fetch_url_memo_free(struct fetch_client *c);
 /* The copied header lines as a curl list; skip_private leaves out Host,
  * Authorization and Cookie (after a redirect to another host). */
 int fetch_curl_headers(const struct fetch *f, int skip_private, struct curl_slist **out);
 /* Whether a header line "Name: ..." at s is one skip_private leaves out. */
 int fetch_line_private(const char *s, size_t n);
+/* Content-Length or Transfer-Encoding: the HTTP/1.1 client frames the body. */
+int fetch_line_framing(const char *s, size_t n);
 
 /* fetch.c: the response, for both paths */
 void fetch_response_reset(struct fetch *f, long status);
