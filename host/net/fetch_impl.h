@@ -10,6 +10,7 @@
 #define LUAHOST_NET_FETCH_IMPL_H
 
 #include <curl/curl.h>
+#include <netinet/in.h>
 
 #include "base/list.h"
 #include "net/fetch.h"
@@ -174,11 +175,35 @@ void fetch_curl_finish(struct fetch *f, CURLcode rc, int err);
 void fetch_curl_client_close(struct fetch_client *c);
 void fetch_handle_closed(struct fetch_client *c);
 
-/* fetch_h1.c */
+/* fetch_h1.c: the fetches of the HTTP/1.1 client */
+#define FETCH_H1_READ_BUF (64 * 1024)   /* c->rbuf */
+
+union fetch_h1_addr {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+};
+
 int fetch_h1_client_init(struct fetch_client *c);
 int fetch_h1_start(struct fetch *f);
 void fetch_h1_stop(struct fetch *f);      /* lets go of its connection (closed) and name lookup */
 void fetch_h1_client_close(struct fetch_client *c);
 void fetch_h1_client_free(struct fetch_client *c);   /* memory, once every handle is closed */
+/* One request of f (the first, a redirect's, a retry): an idle connection
+ * to its origin, or a new one. */
+void fetch_h1_hop(struct fetch *f);
+/* The final response is in (its connection let go of): follow its
+ * Location, or end. */
+void fetch_h1_redirect(struct fetch *f);
+void fetch_h1_finish(struct fetch *f);    /* unlink, result, callback, free */
+/* Ends f with err: at once, or from the timer inside fetch_start. */
+void fetch_h1_fail(struct fetch *f, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* fetch_h1_conn.c: its connections */
+int fetch_h1_reuse(struct fetch *f);      /* 1: f's request went on an idle connection */
+void fetch_h1_connect_next(struct fetch *f);   /* a connection to f's next address */
+void fetch_h1_conn_close(struct h1_conn *conn);
+void fetch_h1_conns_close(struct fetch_client *c);
 
 #endif
