@@ -12,7 +12,7 @@
  * (c->idle, most recently used first, at most FETCH_MAX_IDLE_CONNECTIONS)
  * when the peer keeps it alive, sent nothing more and our write is done;
  * otherwise it is closed.  An idle connection keeps reading: EOF, an error
- * or any byte closes it.  A request on a reused connection that fails
+ * or any byte closes it; one idle for H1_MAX_IDLE_MS is not used again.  A request on a reused connection that fails
  * before any response byte (EOF, reset, EPIPE: the peer had closed it) is
  * sent once more on a new connection.  A response header block over
  * H1_MAX_HEADERS bytes is refused; 1xx responses are skipped; a HEAD
@@ -31,6 +31,9 @@
 #include "net/fetch_impl.h"
 
 #define H1_MAX_HEADERS (64 * 1024)   /* bytes of a response's header block */
+/* An idle connection older than this is not used again (curl's default
+ * CURLOPT_MAXAGE_CONN): a peer or middlebox may have dropped it silently. */
+#define H1_MAX_IDLE_MS 118000
 
 struct h1_conn {
   uv_tcp_t tcp;
@@ -46,6 +49,7 @@ struct h1_conn {
   char *wbuf;                       /* the request head being written */
   size_t wcap;
   const char *exec_end;             /* end of the bytes being parsed */
+  uint64_t idle_since;              /* uv_now when it went idle */
   unsigned reused : 1, writing : 1, closing : 1, got_bytes : 1, done : 1, split : 1;
 };
 
@@ -83,16 +87,23 @@ static void release(struct h1_conn *conn, int keep) {
   }
   conn->f->conn = NULL;
   conn->f = NULL;
+  conn->idle_since = uv_now(c->loop);
   list_push_front(&c->idle, &conn->inode);
   c->nidle++;
 }
 
 /* An idle connection to f's origin, most recently used first: f's
- * request goes on it.  0 when there is none. */
+ * request goes on it.  0 when there is none.  Stale ones are closed on
+ * the way. */
 int fetch_h1_reuse(struct fetch *f) {
   struct fetch_client *c = f->c;
+  uint64_t now = uv_now(c->loop);
   list_each(&c->idle, it, tmp) {
     struct h1_conn *conn = list_entry(it, struct h1_conn, inode);
+    if (now - conn->idle_since > H1_MAX_IDLE_MS) {
+      fetch_h1_conn_close(conn);   /* the list is newest first: the rest are older */
+      continue;
+    }
     if (conn->port == f->port && strcmp(conn->host, f->host) == 0) {
       list_remove(&conn->inode);
       c->nidle--;

@@ -4,7 +4,8 @@
 listens.  --tls serves HTTPS with a self-signed certificate made by the
 openssl command into a temporary directory; it offers HTTP/2 by ALPN
 (Debian's python3-h2), where /stats answers as below and any other path
-with "PROTO h2", "PATH <path>" and "BODY <len>" lines.
+with "PROTO h2", "PATH <path>" and "BODY <len>" lines.  --v6 listens on
+::1 instead of 127.0.0.1.
 
 Paths (any method):
   /plain                 "hello", with repeated and folded headers
@@ -381,7 +382,11 @@ def make_tls():
 
 def main():
     tls = make_tls() if "--tls" in sys.argv[1:] else None
-    srv = Server(("127.0.0.1", 0), Handler, tls)
+    if "--v6" in sys.argv[1:]:
+        Server.address_family = socket.AF_INET6
+        srv = Server(("::1", 0), Handler, tls)
+    else:
+        srv = Server(("127.0.0.1", 0), Handler, tls)
     sys.stdout.write("PORT %d\n" % srv.server_address[1])
     sys.stdout.flush()
     srv.serve_forever(poll_interval=0.05)

@@ -297,6 +297,27 @@ TEST(hostile_upstreams) {
   }
   get("/bigheaders?n=60", &g);   /* under the limit */
   ASSERT_INT_EQ(g.error, 0);
+  /* messages that read like curl's */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof a;
+  ASSERT_INT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);   /* bound, not listening */
+  ASSERT_INT_EQ(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+  char u[64];
+  snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(a.sin_port));
+  struct fetch_request rq;
+  fetch_request_init(&rq);
+  rq.url = u;
+  fetch_wait(&rq, &g);
+  close(fd);
+  ASSERT_INT_EQ(g.error, FETCH_EDOWNLOAD);
+  ASSERT_HAS(g.msg, "Failed to connect to 127.0.0.1 port");
+  rq.url = "http://nonexistent.invalid/";
+  rq.timeout_ms = 15000;
+  fetch_wait(&rq, &g);
+  ASSERT_INT_EQ(g.error, FETCH_EDOWNLOAD);
+  ASSERT_STR_EQ(g.msg, "Could not resolve host: nonexistent.invalid");
   teardown();
 }
 
@@ -384,6 +405,31 @@ TEST(timeout_covers_redirects) {
   teardown();
 }
 
+/* An IPv6 literal: connected to at once, bracketed in Host, and kept. */
+TEST(ipv6_literal) {
+  struct got g;
+  upstream_start_arg("--v6");
+  ASSERT_INT_EQ(uv_loop_init(&loop), 0);
+  client = fetch_client_new(&loop);
+  ASSERT(client != NULL);
+  char u[64], host[64];
+  snprintf(u, sizeof u, "http://[::1]:%d/echo", port);
+  snprintf(host, sizeof host, "H host: [::1]:%d\n", port);
+  struct fetch_request rq;
+  fetch_request_init(&rq);
+  rq.url = u;
+  for (int i = 0; i < 3; i++) {
+    fetch_wait(&rq, &g);
+    if (g.error) FAIL_AT("%s", g.msg);
+    ASSERT_HAS(g.body, host);
+    ASSERT_STR_EQ(g.final_url, u);
+  }
+  snprintf(u, sizeof u, "http://[::1]:%d/stats", port);
+  fetch_wait(&rq, &g);
+  ASSERT_HAS(g.body, "connections=1 ");
+  teardown();
+}
+
 /* With a proxy in the environment (read when the client is made), plain
  * http goes through curl, which sends it to the proxy: the upstream acts
  * as one and sees the absolute URL. */
@@ -411,4 +457,4 @@ TEST_LIST(T(keep_alive_reuses_one_connection), T(request_on_the_wire),
           T(informational_responses_are_skipped), T(redirects_relative_absolute_and_methods),
           T(redirect_to_https_goes_on_through_curl), T(hostile_upstreams), T(cancel_mid_transfer),
           T(close_with_fetches_at_every_stage), T(timeout_covers_redirects),
-          T(proxy_in_the_environment_goes_through_curl));
+          T(ipv6_literal), T(proxy_in_the_environment_goes_through_curl));
