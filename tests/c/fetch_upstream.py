@@ -36,6 +36,7 @@ Paths (any method):
   /cut                   Content-Length 100, 10 bytes, then close
   /chunked-cut           a chunked body cut off, then close
   /badstatus             an invalid status line
+  /hangup                reset at once, the request's body unread
   /see/<code>?to=URL     that status with Location URL (default /echo)
   /rel/<a>/<b>           302 to ../../plain (relative)
 """
@@ -176,6 +177,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_any(self):
         with self.server.lock:
             self.server.requests += 1
+        if self.path.startswith("/hangup"):   # the body unread: a reset
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            with self.server.lock:
+                self.server.reset_fds.add(self.connection.fileno())
+            self.close_connection = True
+            return
         body = self.read_body()
         u = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}

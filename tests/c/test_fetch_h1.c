@@ -96,6 +96,11 @@ TEST(request_on_the_wire) {
   snprintf(want, sizeof want, "BODY %zu\n", sizeof big);
   ASSERT_HAS(g.body, want);
   ASSERT_INT_EQ(stat_of("connections"), 1);
+  /* a peer that resets with most of the body unsent: an error */
+  rq.url = url("/hangup");
+  fetch_wait(&rq, &g);
+  ASSERT_INT_EQ(g.error, FETCH_EDOWNLOAD);
+  ASSERT(g.msg[0] != '\0');
   teardown();
 }
 
