@@ -444,6 +444,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   if (too_big(f, n)) return HPE_USER;
   int fold = f->hstate == 2 && !conn->split;
   conn->split = at + n == conn->exec_end;
+  if (f->hstate == 0) {   /* a value without a name: recorded, then dropped */
+    f->hstart = f->hbuf_len;
+    f->hname = 0;
+    f->hstate = 1;
+  }
   if (f->hstate == 1) {
     if (fetch_hdr_append(f, "", 0, 1) != 0) return nomem(f);
     f->hstate = 2;
@@ -459,11 +464,18 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
 static int on_header_value_complete(llhttp_t *p) {
   struct h1_conn *conn = p->data;
   struct fetch *f = conn->f;
-  if (f->hstate == 1 && fetch_hdr_append(f, "", 0, 1) != 0) return nomem(f);
-  if (fetch_hdr_append(f, "", 0, 0) != 0) return nomem(f);   /* room for the NUL */
-  fetch_hdr_commit(f, f->hstart, f->hname);
+  int open = f->hstate != 0;
   f->hstate = 0;
   conn->split = 0;
+  if (!open) return 0;
+  if (f->hname == 0) {
+    f->hbuf_len = f->hstart;
+    return 0;
+  }
+  if (f->hbuf_len == f->hstart + f->hname && fetch_hdr_append(f, "", 0, 1) != 0)
+    return nomem(f);   /* no value came: the name's NUL */
+  if (fetch_hdr_append(f, "", 0, 0) != 0) return nomem(f);   /* room for the value's NUL */
+  fetch_hdr_commit(f, f->hstart, f->hname);
   return 0;
 }
 
@@ -474,6 +486,10 @@ static int on_headers_complete(llhttp_t *p) {
   if (p->http_major != 1) {
     fetch_fail(f, FETCH_EDOWNLOAD, "unsupported HTTP version %d.%d in the response",
                p->http_major, p->http_minor);
+    return -1;
+  }
+  if (f->status < 100 || f->status > 999) {   /* llhttp lets "HTTP/1.1 20" through */
+    fetch_fail(f, FETCH_EDOWNLOAD, "invalid HTTP response: status %ld", f->status);
     return -1;
   }
   if (f->status < 200) return 0;   /* 1xx: no body, the answer follows */

@@ -36,6 +36,7 @@ Paths (any method):
   /cut                   Content-Length 100, 10 bytes, then close
   /chunked-cut           a chunked body cut off, then close
   /badstatus             an invalid status line
+  /shortstatus           a status of two digits, a body to EOF
   /hangup                reset at once, the request's body unread
   /see/<code>?to=URL     that status with Location URL (default /echo)
   /rel/<a>/<b>           302 to ../../plain (relative)
@@ -354,6 +355,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def r_badstatus(self, parts, q, body):
         self.raw(b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def r_shortstatus(self, parts, q, body):
+        self.raw(b"HTTP/1.1 20 OK\r\n\r\na body to the end of the connection")
 
     def r_see(self, parts, q, body):
         self.send(int(parts[1]), b"see other", [("Location", q.get("to", "/echo"))])

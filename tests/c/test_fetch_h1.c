@@ -289,6 +289,7 @@ TEST(hostile_upstreams) {
     {"/cut", "transfer closed"},
     {"/chunked-cut", "transfer closed"},
     {"/badstatus", "invalid HTTP response"},
+    {"/shortstatus", "invalid HTTP response"},
     {"/garbage", "invalid HTTP response"},
     {"/bigheaders?n=70", "larger than 65536"},
   };

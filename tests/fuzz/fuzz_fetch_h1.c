@@ -6,7 +6,8 @@
  * allow_truncated, bit 3: max_response_size 16 bytes instead of 64 KiB,
  * bit 4: a second fetch right after the first, which may take the kept
  * connection), byte 1 = chunk size (b + 1), then the bytes the server
- * sends.  Per input: a private uv loop and client, a fetch to a loopback
+ * sends (with redirects followed, only inputs whose every Location is a
+ * path on the same origin).  Per input: a private uv loop and client, a fetch to a loopback
  * listener of the target's; the first connection accepted gets the bytes
  * chunk by chunk with the loop run in between, then is closed; any other
  * connection (a redirect's, a retry's) is closed at once.  Checks: each
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -96,8 +98,21 @@ static int start(struct fetch_client *c, int opts, struct slot *s) {
   rq.follow_redirects = (opts & 2) != 0;
   rq.allow_truncated = (opts & 4) != 0;
   rq.max_response_size = max_size;
-  rq.timeout_ms = 5000;
+  rq.timeout_ms = 1000;
   return fetch_start(c, &rq, on_done, s, NULL);
+}
+
+/* Whether every Location in the bytes is a path on the same origin: a
+ * followed redirect elsewhere would resolve names or connect out of the
+ * machine (and wait for the deadline), which is not this target's job. */
+static int locations_stay_home(const uint8_t *d, size_t n) {
+  for (size_t i = 0; i + 9 <= n; i++) {
+    if (strncasecmp((const char *)d + i, "location:", 9) != 0) continue;
+    size_t k = i + 9;
+    while (k < n && (d[k] == ' ' || d[k] == '\t')) k++;
+    if (k >= n || d[k] != '/' || (k + 1 < n && (d[k + 1] == '/' || d[k + 1] == '\\'))) return 0;
+  }
+  return 1;
 }
 
 /* Closes every connection waiting to be accepted (redirects, retries). */
@@ -113,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t chunk = (size_t)data[1] + 1;
   data += 2;
   size -= 2;
+  if ((opts & 2) && !locations_stay_home(data, size)) return 0;
   max_size = opts & 8 ? 16 : 65536;
 
   uv_loop_t loop;
@@ -134,15 +150,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 3; i++) uv_run(&loop, UV_RUN_NOWAIT);
     refuse_others();
   }
-  if (opts & 16 && slots[0].calls) CHECK(start(c, opts, &slots[1]) == 0, "second start");
+  int second = (opts & 16) && slots[0].calls;   /* while the connection may be kept */
+  if (second) CHECK(start(c, opts, &slots[1]) == 0, "second start");
   close(sfd);
-  for (int i = 0; i < PUMP_LIMIT && (!slots[0].calls || (opts & 16 && !slots[1].calls)); i++) {
+  for (int i = 0; i < PUMP_LIMIT && (!slots[0].calls || (second && !slots[1].calls)); i++) {
     uv_run(&loop, UV_RUN_NOWAIT);
     refuse_others();
     usleep(50);
   }
   CHECK(slots[0].calls == 1, "%d callbacks", slots[0].calls);
-  CHECK(slots[1].calls <= 1, "%d callbacks for the second", slots[1].calls);
+  CHECK(slots[1].calls == second, "%d callbacks for the second", slots[1].calls);
   fetch_client_close(c, on_closed, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(closed, "the client did not close");
