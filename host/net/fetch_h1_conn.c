@@ -492,7 +492,11 @@ static int on_headers_complete(llhttp_t *p) {
     fetch_fail(f, FETCH_EDOWNLOAD, "invalid HTTP response: status %ld", f->status);
     return -1;
   }
-  if (f->status < 200) return 0;   /* 1xx: no body, the answer follows */
+  if (f->status == 101) {   /* we asked for no upgrade */
+    fetch_fail(f, FETCH_EDOWNLOAD, "unexpected protocol switch (status 101)");
+    return -1;
+  }
+  if (f->status < 200) return 1;   /* 1xx: never a body (whatever it says); the answer follows */
   f->redirecting = fetch_is_redirect(f);
   if (!f->redirecting && fetch_headers_end(f)) return -1;
   return f->head ? 1 : 0;
