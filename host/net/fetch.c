@@ -118,6 +118,13 @@ bad:
   return FETCH_EINVAL_URL;
 }
 
+int fetch_url_has_userinfo(const char *url) {
+  const char *a = strstr(url, "://");
+  if (!a) return 0;
+  a += 3;
+  return memchr(a, '@', strcspn(a, "/?#")) != NULL;
+}
+
 int fetch_url_handle(struct fetch *f) {
   if (f->url) return 0;
   if (!(f->url = curl_url())) return FETCH_ENOMEM;

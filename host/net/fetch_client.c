@@ -37,9 +37,7 @@ static int proxy_in_env(void) {
 /* Plain http without credentials in the URL (curl sends those as Basic
  * authentication), and no proxy. */
 static int use_h1(const struct fetch_client *c, const char *url) {
-  if (c->h1_off || strncmp(url, "http://", 7) != 0) return 0;
-  size_t auth = strcspn(url + 7, "/?#");
-  return memchr(url + 7, '@', auth) == NULL;
+  return !c->h1_off && strncmp(url, "http://", 7) == 0 && !fetch_url_has_userinfo(url);
 }
 
 struct fetch_client *fetch_client_new(uv_loop_t *loop) {

@@ -15,8 +15,9 @@
  * Redirects (3xx with Location, when followed) are resolved against the
  * current URL with curl_url; 301/302 turn POST into GET, 303 anything but
  * HEAD, without the body; to http they go on here (the kept connection
- * reused when the origin is the same), to https the fetch is handed over
- * to curl with what is left of its redirects and time.  Host,
+ * reused when the origin is the same), to https (or to a URL with
+ * credentials) the fetch is handed over to curl with what is left of its
+ * redirects and time.  Host,
  * Authorization and Cookie given by the caller go to the first origin
  * only.
  *
@@ -355,7 +356,7 @@ void fetch_h1_redirect(struct fetch *f) {
     f->rq_body_len = 0;
   }
   f->fresh_only = 0;
-  if (https) {   /* the rest is curl's: TLS */
+  if (https || fetch_url_has_userinfo(f->url_str)) {   /* the rest is curl's: TLS, Basic auth */
     if (f->deadline) {
       uint64_t now = now_ms();
       f->timeout_ms = f->deadline > now ? (long)(f->deadline - now) : 1;

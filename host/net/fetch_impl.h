@@ -129,6 +129,7 @@ struct fetch {
  * options, allocator), f->url_str and maybe f->url. */
 int fetch_copy_request(struct fetch *f, const struct fetch_request *rq);
 int fetch_url_handle(struct fetch *f);   /* makes f->url from f->url_str if needed */
+int fetch_url_has_userinfo(const char *url);   /* "scheme://user[:pass]@..." */
 void fetch_url_memo_free(struct fetch_client *c);
 /* The copied header lines as a curl list; skip_private leaves out Host,
  * Authorization and Cookie (after a redirect to another host). */

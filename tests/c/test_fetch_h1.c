@@ -436,6 +436,26 @@ TEST(ipv6_literal) {
   teardown();
 }
 
+/* Credentials in the URL are curl's to send (Basic authentication), also
+ * when a redirect brings them. */
+TEST(credentials_in_the_url_go_through_curl) {
+  struct got g;
+  setup(0);
+  char u[128], path[160];
+  snprintf(u, sizeof u, "http://user:pw@127.0.0.1:%d/echo", port);
+  struct fetch_request rq;
+  fetch_request_init(&rq);
+  rq.url = u;
+  fetch_wait(&rq, &g);
+  if (g.error) FAIL_AT("%s", g.msg);
+  ASSERT_HAS(g.body, "H authorization: Basic dXNlcjpwdw==\n");
+  snprintf(path, sizeof path, "/see/302?to=%s", u);
+  get(path, &g);
+  if (g.error) FAIL_AT("%s", g.msg);
+  ASSERT_HAS(g.body, "H authorization: Basic dXNlcjpwdw==\n");
+  teardown();
+}
+
 /* With a proxy in the environment (read when the client is made), plain
  * http goes through curl, which sends it to the proxy: the upstream acts
  * as one and sees the absolute URL. */
@@ -463,4 +483,5 @@ TEST_LIST(T(keep_alive_reuses_one_connection), T(request_on_the_wire),
           T(informational_responses_are_skipped), T(redirects_relative_absolute_and_methods),
           T(redirect_to_https_goes_on_through_curl), T(hostile_upstreams), T(cancel_mid_transfer),
           T(close_with_fetches_at_every_stage), T(timeout_covers_redirects),
-          T(ipv6_literal), T(proxy_in_the_environment_goes_through_curl));
+          T(ipv6_literal), T(credentials_in_the_url_go_through_curl),
+          T(proxy_in_the_environment_goes_through_curl));
