@@ -1,10 +1,21 @@
 /*
  * net/fetch: outbound HTTP(S) requests on a libuv loop (the net layer of
- * urlfetch, SPEC §10).  libcurl's multi-socket API, driven by uv_poll
- * handles (one per socket curl asks us to watch) and one uv_timer; one
- * CURLM per client, so connections (keep-alive, HTTP/2 over TLS where the
- * server offers it) and the DNS cache are shared by all fetches of a loop.
- * Only http and https, also for redirects.  Knows no Lua.
+ * urlfetch, SPEC §10).  Two paths behind one API, chosen per fetch by the
+ * URL's scheme:
+ *   - http: luahost's own HTTP/1.1 client (fetch_h1.c: libuv sockets,
+ *     llhttp), with a keep-alive pool per client keyed by (host, port) and
+ *     a 60 s cache of resolved names (uv_getaddrinfo; IP literals, IPv6
+ *     too, connect at once; a name's addresses are tried in order);
+ *   - https: libcurl's multi-socket API driven by uv_poll and uv_timer,
+ *     one CURLM per client (TLS with the system CA store, HTTP/2 where the
+ *     server offers it, connections and DNS cache shared by the client).
+ * A redirect from http to https hands the rest of the fetch (redirects and
+ * time left) to curl.  When a proxy is set in the environment
+ * (http_proxy, HTTP_PROXY, all_proxy or ALL_PROXY, read once by
+ * fetch_client_new), or the URL carries credentials (user:pass@, sent by
+ * curl as Basic authentication), http goes through curl as well, which
+ * reads the proxy variables itself (no_proxy included).  Only http and
+ * https, also for redirects.  Knows no Lua.
  *
  * Integration (what the caller does):
  *   - One struct fetch_client per uv loop: a worker's loop, or the small
@@ -25,13 +36,16 @@
  *     what you keep.  The struct fetch * is freed when the callback
  *     returns: drop it then, and do not cancel it from its own callback.
  *   - fetch_cancel(f): the waiter is gone (deadline, bt.cancel, dead
- *     coroutine).  The transfer is removed from the multi handle and freed
- *     at once; its callback is NOT called, neither now nor later.
+ *     coroutine).  The transfer is stopped (its connection closed, or
+ *     removed from curl's multi handle) and freed at once; its callback is
+ *     NOT called, neither now nor later.
  *   - fetch_client_close(c, done, ud): every fetch still in flight gets its
  *     callback, synchronously, with error FETCH_ECANCELLED; then the
  *     connections are closed and the uv handles closed asynchronously;
- *     done(ud) runs from the loop once the last handle is closed, after
- *     which c is freed.  Run the loop until then (a thread's private loop:
+ *     done(ud) runs from the loop once the last handle is closed and the
+ *     last name lookup has called back (getaddrinfo runs on libuv's
+ *     threadpool and cannot always be cancelled), after which c is freed.
+ *     Run the loop until then (a thread's private loop:
  *     uv_run(loop, UV_RUN_DEFAULT) returns after done).  After close,
  *     fetch_start returns FETCH_ECLOSED.  Callbacks may call fetch_start,
  *     fetch_cancel (of other fetches) and fetch_client_close.
@@ -43,15 +57,33 @@
  *     given back when the callback returns (or at fetch_cancel).  A
  *     refused allocation ends the fetch with FETCH_ENOMEM.
  *
- * On the wire: up to 64 idle connections are kept per client; a fetch to
- * an https origin whose connection is still being set up waits to share
- * it if it turns out to speak HTTP/2.  POST goes as curl's POST (a 301,
- * 302 or 303 turns it into a GET), other methods as given.  No
- * Accept-Encoding is added (bodies come as sent) and curl's
+ * On the wire: up to 64 idle connections are kept per client and path.
+ * http: "METHOD /path?query HTTP/1.1", a Host header (with the port when
+ * not 80), an Accept of any type as curl sends (unless the caller sends an
+ * Accept), the caller's headers in order (a caller's Host replaces ours;
+ * its Content-Length and Transfer-Encoding are dropped: the body is sent
+ * whole with a Content-Length, also 0 for a POST, PUT or PATCH without
+ * one), in one write.  No Expect, no Accept-Encoding (bodies come as sent).
+ * A response header block over 64 KiB is refused (FETCH_EDOWNLOAD); 1xx
+ * responses are skipped; a body may run to EOF.  A connection goes back to
+ * the pool only after a complete response the peer keeps alive (not
+ * Connection: close, not HTTP/1.0 without keep-alive, no stray bytes after
+ * it); an idle one is closed when the peer closes it or sends anything.  A
+ * request on a reused connection that fails before any response byte is
+ * sent once more on a new connection (as curl does).  The connection of a
+ * fetch that failed, timed out or was cancelled is closed.  Redirects:
+ * 301/302 turn a POST, 303 anything but HEAD, into a GET without body;
+ * 307/308 keep method and body; the caller's Host, Authorization and Cookie
+ * go to the first origin only.  https (curl): a fetch to an origin whose
+ * connection is still being set up waits to share it if it turns out to
+ * speak HTTP/2; POST goes as curl's POST, other methods as given; curl's
  * "Expect: 100-continue" is suppressed unless the caller sends an Expect.
  *
  * curl_global_init runs once per process (pthread_once), from the first
- * fetch_client_new; curl_global_cleanup is never called.
+ * fetch_client_new; curl_global_cleanup is never called.  The first
+ * fetch_client_new also sets SIGPIPE to SIG_IGN if its disposition is
+ * still the default (a write to an upstream that closed must fail with
+ * EPIPE, not kill the process).
  *
  * Errors: 0 or a negative FETCH_E*; fetch_strerror names them.  How the
  * binding maps them (SPEC §10): FETCH_EINVAL_URL -> urlfetch.InvalidURLError

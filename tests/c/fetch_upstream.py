@@ -4,7 +4,8 @@
 listens.  --tls serves HTTPS with a self-signed certificate made by the
 openssl command into a temporary directory; it offers HTTP/2 by ALPN
 (Debian's python3-h2), where /stats answers as below and any other path
-with "PROTO h2", "PATH <path>" and "BODY <len>" lines.
+with "PROTO h2", "PATH <path>" and "BODY <len>" lines.  --v6 listens on
+::1 instead of 127.0.0.1.
 
 Paths (any method):
   /plain                 "hello", with repeated and folded headers
@@ -19,8 +20,26 @@ Paths (any method):
   /garbage               bytes that are not HTTP, then close
   /bigheaders?n=N        N headers of 1000 bytes each
   /echo                  the request: "METHOD m", "PATH p", "H name: value"
-                         lines, then "BODY <len>" and the body bytes
-  /stats                 "connections=C requests=R huge_sent=S huge_done=D"
+                         lines, then "BODY <len>" and the body bytes (not
+                         with ?nobody=1)
+  /stats                 "connections=C requests=R huge_sent=S huge_done=D
+                         dropped=X"
+  /conn                  "PORT <the client's port>" (which connection asked)
+  /bye                   "bye" with keep-alive headers, then the server closes
+  /drop-next             "armed"; the next request on this connection is read
+                         and the connection closed without an answer
+  /empty                 closes without an answer
+  /close                 "closing" with Connection: close, then closes
+  /http10                an HTTP/1.0 answer without length, ending at EOF
+  /continue              100 Continue and 103 Early Hints, then "ok"
+  /extra                 "ok", then bytes nobody asked for
+  /cut                   Content-Length 100, 10 bytes, then close
+  /chunked-cut           a chunked body cut off, then close
+  /badstatus             an invalid status line
+  /shortstatus           a status of two digits, a body to EOF
+  /hangup                reset at once, the request's body unread
+  /see/<code>?to=URL     that status with Location URL (default /echo)
+  /rel/<a>/<b>           302 to ../../plain (relative)
 """
 import os
 import shutil
@@ -60,6 +79,7 @@ class Server(ThreadingHTTPServer):
         self.huge_sent = 0
         self.huge_done = 0
         self.reset_fds = set()
+        self.dropped = 0
 
     def shutdown_request(self, request):
         # a reset connection is closed without a FIN first (SO_LINGER 0)
@@ -144,6 +164,12 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def handle_one_request(self):
+        if getattr(self, "drop_next", False):
+            self.rfile.readline()   # the next request line, then nothing
+            with self.server.lock:
+                self.server.dropped += 1
+            self.close_connection = True
+            return
         try:
             super().handle_one_request()
         except (ConnectionError, ssl.SSLError, OSError):
@@ -152,6 +178,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_any(self):
         with self.server.lock:
             self.server.requests += 1
+        if self.path.startswith("/hangup"):   # the body unread: a reset
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            with self.server.lock:
+                self.server.reset_fds.add(self.connection.fileno())
+            self.close_connection = True
+            return
         body = self.read_body()
         u = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
@@ -177,7 +210,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-MiXeD-CaSe", "KeEp  ")
         self.send_header("Content-Length", "5")
         self.end_headers()
-        self.wfile.write(b"hello")
+        if self.command != "HEAD":
+            self.wfile.write(b"hello")
 
     def r_status(self, parts, q, body):
         code = int(parts[1])
@@ -277,13 +311,65 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             out.append(b"H %s: %s" % (k.lower().encode("latin-1"), v.encode("latin-1")))
         out.append(b"BODY %d" % len(body))
-        self.send(200, b"\n".join(out) + b"\n" + body)
+        self.send(200, b"\n".join(out) + b"\n" + (b"" if q.get("nobody") else body))
+
+    def r_conn(self, parts, q, body):
+        self.send(200, b"PORT %d" % self.client_address[1])
+
+    def r_bye(self, parts, q, body):
+        self.send(200, b"bye")
+        self.close_connection = True
+
+    def r_drop_next(self, parts, q, body):
+        self.send(200, b"armed")
+        self.drop_next = True
+
+    def r_empty(self, parts, q, body):
+        self.close_connection = True
+
+    def r_close(self, parts, q, body):
+        self.send(200, b"closing", [("Connection", "close")])
+        self.close_connection = True
+
+    def raw(self, data, close=True):
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.close_connection = close
+
+    def r_http10(self, parts, q, body):
+        self.raw(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold style body")
+
+    def r_continue(self, parts, q, body):
+        self.raw(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok", close=False)
+
+    def r_extra(self, parts, q, body):
+        self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra", close=False)
+
+    def r_cut(self, parts, q, body):
+        self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+    def r_chunked_cut(self, parts, q, body):
+        self.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n8\r\nwor")
+
+    def r_badstatus(self, parts, q, body):
+        self.raw(b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def r_shortstatus(self, parts, q, body):
+        self.raw(b"HTTP/1.1 20 OK\r\n\r\na body to the end of the connection")
+
+    def r_see(self, parts, q, body):
+        self.send(int(parts[1]), b"see other", [("Location", q.get("to", "/echo"))])
+
+    def r_rel(self, parts, q, body):
+        self.send(302, b"", [("Location", "../../plain")])
 
     def stats_text(self):
         with self.server.lock:
-            return "connections=%d requests=%d huge_sent=%d huge_done=%d" % (
+            return "connections=%d requests=%d huge_sent=%d huge_done=%d dropped=%d" % (
                 self.server.connections, self.server.requests, self.server.huge_sent,
-                self.server.huge_done)
+                self.server.huge_done, self.server.dropped)
 
     def r_stats(self, parts, q, body):
         self.send(200, self.stats_text().encode())
@@ -308,7 +394,11 @@ def make_tls():
 
 def main():
     tls = make_tls() if "--tls" in sys.argv[1:] else None
-    srv = Server(("127.0.0.1", 0), Handler, tls)
+    if "--v6" in sys.argv[1:]:
+        Server.address_family = socket.AF_INET6
+        srv = Server(("::1", 0), Handler, tls)
+    else:
+        srv = Server(("127.0.0.1", 0), Handler, tls)
     sys.stdout.write("PORT %d\n" % srv.server_address[1])
     sys.stdout.flush()
     srv.serve_forever(poll_interval=0.05)

@@ -20,7 +20,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # longer in proportion (SECONDS x TARGETS / CPUs), so that it gets about
 # SECONDS of a CPU as it would alone, and CI waits that instead of
 # TARGETS x SECONDS.
-targets=(fuzz_http fuzz_values fuzz_config fuzz_multipart fuzz_redis fuzz_json)
+targets=(fuzz_http fuzz_values fuzz_config fuzz_multipart fuzz_redis fuzz_json fuzz_fetch_h1)
 ncpu=$(nproc 2>/dev/null || echo 1)
 [ "$ncpu" -gt ${#targets[@]} ] && ncpu=${#targets[@]}
 wall=$(( secs * ${#targets[@]} / ncpu ))
