@@ -80,10 +80,10 @@
  * "Expect: 100-continue" is suppressed unless the caller sends an Expect.
  *
  * curl_global_init runs once per process (pthread_once), from the first
- * fetch_client_new; curl_global_cleanup is never called.  The first
- * fetch_client_new also sets SIGPIPE to SIG_IGN if its disposition is
- * still the default (a write to an upstream that closed must fail with
- * EPIPE, not kill the process).
+ * fetch_client_new; curl_global_cleanup is never called.  The process
+ * must ignore SIGPIPE (luahost's main does, for every command): libuv
+ * writes with write(2), and a write to an upstream that closed must fail
+ * with EPIPE, not kill the process.
  *
  * Errors: 0 or a negative FETCH_E*; fetch_strerror names them.  How the
  * binding maps them (SPEC §10): FETCH_EINVAL_URL -> urlfetch.InvalidURLError

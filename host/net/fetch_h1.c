@@ -27,8 +27,6 @@
  * c->nhandles and outlives its fetch (d->f cleared), so the client is
  * freed only after it calls back.
  */
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -398,19 +396,7 @@ int fetch_h1_start(struct fetch *f) {
 
 static void on_timer_closed(uv_handle_t *h) { fetch_handle_closed(h->data); }
 
-/* libuv writes with write(2): a peer that closed would raise SIGPIPE,
- * which kills a process that does not handle it (luahost run, luahost
- * test; the server ignores it already).  Once per process, and only when
- * nobody chose a disposition for it. */
-static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
-
-static void ignore_sigpipe(void) {
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
-}
-
 int fetch_h1_client_init(struct fetch_client *c) {
-  pthread_once(&sigpipe_once, ignore_sigpipe);
   list_init(&c->conns);
   list_init(&c->idle);
   uv_timer_init(c->loop, &c->h1_timer);

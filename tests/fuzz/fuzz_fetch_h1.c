@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,7 @@ static void on_done(void *ud, const struct fetch_result *r) {
 static void on_closed(void *ud) { closed = 1; }
 
 static void setup(void) {
+  signal(SIGPIPE, SIG_IGN);   /* as luahost's main: a closed peer gives EPIPE */
   lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   struct sockaddr_in a = {.sin_family = AF_INET};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
