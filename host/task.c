@@ -19,6 +19,9 @@ static struct list all_loops = {{&all_loops.head, &all_loops.head}};
 /* The calling thread's own loop, made on its first in-place wait that
  * needs one (network I/O). */
 static _Thread_local struct task_loop *own_loop;
+/* The loop whose tasks this thread yields to (a worker's, apptest's): set
+ * by the thread that runs it, so `tl == yield_loop` means "on tl's thread". */
+static _Thread_local struct task_loop *yield_loop;
 
 /* A thread's parker: its in-place waits that need no loop (TASK_NO_IO)
  * wait on it.  Registered, as loops are, so that cancel and shutdown
@@ -56,6 +59,8 @@ int task_loop_init(struct task_loop *tl, uv_loop_t *uv) {
   list_init(&tl->waiting);
   if (uv_async_init(uv, &tl->async, on_async) < 0) return -1;
   tl->async.data = tl;
+  uv_idle_init(uv, &tl->idle);
+  tl->idle.data = tl;
   pthread_mutex_init(&tl->lock, NULL);
   pthread_mutex_lock(&all_lock);
   list_push_back(&all_loops, &tl->all);
@@ -73,6 +78,8 @@ void task_loop_close(struct task_loop *tl) {
       tl->clients[i] = NULL;
     }
   if (tl->own) uv_close((uv_handle_t *)&tl->own_timer, NULL);
+  uv_close((uv_handle_t *)&tl->idle, NULL);
+  if (yield_loop == tl) yield_loop = NULL;   /* its memory may serve another loop */
   pthread_mutex_lock(&tl->lock);   /* a sender still in task_complete is done */
   uv_close((uv_handle_t *)&tl->async, NULL);
   pthread_mutex_unlock(&tl->lock);
@@ -218,8 +225,9 @@ static int early_reason(struct task_wait *w) {
   return TASK_PENDING;
 }
 
-static void on_async(uv_async_t *a) {
-  struct task_loop *tl = a->data;
+/* (loop thread) Ends the waits whose completion came, oldest first, and,
+ * after a poke, those that cancel or shutdown ends. */
+static void read_mail(struct task_loop *tl) {
   pthread_mutex_lock(&tl->lock);
   struct task_wait *mail = tl->mailbox;
   int poked = tl->poked;
@@ -246,6 +254,13 @@ static void on_async(uv_async_t *a) {
     }
 }
 
+static void on_async(uv_async_t *a) { read_mail(a->data); }
+
+static void on_idle(uv_idle_t *h) {
+  uv_idle_stop(h);
+  read_mail(h->data);
+}
+
 /* The send is made under the lock: once the waiting thread has taken the
  * mail (and may end, closing its loop), no sender still holds the loop. */
 void task_complete(struct task_wait *w) {
@@ -258,12 +273,16 @@ void task_complete(struct task_wait *w) {
     return;
   }
   struct task_loop *tl = w->loop;
+  int here = tl == yield_loop || tl == own_loop;   /* on tl's own thread */
   pthread_mutex_lock(&tl->lock);
   w->completed = 1;
   w->mail_next = tl->mailbox;
   tl->mailbox = w;
-  uv_async_send(&tl->async);
+  if (!here) uv_async_send(&tl->async);
   pthread_mutex_unlock(&tl->lock);
+  /* from a callback of tl's loop: read in its next idle phase (an active
+   * idle handle also keeps the coming poll from blocking) */
+  if (here) uv_idle_start(&tl->idle, on_idle);
 }
 
 void task_poke_all(void) {
@@ -391,6 +410,7 @@ int task_wait(lua_State *L, struct task_wait *w, uint64_t timeout_ns) {
   }
   if (t) {
     t->waiting = 1;
+    yield_loop = t->loop;
     return lua_yieldk(L, 0, (lua_KContext)w, wait_cont);
   }
   /* In place: drive the thread's own loop until the wait is over (a

@@ -54,6 +54,9 @@ enum { TASK_CLIENT_FETCH, TASK_CLIENT_REDIS, TASK_CLIENT_MAX };
 struct task_loop {
   uv_loop_t *uv;
   uv_async_t async;               /* any thread: mail, or look at cancel/shutdown */
+  uv_idle_t idle;                 /* (loop thread) mail the loop's own thread
+                                     posted: read in the next idle phase, no
+                                     eventfd write and read */
   pthread_mutex_t lock;           /* guards mailbox and poked */
   struct task_wait *mailbox;      /* (lock) completed waits, newest first */
   int poked;                      /* (lock) cancel or shutdown: check the waits */
