@@ -19,6 +19,9 @@
 #include "http/response.h"
 
 #define READ_CHUNK (16 * 1024)
+/* Bytes of pipelined requests read ahead while one is in flight; past it
+ * reading stops until the response is out (back-pressure). */
+#define READ_AHEAD (64 * 1024)
 #define LINGER_MS 2000
 
 enum phase { PH_IDLE, PH_HEADERS, PH_BODY, PH_HANDLER, PH_LINGER };
@@ -357,7 +360,13 @@ static void process(struct http_conn *c) {
   c->in_process = 0;
   if (c->closing || c->phase == PH_LINGER) return;
   if (c->inflight) {
-    if (c->reading) { uv_read_stop((uv_stream_t *)&c->tcp); c->reading = 0; }
+    /* Reading goes on while the handler runs (an EOF shows at once, and a
+     * read stopped and started again costs two epoll_ctl calls per
+     * request); only pipelined bytes piling up stop it. */
+    if (c->reading && c->in.len - c->rpos >= READ_AHEAD) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->reading = 0;
+    }
   } else if (!c->reading) {
     start_reading(c);
   }
