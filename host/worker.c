@@ -47,9 +47,17 @@ static struct req_job *job_new(struct worker *w, uint64_t seq) {
   struct req_job *j;
   if (n) { list_remove(n); j = list_entry(n, struct req_job, node); }
   else if (!(j = malloc(sizeof *j))) return NULL;
-  memset(j, 0, sizeof *j);
+  /* No memset of the whole job (over 1 KiB with its header buffer and
+   * lifecycle request): run_start sets the runner's fields; these are
+   * the ones it leaves to the runner's later steps or to us. */
   j->w = w;
+  j->conn = NULL;
   j->rj.done = complete;
+  j->rj.co_ref = LUA_NOREF;
+  j->rj.status = 0;
+  j->rj.body = NULL;
+  j->rj.body_len = 0;
+  j->rj.static_rest = 0;
   pthread_spin_lock(&w->jobs_lock);
   j->seq = seq;
   list_push_back(&w->jobs, &j->node);
