@@ -320,28 +320,32 @@ static void on_stop(uv_async_t *a) {
 }
 
 int worker_log_unfinished(struct worker *w) {
-  enum { MAX_LISTED = 64 };
-  uint64_t seqs[MAX_LISTED];
-  int n = 0, listed = 0;
+  uint64_t stack[64], *seqs = stack;
+  size_t cap = 64, n = 0;
   uint64_t running = atomic_load_explicit(&w->running, memory_order_relaxed);
   pthread_spin_lock(&w->jobs_lock);   /* copy the IDs; log with the lock let go */
   list_each(&w->jobs, it, tmp) {
     struct req_job *j = list_entry(it, struct req_job, node);
     if (!j->seq) continue;   /* being set up, or the host's own request */
-    if (listed < MAX_LISTED) seqs[listed++] = j->seq;
-    n++;
+    if (n == cap) {          /* rare: more than 64 left on one worker */
+      uint64_t *more = malloc(cap * 2 * sizeof *more);
+      if (!more) break;
+      memcpy(more, seqs, n * sizeof *seqs);
+      if (seqs != stack) free(seqs);
+      seqs = more;
+      cap *= 2;
+    }
+    seqs[n++] = j->seq;
   }
   pthread_spin_unlock(&w->jobs_lock);
-  for (int i = 0; i < listed; i++) {
+  for (size_t i = 0; i < n; i++) {
     char rid[INSTANCE_RID_LEN + 1];
     instance_format_request_id(seqs[i], rid);
     log_msg(LOG_WARNING, "request_id", rid, "request %s still %s on worker %d at the end "
             "of the shutdown grace", rid, seqs[i] == running ? "running" : "waiting", w->index);
   }
-  if (n > listed)
-    log_msg(LOG_WARNING, NULL, NULL, "worker %d: %d more requests still in flight at the "
-            "end of the shutdown grace", w->index, n - listed);
-  return n;
+  if (seqs != stack) free(seqs);
+  return (int)n;
 }
 
 static void run(void *arg) {
