@@ -41,8 +41,9 @@ FILES = {
           return table.concat(out, ",")
         end
         function M.thread(kind)
-          require("runtime").log("info", "WAITING thread " .. kind)
-          local a = M.answer(require("wait_kinds").run(kind, 60, 120, 2))
+          local a = M.answer(require("wait_kinds").run(kind, 60, 120, 2, function()
+            require("runtime").log("info", "WAITING thread " .. kind)
+          end))
           print("THREAD " .. kind .. " " .. a)
         end
         function M.hook()
@@ -69,8 +70,10 @@ FILES = {
         local report = require "report"
         local waits = require "wait_kinds"
         return function(req)
-          require("runtime").log("info", "WAITING request " .. req.args.kind)
-          local f = function() return report.answer(waits.run(req.args.kind, 60, 120, 2)) end
+          local ready = function()   -- logged once the wait is in place (a join's thread started)
+            require("runtime").log("info", "WAITING request " .. req.args.kind)
+          end
+          local f = function() return report.answer(waits.run(req.args.kind, 60, 120, 2, ready)) end
           if req.args.nested then
             local co = coroutine.create(f)
             local ok, a = coroutine.resume(co)

@@ -16,7 +16,11 @@ end
 -- Returns what the wait returned.  A join waits for a thread that sleeps
 -- `sleeper` seconds (default: a little past the join's timeout, at most 3 s,
 -- so a test run does not wait long for it at its end), then lingers.
-function M.run(kind, secs, sleeper, linger)
+-- ready(), if given, runs just before the wait itself (after a join's
+-- thread has started): a test may signal then that the wait is in place.
+function M.run(kind, secs, sleeper, linger, ready)
+  ready = ready or function() end
+  if kind ~= "join" then ready() end
   if kind == "sleep" then
     return runtime.sleep(secs)
   elseif kind == "pop" then
@@ -28,6 +32,7 @@ function M.run(kind, secs, sleeper, linger)
   elseif kind == "join" then
     local id = bt.start_new_background_thread("wait_kinds:sleeper",
                                               { sleeper or math.min(secs * 2 + 1, 3), linger })
+    ready()
     return bt.join(id, secs)
   end
   error("unknown wait kind " .. tostring(kind))
