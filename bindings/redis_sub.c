@@ -58,6 +58,7 @@ struct lsub {
   redisReply **q;               /* unread messages, a ring */
   size_t qhead, qn, qcap, qbytes;
   int dead;                     /* the connection ended (msg says why) */
+  int closed;                   /* sub:close() (or <close>) ran */
   char msg[300];
   int pongs;                    /* PINGs sent whose pong has not come */
   long long count;              /* channels + patterns, per the last confirmation */
@@ -309,7 +310,7 @@ static int send_and_confirm(lua_State *L, struct lsub *u, int self, const char *
 
 static struct lsub *check_sub(lua_State *L) {
   struct lsub *u = luaL_checkudata(L, 1, SUB_MT);
-  if (!u->s && !u->dead) luaL_error(L, "redis: the subscription is closed");
+  if (u->closed) luaL_error(L, "redis: the subscription is closed");
   return u;
 }
 
@@ -327,10 +328,9 @@ static int s_close(lua_State *L) {
   struct lsub *u = luaL_checkudata(L, 1, SUB_MT);
   int was_waiting = u->waiting;
   sub_free(u);
-  u->dead = 0;   /* closed, not failed: further use raises */
-  if (was_waiting && !u->completed) {   /* a coroutine waits on it: it gets the end */
+  u->closed = 1;   /* further use raises */
+  if (was_waiting && !u->completed)   /* a coroutine waits on it: it gets the end */
     end_sub(u, "subscription closed");
-  }
   return 0;
 }
 
@@ -369,7 +369,7 @@ static int s_gc(lua_State *L) {
 static int s_tostring(lua_State *L) {
   struct lsub *u = luaL_checkudata(L, 1, SUB_MT);
   lua_pushfstring(L, "redis.subscription(\"%s\", %s)", redis_calls_name(u->server),
-                  u->s ? (u->dead ? "ended" : "open") : "closed");
+                  u->closed ? "closed" : u->dead ? "ended" : "open");
   return 1;
 }
 

@@ -44,6 +44,7 @@ APP = {
             { url = "^/calls$", script = "calls" },
             { url = "^/waitforever$", script = "waitforever" },
             { url = "^/listen$", script = "listen" },
+            { url = "^/shared_sub$", script = "shared_sub" },
             { url = "^/", script = "hello" },
           },
         }
@@ -110,6 +111,18 @@ APP = {
             got[#got + 1] = m.data
           end
           return 200, {}, table.concat(got, ",")
+        end
+    """,
+    "shared_sub.lua": """
+        -- one subscription kept by the worker: ?op=open, read (waits) or close
+        local r = require("redis").client("main")
+        local sub
+        return function(req)
+          if req.args.op == "open" then sub = assert(r:subscribe("e2e:kept")) return "open" end
+          if req.args.op == "close" then sub:close() return tostring(sub) end
+          require("runtime").log("info", "READING the kept subscription")
+          local m, err = sub:read(20)   -- no yield between the log line and the wait
+          return 200, {}, m and m.data or tostring(err)
         end
     """,
     "hello.lua": """
@@ -370,6 +383,25 @@ class TestOneInstance(ServerTestCase):
         self.assertEqual(srv.wait(scaled(10)), 0)
         self.assertLess(time.monotonic() - t0, scaled(3))
         self.assertEqual(res["e2e:quiet"][:2], (200, b"(shutting down)"))
+
+    def test_closing_a_subscription_ends_another_requests_read(self):
+        srv = self.serve(workers=1)
+        self.assertEqual(request(srv.port, "GET", "/shared_sub?op=open")[:2], (200, b"open"))
+        res = []
+        t = threading.Thread(target=lambda: res.append(
+            request(srv.port, "GET", "/shared_sub?op=read", timeout=30)))
+        t.start()
+        self.assertTrue(srv.wait_stderr(r"READING the kept subscription", timeout=scaled(10)))
+        self.assertEqual(res, [])
+        t0 = time.monotonic()
+        self.assertEqual(request(srv.port, "GET", "/shared_sub?op=close")[:2],
+                         (200, b'redis.subscription("main", closed)'))
+        t.join(scaled(10))
+        self.assertLess(time.monotonic() - t0, scaled(2))
+        self.assertEqual(res[0][0], 200)
+        self.assertIn(b"redis.ConnectionError", res[0][1])
+        self.assertIn(b"subscription closed", res[0][1])
+        self.assertTrue(wait_until(lambda: self.subscribers("e2e:kept") == 0, scaled(5)))
 
     def test_maxmemory_answers_no_memory(self):
         srv = self.serve(workers=1)

@@ -454,6 +454,7 @@ function TestRedisPubSub:test_unavailable_server_and_misuse()
   s:close()
   s:close()                                              -- twice is fine
   lu.assertErrorMsgContains("closed", s.read, s, 0)
+  lu.assertErrorMsgContains("closed", s.subscribe, s, "ps:d")
   lu.assertStrContains(tostring(s), "closed")
 end
 
