@@ -295,9 +295,9 @@ static int send_and_confirm(lua_State *L, struct lsub *u, int self, const char *
   static const char *const ping[] = {"PING"};
   int rc = redis_sub_command(u->s, n + 1, argv, lens);
   if (rc == 0 && (rc = redis_sub_command(u->s, 1, ping, NULL)) == 0) u->pongs++;
+  if (rc < 0) u->waiting = W_IDLE;
   if (rc == REDIS_E_NOMEM) luaL_error(L, "not enough memory");
   if (rc < 0) {
-    u->waiting = W_IDLE;
     lua_pushnil(L);
     redis_push_conn_error(L, u->server, u->dead ? u->msg : redis_strerror(rc));
     return 2;
