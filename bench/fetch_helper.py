@@ -12,22 +12,14 @@
 import os
 import re
 import select
-import socket
 import sys
 import time
 
+# the mass-connection helpers are the end-to-end tests' own
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+from massconn import connect_many, rss_kib  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def cpu_s(pid):
@@ -44,36 +36,9 @@ def raise_nofile(n):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def connect_all(port, n, timeout):
-    socks, pending = [], {}
-    ep = select.epoll()
-    deadline = time.monotonic() + timeout
-    for i in range(n):
-        s = socket.socket()
-        s.setblocking(False)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        socks.append(s)
-        err = s.connect_ex(("127.0.0.1", port))
-        if err not in (0, 115):
-            raise SystemExit("connect: %s" % os.strerror(err))
-        pending[s.fileno()] = s
-        ep.register(s.fileno(), select.EPOLLOUT)
-        while len(pending) > 128 or (i == n - 1 and pending):
-            if time.monotonic() > deadline:
-                raise SystemExit("%d of %d connects pending" % (len(pending), n))
-            for fd, _ in ep.poll(0.1):
-                sk = pending.pop(fd)
-                ep.unregister(fd)
-                err = sk.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    raise SystemExit("connect: %s" % os.strerror(err))
-    ep.close()
-    return socks
-
-
 def burst(port, path, n, pid, timeout):
     raise_nofile(n + 1024)
-    socks = connect_all(port, n, timeout)
+    socks = connect_many(port, n, timeout)
     time.sleep(0.2)                     # let the server accept them all
     req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, port)).encode()
     ep = select.epoll()

@@ -41,6 +41,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from massconn import rss_kib  # noqa: E402
 
 SOAK_SECONDS = float(os.environ.get("LUAHOST_SOAK_SECONDS", "8"))
 SANITIZED = harness.TIME_SCALE > 1
@@ -161,14 +162,6 @@ function done(summary, latency, requests)
   io.write(string.format("REQUESTS %d\n", summary.requests))
 end
 '''
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def report(msg):

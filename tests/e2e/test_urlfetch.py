@@ -25,6 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from massconn import connect_many, rss_kib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DELAY_UPSTREAM = os.path.join(HERE, "delay_upstream.py")
@@ -356,7 +357,7 @@ class UrlfetchServe(harness.ServerTestCase):
                 self.assertServes(srv)
         ok = srv.get("/hostile?path=/plain")
         self.assertOK(ok, "5 hello")
-        rss = vm_rss_kib(srv.proc.pid)
+        rss = rss_kib(srv.proc.pid)
         self.assertLess(rss, 256 * 1024, "RSS %d KiB after refused 8 MB bodies" % rss)
 
     # (f) SIGTERM: a fetch in flight runs on; its request finishes in the grace
@@ -386,49 +387,6 @@ class UrlfetchServe(harness.ServerTestCase):
         self.assertEqual(rc, 0, srv.stderr_text())
         self.assertLess(t_answer - t_term, harness.scaled(5))
         self.assertLess(t_exit - t_answer, harness.scaled(3), "exit lagged the last request")
-
-
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def connect_many(port, n, timeout):
-    """n connected sockets (non-blocking), each accepted by the server's
-    kernel queue; made before any request is timed."""
-    socks, pending = [], {}
-    ep = select.epoll()
-    deadline = time.monotonic() + timeout
-    try:
-        for i in range(n):
-            s = socket.socket()
-            s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            socks.append(s)
-            err = s.connect_ex(("127.0.0.1", port))
-            if err not in (0, 115):   # EINPROGRESS
-                raise AssertionError("connect: %s" % os.strerror(err))
-            pending[s.fileno()] = s
-            ep.register(s.fileno(), select.EPOLLOUT)
-            while len(pending) > 128 or (i == n - 1 and pending):
-                if time.monotonic() > deadline:
-                    raise AssertionError("%d of %d connects pending" % (len(pending), n))
-                for fd, _ in ep.poll(0.1):
-                    sk = pending.pop(fd)
-                    ep.unregister(fd)
-                    err = sk.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if err:
-                        raise AssertionError("connect: %s" % os.strerror(err))
-    except BaseException:
-        for s in socks:
-            s.close()
-        raise
-    finally:
-        ep.close()
-    return socks
 
 
 def exchange(socks, request, timeout):
