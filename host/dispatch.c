@@ -95,9 +95,9 @@ static void tidy_error(const char *text, char *out, size_t n) {
 /* Logs a load error once per instance however many states hit it: every
  * worker loads the same modules.  Remembers (by hash) up to 256 texts. */
 static void log_load_error_once(const char *text) {
-  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-  static uint64_t seen[256];
-  static int nseen;
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;   /* any worker thread */
+  static uint64_t seen[256];   /* (lock) */
+  static int nseen;            /* (lock) */
   uint64_t h = 1469598103934665603ull;
   for (const char *p = text; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
   pthread_mutex_lock(&lock);

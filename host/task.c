@@ -27,7 +27,8 @@ static _Thread_local struct task_loop *yield_loop;
  * wait on it.  Registered, as loops are, so that cancel and shutdown
  * reach it; freed by task_thread_end. */
 struct task_parker {
-  pthread_mutex_t lock;
+  pthread_mutex_t lock;           /* guards `completed` of the waits parked here
+                                     (set by task_complete on any thread) */
   pthread_cond_t cond;            /* (lock) a completion, or a poke */
   struct list_node all;           /* (all_lock) every live parker */
 };

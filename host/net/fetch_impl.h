@@ -48,7 +48,7 @@ struct fetch_client {
   /* HTTP/1.1 (fetch_h1.c) */
   int h1_off;                   /* a proxy is set in the environment: http via curl */
   uv_timer_t h1_timer;          /* the earliest deadline of an h1 fetch (lazy) */
-  uint64_t h1_due;              /* loop time h1_timer fires; 0: stopped */
+  uint64_t h1_due;              /* when h1_timer fires (ms of uv_hrtime); 0: stopped */
   struct list conns;            /* every open connection */
   struct list idle;             /* idle ones, most recently used first */
   size_t nidle;
@@ -106,7 +106,7 @@ struct fetch {
   /* h1 path (fetch_h1.c) */
   struct h1_conn *conn;         /* the connection it uses or opens */
   struct h1_dns *dns;           /* its name being resolved */
-  uint64_t deadline;            /* loop time; 0: none */
+  uint64_t deadline;            /* ms of uv_hrtime; 0: none */
   char *host;                   /* for connecting: no brackets ("::1") */
   char *target;                 /* "/path?query" */
   int port, redirects, retried, fresh_only;
