@@ -599,7 +599,9 @@ void run_start(struct app_state *d, struct run_job *j, const struct http_request
   j->task.vt.co = co;
   j->task.vt.request_id = req->request_id;
   j->task.vt.deadline_s = d->cfg->request_deadline;
-  j->task.vt.deadline_ns = clock_coarse_ns() + (uint64_t)(d->cfg->request_deadline * 1e9);
+  /* the precise clock: the coarse one lags by up to a tick, which would
+   * end a wait at the deadline a few ms before the deadline's time */
+  j->task.vt.deadline_ns = clock_now_ns() + (uint64_t)(d->cfg->request_deadline * 1e9);
   vm_arm_hook(co);
   lua_pushcfunction(co, request_main);
   lua_pushlightuserdata(co, j);

@@ -229,6 +229,7 @@ int redis_send(struct redis_client *c, struct redis_batch *b, unsigned timeout_m
   m->heap_idx = NO_HEAP;
   m->timeout_ms = timeout_ms;
   if (timeout_ms) {
+    uv_update_time(c->loop);   /* Lua may have run since the loop read it */
     m->deadline = uv_now(c->loop) + timeout_ms;
     if (heap_add(c, m) < 0) { rcmd_free(m); return REDIS_E_NOMEM; }
   }
