@@ -163,7 +163,26 @@ static int next_name(lua_State *L) {
   return 1;
 }
 
+/* _error_from(class_chain, text) -> an instance of the class, its message
+ * the text without the "<class>: " that tostring puts back (a thread's
+ * error object, rebuilt in the joiner's state). */
+static int error_from(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t len, nlen = 0;
+  const char *text = luaL_checklstring(L, 2, &len);
+  lua_rawgeti(L, 1, 1);
+  const char *name = lua_tolstring(L, -1, &nlen);
+  if (name && len > nlen + 1 && !memcmp(text, name, nlen) && text[nlen] == ':' &&
+      text[nlen + 1] == ' ') {
+    text += nlen + 2;
+    len -= nlen + 2;
+  }
+  vm_error_from_chain(L, 1, text, len);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  {"_error_from", error_from},
   {"start_new_background_thread", start_new_background_thread},
   {"is_alive", is_alive},
   {"active_count", active_count},

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "store/queue.h"
 #include "vm/call.h"
+#include "vm/errors.h"
 #include "vm/state.h"
 #include "spares.h"
 #include "task.h"
@@ -165,16 +166,33 @@ static int run_target(lua_State *L) {
   return 1;
 }
 
-/* Encodes the failure {ok = false, err = msg} into out. */
-static void failure(lua_State *L, const char *msg, struct value *out) {
+/* Encodes the failure {ok = false, err = msg[, class =][, value =]} into
+ * out.  errv (0: none) is the value raised: an error object of a host class
+ * crosses as its class chain (the joiner gets an instance of that class
+ * whose message is msg's, traceback included); another table, a number or
+ * a boolean crosses as itself when it can be copied; a string is msg. */
+static void failure(lua_State *L, const char *msg, int errv, struct value *out) {
   char err[256];
   value_reset(out);
-  lua_createtable(L, 0, 2);
+  errv = errv ? lua_absindex(L, errv) : 0;
+  lua_createtable(L, 0, 3);
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "ok");
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "err");
-  if (value_encode(L, -1, "outcome", out, err, sizeof err) < 0) value_reset(out);
+  int t = errv ? lua_type(L, errv) : LUA_TNIL;
+  if (t == LUA_TTABLE && vm_error_chain(L, errv)) {
+    lua_setfield(L, -2, "class");
+  } else if (t == LUA_TTABLE || t == LUA_TNUMBER || t == LUA_TBOOLEAN) {
+    lua_pushvalue(L, errv);
+    lua_setfield(L, -2, "value");
+  }
+  if (value_encode(L, -1, "outcome", out, err, sizeof err) < 0) {
+    lua_pushnil(L);   /* the value cannot cross: the message alone */
+    lua_setfield(L, -2, "value");
+    value_reset(out);
+    if (value_encode(L, -1, "outcome", out, err, sizeof err) < 0) value_reset(out);
+  }
   lua_pop(L, 1);
 }
 
@@ -204,16 +222,17 @@ static __attribute__((noinline)) void encode_outcome(struct bt *b, lua_State *L,
     if (value_encode(L, -1, "result", outcome, err, sizeof err) < 0) {
       log_msg(LOG_ERROR, "thread_id", tid, "background thread result cannot be copied: %s",
               err);
-      char msg[1100];
-      snprintf(msg, sizeof msg, "background_thread.Error: %s", err);
-      failure(L, msg, outcome);
+      vm_error_push(L, "background_thread.Error", NULL, "%s", err);
+      lua_pushvalue(L, -1);
+      failure(L, vm_error_text(L), -2, outcome);
     }
   } else {
+    lua_pushvalue(L, -1);   /* the value raised stays below its text */
     const char *msg = vm_error_text(L);
     log_msg(LOG_ERROR, "thread_id", tid, "background thread %s ended with an error: %s",
             b->is_hook ? "(shutdown hook)" : tid, msg);
     metrics_count_any(METRIC_THREADS_FAILED);
-    failure(L, msg, outcome);
+    failure(L, msg, -2, outcome);
   }
 }
 

@@ -2,11 +2,15 @@
 -- threading.Thread-like BackgroundThread class.  Run once when the module
 -- loads, with the module table M (host/threads does the work).
 local M = ...
-local join_raw, forget, Error = M._join_raw, M._forget, M.Error
+local join_raw, forget, error_from, Error = M._join_raw, M._forget, M._error_from, M.Error
 local pack, unpack = table.pack, table.unpack
 
 -- bt.join(id, timeout) -> true, results... | false, err | nil, "timeout" |
--- nil, "unknown thread".  Joining takes the outcome: a second join of the
+-- nil, "unknown thread".  err is what the target raised, copied: an error
+-- object of a host class is rebuilt as an instance of its class (traceback
+-- in its message), a string gets the traceback, a table, number or boolean
+-- crosses as itself.
+-- Joining takes the outcome: a second join of the
 -- same ID answers "unknown thread", also one that was waiting beside the
 -- first (the record's outcome queue is closed when it is dropped).
 function M.join(id, timeout)
@@ -14,6 +18,8 @@ function M.join(id, timeout)
   if outcome == nil then return nil, reason == "closed" and "unknown thread" or reason end
   forget(id)
   if outcome.ok then return true, unpack(outcome, 1, outcome.n) end
+  if outcome.class then return false, error_from(outcome.class, outcome.err) end
+  if outcome.value ~= nil then return false, outcome.value end
   return false, outcome.err
 end
 

@@ -105,3 +105,48 @@ int vm_error_is(lua_State *L, int idx, const char *name) {
   lua_pop(L, 1);
   return found;
 }
+
+int vm_error_chain(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  int top = lua_gettop(L);
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;   /* top+1: cls */
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_KEY);                      /* top+2: reg */
+  lua_newtable(L);                                                  /* top+3: names */
+  int n = 0, ours = lua_istable(L, top + 2);
+  while (ours && lua_istable(L, top + 1)) {
+    if (n == 32 || lua_getfield(L, top + 1, "__name") != LUA_TSTRING) { ours = 0; break; }
+    /* a class made here is in the registry under its name */
+    lua_pushvalue(L, top + 4);
+    lua_rawget(L, top + 2);
+    ours = lua_rawequal(L, top + 5, top + 1);
+    lua_pop(L, 1);
+    if (!ours) break;
+    lua_rawseti(L, top + 3, ++n);
+    lua_pushliteral(L, "__parent");
+    lua_rawget(L, top + 1);
+    lua_replace(L, top + 1);
+  }
+  if (!ours || n == 0) { lua_settop(L, top); return 0; }
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 1;
+}
+
+void vm_error_from_chain(lua_State *L, int chain_idx, const char *msg, size_t len) {
+  chain_idx = lua_absindex(L, chain_idx);
+  const char *parent = NULL;   /* the strings stay alive in the chain */
+  for (lua_Integer i = (lua_Integer)lua_rawlen(L, chain_idx); i >= 1; i--) {
+    if (lua_rawgeti(L, chain_idx, i) == LUA_TSTRING) {
+      const char *name = lua_tostring(L, -1);
+      vm_error_class(L, name, parent);
+      lua_pop(L, 1);
+      parent = name;
+    }
+    lua_pop(L, 1);
+  }
+  lua_createtable(L, 0, 1);
+  lua_pushlstring(L, msg, len);
+  lua_setfield(L, -2, "message");
+  vm_error_class(L, parent ? parent : "error", NULL);
+  lua_setmetatable(L, -2);
+}

@@ -23,5 +23,14 @@ void vm_error_push(lua_State *L, const char *name, const char *parent,
                    const char *fmt, ...);
 /* 1 when the value at idx is an instance of class `name` (or a subclass). */
 int vm_error_is(lua_State *L, int idx, const char *name);
+/* When the value at idx is an instance of a class made here, pushes the
+ * names of its class and ancestors (an array, the class first) and returns
+ * 1; otherwise pushes nothing and returns 0.  With vm_error_from_chain it
+ * carries an error object into another state. */
+int vm_error_chain(lua_State *L, int idx);
+/* Pushes an instance of the class named first in the array at chain_idx
+ * (creating the classes root first, so their parents are as the chain
+ * says) whose message is msg. */
+void vm_error_from_chain(lua_State *L, int chain_idx, const char *msg, size_t len);
 
 #endif

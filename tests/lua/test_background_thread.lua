@@ -176,6 +176,39 @@ function TestJoin:test_error_outcome_has_traceback()
   lu.assertStrContains(err, "stack traceback")
 end
 
+-- SPEC §5: "false, err when it raised (err copied across, traceback in
+-- its message)": an error object keeps its class, a table its contents.
+function TestJoin:test_error_objects_cross_to_the_joiner()
+  local id = bt.start_new_background_thread(function()
+    error(require("background_thread").Error("custom"))
+  end)
+  local ok, err = bt.join(id, 5)
+  lu.assertFalse(ok)
+  lu.assertTrue(bt.Error:is_instance(err))
+  lu.assertFalse(bt.Cancelled:is_instance(err))
+  lu.assertStrContains(err.message, "custom")
+  lu.assertStrContains(err.message, "stack traceback")
+  lu.assertStrContains(tostring(err), "background_thread.Error: custom")
+  -- a class the joiner's state has not loaded yet keeps its parent
+  ok, err = bt.join(bt.start_new_background_thread(function()
+    local _, e = require("urlfetch").fetch("http://127.0.0.1:1/")
+    error(e)
+  end), 10)
+  lu.assertFalse(ok)
+  local urlfetch = require "urlfetch"
+  lu.assertTrue(urlfetch.DownloadError:is_instance(err), tostring(err))
+  lu.assertTrue(urlfetch.Error:is_instance(err))
+  -- a plain table crosses as a copy; a number as itself
+  ok, err = bt.join(bt.start_new_background_thread(function() error({ code = 42, why = { "x" } }) end), 5)
+  lu.assertEquals({ ok, err }, { false, { code = 42, why = { "x" } } })
+  ok, err = bt.join(bt.start_new_background_thread(function() error(7) end), 5)
+  lu.assertEquals({ ok, err }, { false, 7 })
+  -- what cannot cross (a coroutine inside) leaves its text
+  ok, err = bt.join(bt.start_new_background_thread(function() error({ co = coroutine.create(print) }) end), 5)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "table: ")
+end
+
 function TestJoin:test_unknown_and_joined_ids()
   lu.assertEquals({ bt.join(123456789, 0) }, { nil, "unknown thread" })
   local id = bt.start_new_background_thread(function() return 1 end)
@@ -260,7 +293,8 @@ function TestCancel:test_busy_loop_gets_cancelled_error()
   lu.assertTrue(bt.cancel(id))
   local ok, err = bt.join(id, 5)
   lu.assertFalse(ok)
-  lu.assertStrContains(err, "background_thread.Cancelled: background thread " .. id .. " was cancelled")
+  lu.assertTrue(bt.Cancelled:is_instance(err), tostring(err))   -- its joiner can tell
+  lu.assertStrContains(tostring(err), "background_thread.Cancelled: background thread " .. id .. " was cancelled")
   lu.assertFalse(bt.cancel(id))
 end
 
