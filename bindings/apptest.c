@@ -128,6 +128,30 @@ struct test_job {
 
 static void on_released(struct task *t) { ((struct test_job *)t)->released = 1; }
 
+/* Into the headers table on top: what serve writes itself, x-request-id
+ * and (unless the status is bodiless) content-length. */
+static void host_headers(lua_State *L, const char *request_id, int status, size_t len) {
+  lua_pushstring(L, request_id);
+  lua_setfield(L, -2, "x-request-id");
+  if (!http_status_bodiless(status)) {
+    lua_pushfstring(L, "%I", (lua_Integer)len);
+    lua_setfield(L, -2, "content-length");
+  }
+}
+
+/* What serve answers a request the HTTP layer refuses before dispatch
+ * (header block over 64 KiB: 431; body over max_body: 413). */
+static int refuse(lua_State *L, const struct http_request *r, int status) {
+  const char *msg = http_refusal_text(status);
+  lua_pushinteger(L, status);
+  lua_createtable(L, 0, 3);
+  lua_pushliteral(L, HTTP_TEXT_PLAIN);
+  lua_setfield(L, -2, "content-type");
+  host_headers(L, r->request_id, status, strlen(msg));
+  lua_pushstring(L, msg);
+  return 3;
+}
+
 /* run_job.done: the answer as Lua values (host bookkeeping: the limit is
  * off, the handler may have left the heap full until run_finish). */
 static void on_done(struct run_job *rj) {
@@ -135,8 +159,9 @@ static void on_done(struct run_job *rj) {
   lua_State *L = tj->L;
   int was_on = vm_limit_off(L);
   lua_pushinteger(L, rj->status);
-  lua_createtable(L, 0, rj->nheaders);
+  lua_createtable(L, 0, rj->nheaders + 2);
   for (int i = 0; i < rj->nheaders; i++) {   /* a repeated name: an array, in order */
+    if (http_host_owned(&rj->headers[i])) continue;   /* as serve: ours replace them */
     luaL_Buffer b;
     char *low = luaL_buffinitsize(L, &b, rj->headers[i].name_len);
     http_lower(low, rj->headers[i].name, rj->headers[i].name_len);
@@ -156,6 +181,7 @@ static void on_done(struct run_job *rj) {
     }
     lua_rawset(L, -3);
   }
+  host_headers(L, rj->req->request_id, rj->status, rj->body_len);
   /* as on the wire: HEAD and 1xx/204/304 answers carry no body */
   if (rj->req->is_head || http_status_bodiless(rj->status)) lua_pushliteral(L, "");
   else lua_pushlstring(L, rj->body, rj->body_len);
@@ -191,6 +217,11 @@ static int request(lua_State *L) {
   lua_pushnil(L);   /* slot top + 1: the header array */
   if (lua_getfield(L, 1, "headers") == LUA_TTABLE)   /* slot top + 2 */
     r.headers = collect_headers(L, top + 2, top + 1, &r.nheaders);
+  /* the limits the HTTP layer applies before a request is dispatched */
+  size_t head = mlen + r.target_len + 12;   /* "M T HTTP/1.1\r\n" */
+  for (int i = 0; i < r.nheaders; i++) head += r.headers[i].name_len + r.headers[i].value_len + 4;
+  if (head > HTTP_MAX_HEADER_BLOCK) return refuse(L, &r, 431);
+  if (r.body_len > rn->st.cfg->max_body) return refuse(L, &r, 413);
   int base = lua_gettop(L);
   struct test_job tj;
   memset(&tj, 0, sizeof tj);

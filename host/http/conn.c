@@ -309,7 +309,9 @@ static void begin_request(struct http_conn *c) {
 static void respond_error(struct http_conn *c, int status) {
   struct http_request *r = &c->req;
   if (c->phase == PH_IDLE) r->start_ns = clock_now_ns();
-  r->method = c->phase == PH_IDLE ? "-" : llhttp_method_name((llhttp_method_t)c->parser.method);
+  /* the method is known once the target began (llhttp's is 0, DELETE, before) */
+  r->method = c->phase == PH_IDLE || !c->target_len
+                  ? "-" : llhttp_method_name((llhttp_method_t)c->parser.method);
   if (c->phase == PH_IDLE) c->nh = 0;   /* no header of this request was read */
   r->path = c->head.p && c->target_len ? c->head.p : "-";
   r->path_len = c->head.p && c->target_len ? c->target_len : 1;
@@ -323,10 +325,7 @@ static void respond_error(struct http_conn *c, int status) {
   c->keep_alive = 0;
   begin_request(c);
   if (c->srv->refused) c->srv->refused(c->srv->ud, r, status);
-  const char *msg = status == 413 ? "request body too large\n"
-                    : status == 431 ? "request header block too large\n"
-                    : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
-                                    : "malformed request\n";
+  const char *msg = http_refusal_text(status);
   struct http_header ct = HTTP_HEADER_TEXT_PLAIN;
   http_respond(c, status, &ct, 1, msg, strlen(msg));
 }

@@ -88,8 +88,14 @@ int http_header_valid(const struct http_header *h) {
   return 1;
 }
 
-/* Headers that the host writes itself and so drops from the handler's. */
-static int host_owned(const struct http_header *h) {
+const char *http_refusal_text(int status) {
+  return status == 413   ? "request body too large\n"
+         : status == 431 ? "request header block too large\n"
+         : status == 505 ? "HTTP version not supported (HTTP/1.0 and 1.1 are)\n"
+                         : "malformed request\n";
+}
+
+int http_host_owned(const struct http_header *h) {
   return (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0) ||
          (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) ||
          (h->name_len == 10 && strncasecmp(h->name, "connection", 10) == 0) ||
@@ -132,7 +138,7 @@ int http_format_head(struct rbuf *b, const struct http_head *h) {
   int bodiless = http_status_bodiless(h->status);
   for (int i = 0; i < h->nheaders; i++) {   /* repeated names: one line each */
     const struct http_header *x = &h->headers[i];
-    if (host_owned(x) || (bodiless && body_header(x))) continue;
+    if (http_host_owned(x) || (bodiless && body_header(x))) continue;
     if (rbuf_reserve(b, x->name_len + x->value_len + 4) < 0) return -1;
     p = b->p + b->len;
     p = put_str(p, x->name, x->name_len);

@@ -128,6 +128,18 @@ class TextAccessLogTests(AccessLogCase):
         self.assertIsNotNone(m)
         self.assertEqual(m.group(4), "/hello?x=1")
         self.assertEqual(m.group(5), "400")
+        self.assertEqual(m.group(3), "GET")
+
+    def test_garbage_is_logged_without_a_method(self):
+        # no method was read: the line says "-", not llhttp's method 0 (DELETE)
+        srv = self.start_server(app("true"))
+        with srv.connect() as c:
+            c.send(b"GARBAGE\r\n\r\n")
+            r = c.read_response()
+        self.assertStatus(r, 400)
+        m = TEXT_RE.match(self.line_for(srv, r.header("x-request-id")))
+        self.assertIsNotNone(m)
+        self.assertEqual((m.group(3), m.group(4), m.group(5)), ("-", "-", "400"))
 
 
 class JsonAccessLogTests(AccessLogCase):

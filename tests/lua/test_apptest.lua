@@ -65,6 +65,29 @@ function TestAppTest:test_handler_error_is_500_with_request_id()
   lu.assertStrContains(body, "request id: ")
 end
 
+-- SPEC §2: apptest applies serve's limits and headers (max_body = 64k
+-- in tests/lua/app; a header block over 64 KiB)
+function TestAppTest:test_limits_and_host_headers_as_serve()
+  local status, headers, body = apptest.request { method = "POST", path = "/echo", body = ("x"):rep(65 * 1024) }
+  lu.assertEquals({ status, body }, { 413, "request body too large\n" })
+  lu.assertEquals(headers["content-type"], "text/plain; charset=utf-8")
+  lu.assertNotNil(headers["x-request-id"])
+  status, _, body = apptest.request { path = "/echo", headers = { ["x-big"] = ("h"):rep(65 * 1024) } }
+  lu.assertEquals({ status, body }, { 431, "request header block too large\n" })
+  status = apptest.request { method = "POST", path = "/echo", body = ("x"):rep(64 * 1024) }
+  lu.assertEquals(status, 200)
+  -- every answer names its request, as serve's x-request-id does
+  local ids = {}
+  for _ = 1, 2 do
+    status, headers, body = apptest.request { path = "/fail" }
+    lu.assertEquals(status, 500)
+    lu.assertStrContains(body, headers["x-request-id"])
+    lu.assertEquals(headers["content-length"], tostring(#body))
+    ids[#ids + 1] = headers["x-request-id"]
+  end
+  lu.assertNotEquals(ids[1], ids[2])
+end
+
 function TestAppTest:test_invalid_status_is_500()
   local status = apptest.request { path = "/bad-status" }
   lu.assertEquals(status, 500)
