@@ -122,13 +122,26 @@ static int load_handler(lua_State *L) {
   return 1;
 }
 
+/* Loads a handler module: 1 with the handler pushed, or 0 (nothing
+ * pushed) with its error logged unless that text was logged before. */
+static int load_logged(lua_State *L, const char *script) {
+  lua_pushcfunction(L, load_handler);
+  lua_pushstring(L, script);
+  if (vm_pcall(L, 1, 1) == LUA_OK) return 1;
+  char msg[4096];
+  tidy_error(vm_error_text(L), msg, sizeof msg);
+  log_load_error_once(msg);
+  lua_pop(L, 1);
+  return 0;
+}
+
 int app_state_check(lua_State *L, const struct config *cfg, char *err, size_t errlen) {
   for (int i = 0; i < cfg->nroutes; i++) {
     if (!cfg->routes[i].script) continue;
     lua_pushcfunction(L, load_handler);
     lua_pushstring(L, cfg->routes[i].script);
     if (vm_pcall(L, 1, 1) != LUA_OK) {
-      snprintf(err, errlen, "%s", vm_error_text(L));
+      tidy_error(vm_error_text(L), err, errlen);
       lua_pop(L, 1);
       return -1;
     }
@@ -164,16 +177,7 @@ int app_state_init(struct app_state *d, lua_State *L, const struct config *cfg,
     if (!r->script) continue;
     /* A module that fails to load is logged now and answers 500 (retrying
      * the load) until it loads: the host keeps serving the other routes. */
-    lua_pushcfunction(L, load_handler);
-    lua_pushstring(L, r->script);
-    if (vm_pcall(L, 1, 1) != LUA_OK) {
-      char msg[4096];
-      tidy_error(vm_error_text(L), msg, sizeof msg);
-      log_load_error_once(msg);
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_rawseti(L, -2, i + 1);
+    if (load_logged(L, r->script)) lua_rawseti(L, -2, i + 1);
   }
   store_keys(L, lua_absindex(L, -1), cfg->nroutes);
   d->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -365,9 +369,16 @@ static int request_main(lua_State *L) {
   }
   if (lua_rawgeti(L, 2, i + 1) != LUA_TFUNCTION) {   /* it failed to load */
     lua_pop(L, 1);
-    lua_pushcfunction(L, load_handler);
-    lua_pushstring(L, cfg->routes[i].script);
-    lua_call(L, 1, 1);
+    if (!load_logged(L, cfg->routes[i].script)) {   /* it may load now */
+      log_msg(LOG_ERROR, "request_id", r->request_id, "handler error for %s %.*s: handler "
+              "script '%s' is not loaded (its load error is logged once per instance)",
+              r->method, (int)r->path_len, r->path, cfg->routes[i].script);
+      j->failed = 1;
+      lua_pushinteger(L, 500);
+      lua_pushnil(L);
+      lua_pushfstring(L, "500 Internal Server Error\nrequest id: %s\n", r->request_id);
+      return 3;
+    }
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, i + 1);
   }

@@ -268,9 +268,15 @@ class StartupMessages(harness.ServerTestCase):
             "boom.lua": "local function f() error('boom at load') end\nf()\n",
             "main.lua": harness.HELLO_LUA}, ["--workers", "3"])
         self.assertOK(srv.get("/"), "hello")
-        self.assertStatus(srv.get("/bad"), 500)
+        for _ in range(3):
+            self.assertStatus(srv.get("/bad"), 500)
+            self.assertStatus(srv.get("/boom"), 500)
         srv.stop()
         text = srv.stderr_text()
+        # each request is one short line; the load error is not repeated
+        self.assertEqual(text.count("failed to load"), 2, text)
+        self.assertEqual(text.count("handler script 'bad' is not loaded"), 3, text)
+        self.assertNotIn("[C]: in ?", text)
         head = text[:text.index("listening on")]
         self.assertEqual(head.count("handler script 'bad' failed to load"), 1, head)
         self.assertEqual(head.count("handler script 'boom' failed to load"), 1, head)
