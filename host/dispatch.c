@@ -286,7 +286,9 @@ static void push_req(lua_State *L, const struct http_request *r, int keys, int b
     lua_pushlstring(L, h->name, h->name_len);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TSTRING) {   /* repeated: join with ", " */
-      lua_pushliteral(L, ", ");
+      /* Cookie's pairs are separated by "; " (RFC 6265 5.4; HTTP/2 splits them) */
+      if (h->name_len == 6 && !memcmp(h->name, "cookie", 6)) lua_pushliteral(L, "; ");
+      else lua_pushliteral(L, ", ");
       lua_pushlstring(L, h->value, h->value_len);
       lua_concat(L, 3);
     } else {

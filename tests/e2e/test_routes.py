@@ -160,6 +160,12 @@ class RoutesOverHttp(harness.ServerTestCase):
         self.assertOK(r, "a=3;b=two words;")
         self.assertEqual(r.header_all("Set-Cookie"), ["x=1; Path=/", "y=1; Path=/"])
 
+    def test_two_cookie_lines_are_one_cookie_header(self):
+        # joined with "; " as a Cookie header's pairs are, not ", "
+        with self.srv.connect() as c:
+            c.send(b"GET /cookies HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n")
+            self.assertOK(c.read_response(), "a=1;b=2;")
+
     def test_urlencoded_form_as_curl_d_sends_it(self):
         r = self.post("/form", "application/x-www-form-urlencoded",
                       "title=hello+world&note=caf%C3%A9")
