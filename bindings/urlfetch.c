@@ -306,6 +306,31 @@ static int opt_bool(lua_State *L, int opts, const char *k, int def) {
   return v;
 }
 
+/* The option k's value pushed, checked to be of type t (nil: absent). */
+static int opt_get(lua_State *L, int opts, const char *k, int t, const char *what) {
+  int got = lua_getfield(L, opts, k);
+  if (got != LUA_TNIL && got != t)
+    luaL_error(L, "urlfetch: option '%s' must be %s, got %s", k, what, luaL_typename(L, -1));
+  return got != LUA_TNIL;
+}
+
+/* Raises for an option fetch does not know (a typo would go unnoticed). */
+static void check_option_names(lua_State *L, int opts) {
+  static const char *const known[] = {"method", "headers", "body", "deadline",
+    "follow_redirects", "validate_certificate", "max_response_size", "allow_truncated", NULL};
+  lua_pushnil(L);
+  while (lua_next(L, opts)) {
+    lua_pop(L, 1);
+    int ok = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (int i = 0; known[i] && !ok; i++) ok = !strcmp(lua_tostring(L, -1), known[i]);
+    if (!ok)
+      luaL_error(L, "urlfetch: unknown option '%s' (expected method, headers, body, deadline, "
+                 "follow_redirects, validate_certificate, max_response_size or "
+                 "allow_truncated)", luaL_tolstring(L, -1, NULL));
+  }
+}
+
 /* Raises urlfetch.<cls> (misuse). */
 static int raise_misuse(lua_State *L, const char *cls, const char *msg) {
   vm_error_push(L, cls, strcmp(cls, CLASS_ERROR) ? CLASS_ERROR : NULL, "%s", msg);
@@ -323,18 +348,21 @@ static void read_request(lua_State *L, struct fetch_request *rq, struct fetch_he
   }
   lua_settop(L, 2);
   if (opts) {
-    if (lua_getfield(L, opts, "method") != LUA_TNIL) rq->method = luaL_checkstring(L, -1);
-    if (lua_getfield(L, opts, "body") != LUA_TNIL)
-      rq->body = luaL_checklstring(L, -1, &rq->body_len);
-    if (lua_getfield(L, opts, "deadline") != LUA_TNIL) {
-      lua_Number s = luaL_checknumber(L, -1);
+    check_option_names(L, opts);
+    if (opt_get(L, opts, "method", LUA_TSTRING, "a string")) rq->method = lua_tostring(L, -1);
+    if (opt_get(L, opts, "body", LUA_TSTRING, "a string"))
+      rq->body = lua_tolstring(L, -1, &rq->body_len);
+    if (opt_get(L, opts, "deadline", LUA_TNUMBER, "a number of seconds")) {
+      lua_Number s = lua_tonumber(L, -1);
       if (!(s > 0)) luaL_error(L, "urlfetch: option 'deadline' must be a number of seconds > 0");
       rq->timeout_ms = s > 86400 * 365 ? 86400L * 365 * 1000 : (long)(s * 1000 + 0.5);
       if (rq->timeout_ms < 1) rq->timeout_ms = 1;
     }
     int t = lua_getfield(L, opts, "max_response_size");
     if (t == LUA_TNUMBER) {
-      lua_Integer n = luaL_checkinteger(L, -1);
+      int whole;
+      lua_Integer n = lua_tointegerx(L, -1, &whole);
+      if (!whole) luaL_error(L, "urlfetch: option 'max_response_size' must be a whole number of bytes");
       if (n < 0) luaL_error(L, "urlfetch: option 'max_response_size' must be >= 0");
       rq->max_response_size = (size_t)n;
     } else if (t == LUA_TSTRING) {

@@ -97,6 +97,15 @@ function TestFetch:test_misuse_raises()
   end
   lu.assertErrorMsgContains("max_response_size", urlfetch.fetch, url("/plain"),
                             { max_response_size = "lots" })
+  -- a bad option names itself; an unknown one (a typo) is not ignored
+  lu.assertErrorMsgContains("option 'deadline' must be a number of seconds, got string",
+                            urlfetch.fetch, url("/plain"), { deadline = "x" })
+  lu.assertErrorMsgContains("option 'method' must be a string", urlfetch.fetch, url("/plain"),
+                            { method = 1 })
+  lu.assertErrorMsgContains("option 'max_response_size' must be a whole number",
+                            urlfetch.fetch, url("/plain"), { max_response_size = 1.5 })
+  lu.assertErrorMsgContains("unknown option 'timeout'", urlfetch.start, url("/plain"),
+                            { timeout = 5 })
 end
 
 function TestFetch:test_too_large_is_refused_or_truncated()
