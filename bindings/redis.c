@@ -35,6 +35,7 @@
 
 #include <lauxlib.h>
 
+#include "base/dtoa.h"
 #include "bindings/bindings.h"
 #include "metrics.h"
 #include "redis_calls.h"
@@ -207,6 +208,22 @@ static int send_and_wait(lua_State *L, struct redis_batch *b, int server, unsign
 
 /* Adds the command made of L's values first..top to b (numbers as their
  * exact decimal text), raising for other types and refused commands. */
+/* A number argument as Redis reads it: an integer, or a float with an
+ * integral value below 2^63, in decimal (EXPIRE k 60.0 works); another
+ * finite float as the shortest text that reads back to it (0.1, not
+ * 0.10000000000000001); inf and nan as "inf", "-inf", "nan". */
+static void format_arg(lua_State *L, int idx, char num[DTOA_BUFSIZE]) {
+  lua_Integer n;
+  lua_Number d = lua_tonumber(L, idx);
+  if (lua_isinteger(L, idx)) n = lua_tointeger(L, idx);
+  else if (!(d == floor(d) && lua_numbertointeger(d, &n))) {
+    if (isfinite(d)) dtoa_format(d, num);
+    else snprintf(num, DTOA_BUFSIZE, "%s", isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
+    return;
+  }
+  num[dtoa_format_int(n, num)] = '\0';
+}
+
 static void add_command(lua_State *L, struct redis_batch *b, int first) {
   int top = lua_gettop(L);
   int argc = top - first + 1;
@@ -215,12 +232,11 @@ static void add_command(lua_State *L, struct redis_batch *b, int first) {
   size_t *lens = (size_t *)(argv + argc);
   for (int i = 0; i < argc; i++) {
     int idx = first + i;
-    char num[64];
+    char num[DTOA_BUFSIZE];
     switch (lua_type(L, idx)) {
       case LUA_TSTRING: break;
       case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-        else snprintf(num, sizeof num, "%.17g", lua_tonumber(L, idx));
+        format_arg(L, idx, num);
         lua_pushstring(L, num);
         lua_replace(L, idx);
         break;
