@@ -52,7 +52,7 @@ static void configure_threads(int max, size_t memory_limit, const char *dir, int
   /* backends keep spare threads with fresh states, so that a start hands
    * its target over at once (SPEC: frontends start no threads) */
   struct threads_config tc = {max, memory_limit, dir, serve_modules,
-                              role == VM_BACKEND && max > 0 ? 4 : 0};
+                              role == VM_BACKEND && max > 0 ? 4 : 0, role};
   vm_set_cancel_class(BT_CLASS_CANCELLED, BT_CLASS_ERROR);
   threads_init(&tc);
 }

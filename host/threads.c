@@ -200,7 +200,7 @@ static void failure(lua_State *L, const char *msg, int errv, struct value *out) 
  * measured: it no longer makes an idle thread smaller, and cost 3% of
  * starts per second.) */
 static lua_State *new_state(char *err, size_t errlen) {
-  struct vm_opts vo = {VM_BACKEND, VM_EXIT_REFUSE, reg.cfg.memory_limit,
+  struct vm_opts vo = {reg.cfg.role, VM_EXIT_REFUSE, reg.cfg.memory_limit,
                        {reg.cfg.app_dir, NULL, NULL}, reg.cfg.preload, reg.package_path};
   return vm_new(&vo, err, errlen);
 }

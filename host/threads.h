@@ -36,6 +36,9 @@ struct threads_config {
   const char *app_dir;           /* on package.path; copied */
   const luaL_Reg *preload;       /* host modules of thread states */
   int spares;                    /* threads kept ready with a fresh state */
+  int role;                      /* enum vm_role of the instance: runtime.role()
+                                    in every thread state (a frontend runs
+                                    only its shutdown hook in one) */
 };
 
 void threads_init(const struct threads_config *c);   /* main thread, first */

@@ -392,7 +392,8 @@ LIFECYCLE_APP = {
     "hooks.lua": r'''
         local M = {}
         function M.on_stop()
-          io.stderr:write("MODULE-HOOK-RAN\n"); io.stderr:flush()
+          io.stderr:write("MODULE-HOOK-RAN in " .. require("runtime").role() .. "\n")
+          io.stderr:flush()
         end
         return M
     ''',
@@ -489,6 +490,8 @@ class LifecycleTests(harness.ServerTestCase):
         self.assertEqual(rc, 0, srv.stderr_text())
         self.assertEqual(srv.stderr_text().count("MODULE-HOOK-RAN"), 1,
                          srv.stderr_text())
+        # the hook's fresh state knows the instance's role (a frontend here)
+        self.assertIn("MODULE-HOOK-RAN in frontend", srv.stderr_text())
 
 
 class RunAndTestCommandTests(harness.ServerTestCase):
