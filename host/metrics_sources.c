@@ -38,11 +38,12 @@ static void one_queue(void *ud, const char *name, size_t len) {
 
 static void queue_lengths(void *ud, struct metrics_sink *s) { queue_each(one_queue, s); }
 
-void metrics_sources_init(void) {
+void metrics_sources_init(int shared_remote) {
   metrics_gauge_add("luahost_http_connections_open", "Client connections open now.", NULL,
                     connections_open, NULL);
   metrics_gauge_add("luahost_background_threads_active", "Background threads running now.",
                     NULL, threads_active_now, NULL);
+  if (shared_remote) return;
   metrics_gauge_add("luahost_shared_dict_bytes", "Bytes charged against each shared dict's "
                     "capacity.", "dict", dict_bytes, NULL);
   metrics_gauge_add("luahost_shared_dict_entries", "Entries in each shared dict.", "dict",

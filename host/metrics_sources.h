@@ -7,6 +7,8 @@
 #ifndef LUAHOST_METRICS_SOURCES_H
 #define LUAHOST_METRICS_SOURCES_H
 
-void metrics_sources_init(void);
+/* shared_remote: shared is on Redis, which holds the dicts and queues:
+ * their gauges are left out rather than read from the empty memory store. */
+void metrics_sources_init(int shared_remote);
 
 #endif

@@ -218,7 +218,7 @@ int server_run(const struct config *cfg, const luaL_Reg *preload) {
   s.cfg = s.first = cfg;
   s.preload = preload;
   lifecycle_label_routes((struct config *)cfg);   /* before any worker reads it */
-  metrics_sources_init();
+  metrics_sources_init(cfg->store != NULL);
   signal(SIGHUP, SIG_IGN);   /* a reload before the loop runs must not end the process */
   size_connection_cap();
   s.workers = calloc((size_t)cfg->workers, sizeof *s.workers);

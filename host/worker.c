@@ -84,6 +84,7 @@ static struct app_state *state_new(struct worker *w, const struct config *cfg, c
   d->busy = worker_busy;
   d->busy_ud = w;
   config_retain(cfg);   /* the state's: released by state_free */
+  metrics_set_heap(w->metrics, vm_memory_used(L));   /* before its first request */
   return d;
 }
 

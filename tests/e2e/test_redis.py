@@ -238,6 +238,10 @@ class TestOneInstance(ServerTestCase):
         # /_ah/metrics counts the calls: 5 calls, 5 dict sets, 1 pipeline each
         self.assertGreaterEqual(self.metric(srv, "luahost_redis_commands_total"), 40 * 11)
         self.assertEqual(self.metric(srv, "luahost_redis_errors_total"), 0)
+        # the memory store's gauges would read 0: they are left out
+        body = request(srv.port, "GET", "/_ah/metrics")[1].decode()
+        self.assertNotIn("luahost_shared_dict_entries", body)
+        self.assertNotIn("luahost_shared_queue_length", body)
 
     @staticmethod
     def metric(srv, name):
