@@ -114,7 +114,8 @@ int vm_error_chain(lua_State *L, int idx) {
   lua_newtable(L);                                                  /* top+3: names */
   int n = 0, ours = lua_istable(L, top + 2);
   while (ours && lua_istable(L, top + 1)) {
-    if (n == 32 || lua_getfield(L, top + 1, "__name") != LUA_TSTRING) { ours = 0; break; }
+    lua_pushliteral(L, "__name");   /* raw: a foreign metatable runs no code here */
+    if (n == 32 || lua_rawget(L, top + 1) != LUA_TSTRING) { ours = 0; break; }
     /* a class made here is in the registry under its name */
     lua_pushvalue(L, top + 4);
     lua_rawget(L, top + 2);
