@@ -128,7 +128,6 @@ static void count_request(struct worker *w, const struct run_job *rj) {
            clock_coarse_ns() >= rj->task.vt.deadline_ns)
     metrics_count(w->metrics, METRIC_DEADLINES);
   else if (rj->failed) metrics_count(w->metrics, METRIC_HANDLER_ERRORS);
-  metrics_set_heap(w->metrics, vm_memory_used(w->st->L));
 }
 
 /* run_job.done: sends what the handler produced and recycles the job. */
@@ -146,6 +145,9 @@ static void complete(struct run_job *rj) {
   }
   if (run_finish(rj) && d == w->st) replace_state(w);
   else if (d != w->st && d->inflight == 0) state_free(d);
+  /* the heap once the request let go of it (a state past its memory limit
+   * was just replaced) */
+  if (j->conn) metrics_set_heap(w->metrics, vm_memory_used(w->st->L));
   pthread_spin_lock(&w->jobs_lock);
   list_remove(&j->node);
   pthread_spin_unlock(&w->jobs_lock);
