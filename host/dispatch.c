@@ -509,6 +509,14 @@ static int settle(struct run_job *j, int st, int nres) {
                         "or wrap your own coroutines)");
     st = LUA_ERRRUN;
   }
+  if (st == LUA_OK && j->task.vt.deadline_hit) {
+    /* the handler caught its deadline's error and returned: it still
+     * answers 500 (SPEC §6), as when it does not catch it */
+    lua_pop(co, nres);
+    vm_error_push(co, VM_DEADLINE_CLASS, NULL, "request deadline of %f s exceeded (the "
+                  "handler caught the error and returned)", j->task.vt.deadline_s);
+    st = LUA_ERRRUN;
+  }
   if (st == LUA_OK && j->static_route) {
     serve_static(j, j->static_route, j->static_rest);
   } else if (st == LUA_OK) {

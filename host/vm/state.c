@@ -53,6 +53,7 @@ lua_Alloc vm_charged_allocf(lua_State *L, void **ud) {
 }
 
 int vm_raise_deadline(lua_State *L) {
+  vm_of(L)->current->deadline_hit = 1;
   vm_error_push(L, VM_DEADLINE_CLASS, NULL, "request deadline of %f s exceeded",
                 vm_of(L)->current->deadline_s);
   return lua_error(L);

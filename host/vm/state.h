@@ -38,6 +38,7 @@ struct vm_task {
   const char *request_id;        /* NULL outside a request */
   uint64_t deadline_ns;          /* CLOCK_MONOTONIC; 0 = none */
   double deadline_s;             /* the deadline as configured, for messages */
+  int deadline_hit;              /* the deadline's error was raised (maybe caught) */
   int64_t thread_id;             /* background thread ID, or 0 */
   atomic_int *cancel;            /* set by bt.cancel: the hook raises vm_cancel_class */
   void *owner;                   /* the task layer's record, or NULL */

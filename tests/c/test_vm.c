@@ -38,7 +38,8 @@ TEST(memory_limit_refuses_growth) {
 
 TEST(deadline_not_swallowed_by_pcall) {
   lua_State *L = new_state(0, VM_EXIT_REFUSE);
-  struct vm_task t = {NULL, "rid", clock_coarse_ns() + 100000000u, 0.1, 0, NULL, NULL};
+  struct vm_task t = {.request_id = "rid", .deadline_ns = clock_coarse_ns() + 100000000u,
+                      .deadline_s = 0.1};
   struct vm_task *prev = vm_enter(L, &t);
   uint64_t t0 = clock_now_ns();
   int st = run(L, "while true do pcall(function() while true do end end) end");

@@ -109,6 +109,12 @@ function TestAppTest:test_deadline_answers_500_and_app_keeps_working()
   -- /spin can only end at the 1 s request_deadline of tests/lua/app
   lu.assertTrue(took >= 0.9, "answered after " .. took .. " s, before the deadline")
   lu.assertEquals((apptest.request { path = "/users/1" }), 200)
+  -- a handler that catches the deadline's error and returns still answers
+  -- 500 (SPEC §6): it passed its deadline
+  local st, _, body = apptest.request { path = "/catch-deadline" }
+  lu.assertEquals(status, 500)
+  lu.assertEquals(st, 500, body)
+  lu.assertNotStrContains(body, "caught")
 end
 
 function TestAppTest:test_memory_limit_answers_500_and_app_keeps_working()

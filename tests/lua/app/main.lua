@@ -5,6 +5,11 @@ return function(req)
     return "slept " .. tostring(ok)
   elseif req.path == "/spin" then
     while true do pcall(function() while true do end end) end
+  elseif req.path == "/catch-deadline" then   -- catches the deadline's error, returns
+    local ok, err = pcall(runtime.sleep, 30)
+    local co = coroutine.wrap(function() while true do end end)
+    local ok2 = pcall(co)
+    return "caught " .. tostring(ok) .. " " .. tostring(ok2) .. " " .. tostring(err)
   elseif req.path == "/hog" then
     local t = {}
     for i = 1, 1e8 do t[i] = ("x"):rep(65536) .. i end   -- the limit in milliseconds
