@@ -92,7 +92,7 @@ static int get_size(lua_State *L, const struct origin *o, size_t min, size_t *ou
   }
   if (v < min) {
     char m[128];
-    snprintf(m, sizeof m, "%s of at least %zu bytes", what, min);
+    snprintf(m, sizeof m, "a size of at least %zu bytes (%zuk)", min, (min + 1023) >> 10);
     return fail(err, n, o, m, L, -1);
   }
   *out = v;

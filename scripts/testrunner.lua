@@ -13,11 +13,14 @@ local lu = require "luaunit"
 
 -- Every luaunit run the file makes (ours below, or its own
 -- os.exit(lu.LuaUnit.run())) ends its suite here: count what it ran.
-local ran = 0
+local ran, own_suites, own_failed = 0, 0, 0
 local end_suite = lu.LuaUnit.endSuite
 lu.LuaUnit.endSuite = function(self, ...)
   ran = ran + self.result.runCount
-  return end_suite(self, ...)
+  local r = table.pack(end_suite(self, ...))   -- it sets notSuccessCount
+  own_suites = own_suites + 1
+  own_failed = own_failed + (self.result.notSuccessCount or 0)
+  return table.unpack(r, 1, r.n)
 end
 
 local chunk, err = loadfile(path)
@@ -32,13 +35,17 @@ local function trace(e)
 end
 
 -- The file defines Test* tables and functions as globals, or runs luaunit
--- itself with os.exit(lu.LuaUnit.run()); os.exit is caught here.
+-- itself with os.exit(lu.LuaUnit.run()) (os.exit is caught here) or with
+-- a bare lu.LuaUnit.run().
 local ok, e = xpcall(chunk, trace)
 if not ok then
   if type(e) == "table" and e.luahost_exit ~= nil then return e.luahost_exit, ran end
   io.stderr:write(path, ": ", e, "\n")
   return 1, ran
 end
+-- a file that ran luaunit itself without os.exit (lu.LuaUnit.run() at its
+-- end) is not run a second time
+if own_suites > 0 then return own_failed == 0 and 0 or 1, ran end
 
 local ok2, res = xpcall(function() return lu.LuaUnit.run("-o", "text", table.unpack(lu_args, 1, lu_args.n)) end, trace)
 if not ok2 then

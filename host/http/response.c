@@ -99,7 +99,8 @@ int http_host_owned(const struct http_header *h) {
   return (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0) ||
          (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) ||
          (h->name_len == 10 && strncasecmp(h->name, "connection", 10) == 0) ||
-         (h->name_len == 12 && strncasecmp(h->name, "x-request-id", 12) == 0);
+         (h->name_len == 12 && strncasecmp(h->name, "x-request-id", 12) == 0) ||
+         (h->name_len == 4 && strncasecmp(h->name, "date", 4) == 0);
 }
 
 /* What a bodiless response (1xx, 204, 304) never carries: no body, so

@@ -21,7 +21,7 @@ int http_status_bodiless(int status);
 /* 1 when name is an HTTP token and value has no CR, LF or NUL. */
 int http_header_valid(const struct http_header *h);
 /* 1 for a header the host writes itself and so drops from a handler's
- * (Content-Length, Transfer-Encoding, Connection, x-request-id). */
+ * (Content-Length, Transfer-Encoding, Connection, x-request-id, Date). */
 int http_host_owned(const struct http_header *h);
 /* The body of the answer to a request the host refused before it was
  * dispatched (400, 413, 431, 505): static text ending in a newline. */

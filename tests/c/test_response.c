@@ -23,10 +23,12 @@ TEST(basic_head) {
 TEST(host_owned_headers_dropped) {
   struct http_header hs[] = {{"content-length", 14, "999", 3},
                              {"Transfer-Encoding", 17, "chunked", 7},
-                             {"x-request-id", 12, "spoof", 5}};
-  struct http_head h = {201, hs, 3, 2, "r", 1, 0};
+                             {"x-request-id", 12, "spoof", 5},
+                             {"date", 4, "yesterday", 9}};   /* one Date: the host's */
+  struct http_head h = {201, hs, 4, 2, "r", 1, 0};
   char *s = head(&h);
   ASSERT(strstr(s, "999") == NULL && strstr(s, "chunked") == NULL && !strstr(s, "spoof"));
+  ASSERT(strstr(s, "yesterday") == NULL && strstr(s, "Date: ") != NULL);
   ASSERT(strstr(s, "HTTP/1.1 201 Created\r\n") == s);
   ASSERT(strstr(s, "Content-Length: 2\r\n") != NULL);
   ASSERT(strstr(s, "Connection: close\r\n") != NULL);
