@@ -142,6 +142,9 @@ static int listed(const struct route *r, const char *m) {
 }
 
 int route_allows(const struct route *r, const char *m) {
+  /* a static_dir route serves files: GET and HEAD only, so another method
+   * goes on to a later route (or gets 405 with this route's Allow) */
+  if (r->static_dir && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) return 0;
   if (!r->methods) return 1;
   return listed(r, m) || (!strcmp(m, "HEAD") && listed(r, "GET"));
 }
@@ -171,6 +174,13 @@ static int add_one(char *buf, size_t cap, size_t *len, const char *m) {
 
 int route_allow_add(const struct route *r, char *buf, size_t cap) {
   size_t len = strlen(buf), was = len;
+  if (r->static_dir && !r->methods) {
+    if (add_one(buf, cap, &len, "GET") < 0 || add_one(buf, cap, &len, "HEAD") < 0) {
+      buf[was] = '\0';
+      return LH_ELIMIT;
+    }
+    return 0;
+  }
   for (int i = 0; r->methods && i < r->nmethods; i++) {
     if (add_one(buf, cap, &len, r->methods[i]) < 0 ||
         (!strcmp(r->methods[i], "GET") && add_one(buf, cap, &len, "HEAD") < 0)) {

@@ -152,6 +152,11 @@ function TestAppTest:test_static_dir()
   lu.assertEquals((apptest.request { path = "/static/../app.lua" }), 404)
   lu.assertEquals((apptest.request { path = "/static/%2e%2e/app.lua" }), 404)
   lu.assertEquals((apptest.request { path = "/static/missing.txt" }), 404)
+  -- a static route takes GET and HEAD only: a POST goes on to the later
+  -- catch-all route "^/", as the first route that takes it wins
+  status, _, body = apptest.request { method = "POST", path = "/static/hello.txt", body = "b" }
+  lu.assertEquals(status, 200)
+  lu.assertStrContains(body, "POST /static/hello.txt")
 end
 
 function TestAppTest:test_bad_arguments()
