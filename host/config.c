@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "base/size.h"
+#include "http/http.h"
 #include "net/redis_url.h"
 #include "route.h"
 #include "vm/call.h"
@@ -178,6 +179,11 @@ static int get_methods(lua_State *L, struct route *r, int i, char *err, size_t n
     r->nmethods = m;
     for (char *p = r->methods[m - 1]; *p; p++)
       if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    if (!http_method_known(r->methods[m - 1])) {   /* a token the parser answers 400 */
+      snprintf(o.text, sizeof o.text, "app.lua: handlers[%d].methods[%d]", i, m);
+      return fail(err, n, &o, "a method the HTTP parser accepts (GET, HEAD, POST, PUT, "
+                              "DELETE, PATCH, OPTIONS, PURGE, ...; see README)", L, -1);
+    }
     lua_pop(L, 1);
   }
   return 0;

@@ -61,6 +61,13 @@ static atomic_int total_conns;
 static int max_conns = 16384;   /* set by the main thread before workers start */
 
 void http_set_max_conns(int n) { max_conns = n; }
+
+int http_method_known(const char *m) {
+#define LH_KNOWN(num, name, string) if (!strcmp(m, #string)) return 1;
+  HTTP_METHOD_MAP(LH_KNOWN)
+#undef LH_KNOWN
+  return 0;
+}
 int http_open_connections(void) {
   return atomic_load_explicit(&total_conns, memory_order_relaxed);
 }

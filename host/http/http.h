@@ -114,5 +114,9 @@ void http_respond(struct http_conn *c, int status, const struct http_header *h,
 void http_set_max_conns(int n);
 /* Connections open now, all workers (a relaxed read; any thread). */
 int http_open_connections(void);
+/* 1 when m (upper case) is a method the request parser accepts (llhttp's
+ * HTTP list: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, PURGE, ...);
+ * a request with another method is answered 400.  Any thread. */
+int http_method_known(const char *m);
 
 #endif

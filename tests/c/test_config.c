@@ -289,6 +289,9 @@ TEST(route_methods) {
                NULL, "handlers[1].methods[2]");
   expect_error("return {handlers = {{url = '^/', script = 'm', methods = {''}}}}", NULL,
                "handlers[1].methods[1]");
+  /* a token, but requests with it never parse: refused, not a dead route */
+  expect_error("return {handlers = {{url = '^/', script = 'm', methods = {'GET', 'FOO'}}}}", NULL,
+               "handlers[1].methods[2]: expected a method the HTTP parser accepts");
   expect_error("return {handlers = {{url = '^/', script = 'm', methods = {42}}}}", NULL,
                "handlers[1].methods[1]: expected an HTTP method");
   expect_error("return {handlers = {{url = '^/', script = 'm', methods = 'GET'}}}", NULL,
