@@ -217,9 +217,18 @@ static int request(lua_State *L) {
   lua_pushnil(L);   /* slot top + 1: the header array */
   if (lua_getfield(L, 1, "headers") == LUA_TTABLE)   /* slot top + 2 */
     r.headers = collect_headers(L, top + 2, top + 1, &r.nheaders);
-  /* the limits the HTTP layer applies before a request is dispatched */
+  /* what the HTTP layer refuses before a request is dispatched: a method
+   * it does not parse, a target with spaces or control bytes, an invalid
+   * header (400); a header block over 64 KiB (431); a body over max_body */
+  int bad = !http_method_known(r.method);
+  for (size_t i = 0; i < r.target_len && !bad; i++)
+    bad = (unsigned char)r.target[i] <= ' ' || r.target[i] == 0x7f;
   size_t head = mlen + r.target_len + 12;   /* "M T HTTP/1.1\r\n" */
-  for (int i = 0; i < r.nheaders; i++) head += r.headers[i].name_len + r.headers[i].value_len + 4;
+  for (int i = 0; i < r.nheaders; i++) {
+    bad = bad || !http_header_valid(&r.headers[i]);
+    head += r.headers[i].name_len + r.headers[i].value_len + 4;
+  }
+  if (bad) return refuse(L, &r, 400);
   if (head > HTTP_MAX_HEADER_BLOCK) return refuse(L, &r, 431);
   if (r.body_len > rn->st.cfg->max_body) return refuse(L, &r, 413);
   int base = lua_gettop(L);

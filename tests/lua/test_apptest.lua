@@ -76,6 +76,14 @@ function TestAppTest:test_limits_and_host_headers_as_serve()
   lu.assertEquals({ status, body }, { 431, "request header block too large\n" })
   status = apptest.request { method = "POST", path = "/echo", body = ("x"):rep(64 * 1024) }
   lu.assertEquals(status, 200)
+  -- what serve's parser refuses is 400 here too
+  for _, bad in ipairs({ { method = "get" }, { method = "G ET" }, { method = "FOO" },
+                         { path = "/echo\r\nX: y" }, { path = "/e cho" },
+                         { headers = { ["x-a"] = "a\r\nb" } }, { headers = { ["bad name"] = "v" } } }) do
+    bad.path = bad.path or "/echo"
+    status, _, body = apptest.request(bad)
+    lu.assertEquals({ status, body }, { 400, "malformed request\n" }, bad.method or bad.path)
+  end
   -- every answer names its request, as serve's x-request-id does
   local ids = {}
   for _ = 1, 2 do

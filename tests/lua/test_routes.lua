@@ -40,11 +40,14 @@ function TestMethods:test_other_method_is_405_with_allow()
 end
 
 function TestMethods:test_methods_are_upper_cased_from_app_lua()
-  -- the route lists "get": GET and HEAD reach it, lower-case "get" does not
+  -- the route lists "get": GET and HEAD reach it; a request whose method
+  -- is lower-case "get" is malformed (methods are case-sensitive), as serve says
   lu.assertEquals((apptest.request { method = "GET", path = "/items" }), 200)
-  local status, headers = apptest.request { method = "get", path = "/items" }
+  lu.assertEquals((apptest.request { method = "HEAD", path = "/items" }), 200)
+  local status, headers = apptest.request { method = "PATCH", path = "/items" }
   lu.assertEquals(status, 405)
   lu.assertEquals(headers.allow, "GET, HEAD, POST")
+  lu.assertEquals((apptest.request { method = "get", path = "/items" }), 400)
 end
 
 function TestMethods:test_head_where_get_is_listed()
