@@ -195,6 +195,18 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A field value ends without its trailing whitespace (RFC 9112 5: OWS
+ * around the value is not part of it; llhttp drops only the leading). */
+static int on_header_value_complete(llhttp_t *p) {
+  struct http_conn *c = p->data;
+  if (c->nh == 0) return 0;
+  c->last_was_value = 1;   /* also for an empty value, where on_header_value never ran */
+  struct hdr_off *h = &c->hoff[c->nh - 1];
+  while (h->vl && (c->head.p[h->v + h->vl - 1] == ' ' || c->head.p[h->v + h->vl - 1] == '\t'))
+    h->vl--;
+  return 0;
+}
+
 static const struct hdr_off *find_header(struct http_conn *c, const char *name) {
   size_t len = strlen(name);
   for (int i = 0; i < c->nh; i++)
@@ -263,6 +275,7 @@ static const llhttp_settings_t settings = {
   .on_url = on_url,
   .on_header_field = on_header_field,
   .on_header_value = on_header_value,
+  .on_header_value_complete = on_header_value_complete,
   .on_headers_complete = on_headers_complete,
   .on_body = on_body,
   .on_chunk_header = on_chunk_header,

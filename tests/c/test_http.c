@@ -113,6 +113,18 @@ TEST(simple_get) {
   close(fd);
 }
 
+/* A value loses its trailing whitespace; an empty value is a header of
+ * its own (the next name does not run into it). */
+TEST(header_values_trimmed_and_empty) {
+  start(1024);
+  int fd = client();
+  SEND(fd, "GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Test:  padded \t \r\n\r\n");
+  char *r = read_all(fd, 0);
+  ASSERT(strstr(r, "HTTP/1.1 200 OK\r\n") == r);
+  ASSERT(strstr(r, "\r\n\r\nGET / q= h=3 x=padded body="));
+  close(fd);
+}
+
 TEST(pipelined_in_order) {
   start(1024);
   int fd = client();
@@ -240,7 +252,7 @@ TEST(idle_keepalive_times_out) {
   close(fd);
 }
 
-TEST_LIST(T(simple_get), T(pipelined_in_order), T(chunked_body), T(smuggling_refused), T(limits),
+TEST_LIST(T(simple_get), T(header_values_trimmed_and_empty), T(pipelined_in_order), T(chunked_body), T(smuggling_refused), T(limits),
           T(expect_continue), T(head_has_no_body), T(http10_closes), T(half_request_times_out),
           T(upgrade_answered_once_then_closed),
           T(idle_keepalive_times_out));
