@@ -186,7 +186,9 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Every test_*.lua under dir, recursively. */
+/* Every test_*.lua under dir, recursively.  A symlink to a directory is
+ * not followed (as find and os.walk do not): a link to a parent would
+ * loop; a symlinked file is taken. */
 static void collect(struct files *f, const char *dir) {
   DIR *d = opendir(dir);
   struct dirent *e;
@@ -196,9 +198,11 @@ static void collect(struct files *f, const char *dir) {
     struct stat st;
     if (e->d_name[0] == '.') continue;
     snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (stat(p, &st) < 0) continue;
+    if (lstat(p, &st) < 0) continue;
+    int link = S_ISLNK(st.st_mode);
+    if (link && stat(p, &st) < 0) continue;
     size_t n = strlen(e->d_name);
-    if (S_ISDIR(st.st_mode)) collect(f, p);
+    if (S_ISDIR(st.st_mode)) { if (!link) collect(f, p); }
     else if (n > 9 && !strncmp(e->d_name, "test_", 5) && !strcmp(e->d_name + n - 4, ".lua"))
       add_file(f, p);
   }

@@ -547,6 +547,8 @@ class RunAndTestCommandTests(harness.ServerTestCase):
                 function TestBad:test_fails() lu.assertEquals(1, 2) end
             ''',
         })
+        # a symlink back up the tree is not followed (it would loop)
+        os.symlink("..", os.path.join(d, "ok", "sub", "loop"))
         p = run_luahost(["test", os.path.join(d, "ok")], timeout=20)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         # both files ran, the one in a subdirectory too (recursive discovery)
