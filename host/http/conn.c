@@ -305,6 +305,15 @@ static int build_request(struct http_conn *c) {
   r->path_len = q ? (size_t)(q - b) : c->target_len;
   r->query = q ? q + 1 : b + c->target_len;
   r->query_len = q ? c->target_len - r->path_len - 1 : 0;
+  /* absolute-form ("GET http://host/p?q", RFC 9112 3.2.2: a server MUST
+   * accept it): the path is what follows the authority, "/" when empty */
+  size_t skip = r->path_len > 7 && !strncasecmp(b, "http://", 7)    ? 7
+                : r->path_len > 8 && !strncasecmp(b, "https://", 8) ? 8 : 0;
+  if (skip) {
+    const char *slash = memchr(b + skip, '/', r->path_len - skip);
+    r->path = slash ? slash : "/";
+    r->path_len = slash ? r->path_len - (size_t)(slash - b) : 1;
+  }
   r->http_major = c->parser.http_major;
   r->http_minor = c->parser.http_minor;
   r->headers = c->hdrs;

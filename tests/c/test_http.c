@@ -125,6 +125,18 @@ TEST(header_values_trimmed_and_empty) {
   close(fd);
 }
 
+/* absolute-form targets are accepted: the path follows the authority */
+TEST(absolute_form_target) {
+  start(1024);
+  int fd = client();
+  SEND(fd, "GET http://h:8080/a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+           "GET HTTPS://h?y=2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  char *r = read_all(fd, 0);
+  ASSERT(strstr(r, "\r\n\r\nGET /a/b q=x=1 h=1 x= body="));
+  ASSERT(strstr(r, "\r\n\r\nGET / q=y=2 h=1 x= body="));
+  close(fd);
+}
+
 TEST(pipelined_in_order) {
   start(1024);
   int fd = client();
@@ -252,7 +264,7 @@ TEST(idle_keepalive_times_out) {
   close(fd);
 }
 
-TEST_LIST(T(simple_get), T(header_values_trimmed_and_empty), T(pipelined_in_order), T(chunked_body), T(smuggling_refused), T(limits),
+TEST_LIST(T(simple_get), T(header_values_trimmed_and_empty), T(absolute_form_target), T(pipelined_in_order), T(chunked_body), T(smuggling_refused), T(limits),
           T(expect_continue), T(head_has_no_body), T(http10_closes), T(half_request_times_out),
           T(upgrade_answered_once_then_closed),
           T(idle_keepalive_times_out));

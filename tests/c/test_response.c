@@ -108,6 +108,8 @@ TEST(header_validation) {
 TEST(reasons) {
   ASSERT_STR_EQ(http_reason(404), "Not Found");
   ASSERT_STR_EQ(http_reason(431), "Request Header Fields Too Large");
+  ASSERT_STR_EQ(http_reason(205), "Reset Content");
+  ASSERT_STR_EQ(http_reason(422), "Unprocessable Content");
   ASSERT_STR_EQ(http_reason(599), "Server Error");
 }
 
