@@ -490,8 +490,18 @@ static int load_app_lua(lua_State *L, struct config *c, char *err, size_t n) {
     if (lua_type(L, -2) == LUA_TSTRING)
       for (k = 0; k < K_COUNT && strcmp(keys[k], lua_tostring(L, -2)); k++) {}
     if (k == K_COUNT) {
-      const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                       : luaL_typename(L, -2);
+      char kbuf[64];   /* a number or boolean key as Lua writes it ([1]); no metamethod runs */
+      int kt = lua_type(L, -2);
+      if (kt == LUA_TNUMBER) {
+        lua_pushvalue(L, -2);   /* a copy: lua_next's key must stay a number */
+        snprintf(kbuf, sizeof kbuf, "[%s]", lua_tostring(L, -1));
+        lua_pop(L, 1);
+      } else if (kt == LUA_TBOOLEAN) {
+        snprintf(kbuf, sizeof kbuf, "[%s]", lua_toboolean(L, -2) ? "true" : "false");
+      } else {
+        snprintf(kbuf, sizeof kbuf, "%s", luaL_typename(L, -2));
+      }
+      const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : kbuf;
       char known[512];
       size_t at = 0;
       for (int i = 0; i < K_COUNT && at < sizeof known; i++)   /* the keys[] table, listed */

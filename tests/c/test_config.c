@@ -113,6 +113,7 @@ TEST(cli_overrides_app_lua) {
 
 TEST(errors_name_key_and_expectation) {
   expect_error("return {bogus = 1}", NULL, "unknown key 'bogus'");
+  expect_error("return {1, 2}", NULL, "unknown key '[1]'");   /* an array is not a config */
   expect_error("return {workers = 'x'}", NULL, "app.lua key 'workers': expected an integer");
   expect_error("return {workers = 0}", NULL, "'workers'");
   expect_error("return {workers = 2e35}", NULL, "'workers': expected an integer");
