@@ -122,6 +122,12 @@ static int load_handler(lua_State *L) {
   return 1;
 }
 
+/* The body of a 500 a handler's failure answers: no detail, the ID to
+ * find it in the log. */
+static void push_500_body(lua_State *L, const char *request_id) {
+  lua_pushfstring(L, "500 Internal Server Error\nrequest id: %s\n", request_id);
+}
+
 /* Loads a handler module: 1 with the handler pushed, or 0 (nothing
  * pushed) with its error logged unless that text was logged before. */
 static int load_logged(lua_State *L, const char *script) {
@@ -378,7 +384,7 @@ static int request_main(lua_State *L) {
       j->failed = 1;
       lua_pushinteger(L, 500);
       lua_pushnil(L);
-      lua_pushfstring(L, "500 Internal Server Error\nrequest id: %s\n", r->request_id);
+      push_500_body(L, r->request_id);
       return 3;
     }
     lua_pushvalue(L, -1);
@@ -548,7 +554,7 @@ static int settle(struct run_job *j, int st, int nres) {
     lua_pop(L, 1);
     j->out_of_memory = st == LUA_ERRMEM;
     j->failed = 1;
-    lua_pushfstring(L, "500 Internal Server Error\nrequest id: %s\n", j->req->request_id);
+    push_500_body(L, j->req->request_id);
     lua_xmove(L, co, 1);   /* kept on co until run_finish */
     j->status = 500;
     j->body = lua_tolstring(co, -1, &j->body_len);

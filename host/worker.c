@@ -124,9 +124,7 @@ static void count_request(struct worker *w, const struct run_job *rj) {
            : rj->task.vt.co ? METRICS_ROUTE_NONE : ah_route_id;   /* no coroutine: /_ah/ */
   metrics_request_end(w->metrics, id, rj->status, clock_now_ns() - rj->req->start_ns);
   if (rj->out_of_memory) metrics_count(w->metrics, METRIC_MEMORY_ERRORS);
-  else if (rj->failed && rj->task.vt.deadline_ns &&
-           clock_coarse_ns() >= rj->task.vt.deadline_ns)
-    metrics_count(w->metrics, METRIC_DEADLINES);
+  else if (rj->failed && rj->task.vt.deadline_hit) metrics_count(w->metrics, METRIC_DEADLINES);
   else if (rj->failed) metrics_count(w->metrics, METRIC_HANDLER_ERRORS);
 }
 

@@ -307,8 +307,10 @@ static int build_request(struct http_conn *c) {
   r->query_len = q ? c->target_len - r->path_len - 1 : 0;
   /* absolute-form ("GET http://host/p?q", RFC 9112 3.2.2: a server MUST
    * accept it): the path is what follows the authority, "/" when empty */
-  size_t skip = r->path_len > 7 && !strncasecmp(b, "http://", 7)    ? 7
-                : r->path_len > 8 && !strncasecmp(b, "https://", 8) ? 8 : 0;
+  size_t skip = 0;
+  if (r->path_len && b[0] != '/')   /* origin-form, every usual request, starts with '/' */
+    skip = r->path_len > 7 && !strncasecmp(b, "http://", 7)    ? 7
+           : r->path_len > 8 && !strncasecmp(b, "https://", 8) ? 8 : 0;
   if (skip) {
     const char *slash = memchr(b + skip, '/', r->path_len - skip);
     r->path = slash ? slash : "/";
